@@ -1,0 +1,83 @@
+// The narrow engine API: the only engine header server/ includes. No libtorch types cross it, so
+// server code compiles without torch headers and the worker's gRPC code never sees them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ditserve/model_info.h"
+#include "ditserve/status.h"
+
+namespace ditserve {
+
+// A request after validation and defaulting (coordinator side): every field is concrete.
+struct GenerateParams {
+  std::string prompt;
+  std::string negative_prompt;
+  int64_t width = 0;
+  int64_t height = 0;
+  int64_t num_frames = 1;
+  int64_t steps = 0;
+  float guidance_scale = 0.f;
+  float true_cfg_scale = 1.f;
+  uint64_t seed = 0;
+  float cache_threshold = 0.f;
+  uint32_t fps = 0;
+  enum class Format { kPng, kMp4 } format = Format::kPng;
+};
+
+enum class Stage { kTextEncode, kDenoise, kDecode, kEncode };
+const char* StageName(Stage s);
+
+struct StageTime {
+  Stage stage;
+  double seconds;
+};
+
+struct GenerateOutput {
+  std::vector<uint8_t> data;  // encoded PNG / MP4
+  std::string mime_type;
+  int64_t width = 0, height = 0, frames = 1;
+  uint64_t seed = 0;
+  std::vector<StageTime> timings;
+  int64_t steps_computed = 0;
+  int64_t steps_skipped = 0;
+};
+
+// Callbacks of one running job. Called from the engine's thread.
+class JobControl {
+ public:
+  virtual ~JobControl() = default;
+  // Polled at every step boundary; true stops the job with kCancelled.
+  virtual bool Cancelled() = 0;
+  virtual void Progress(Stage stage, int64_t step, int64_t total) = 0;
+};
+
+struct EngineOptions {
+  std::string model_dir;
+  std::string device = "cpu";  // "cpu" or "cuda:N"
+  // Group membership. A group of world_size > 1 rendezvouses through a c10d TCPStore hosted by
+  // rank 0 at store_host:store_port.
+  int rank = 0;
+  int world_size = 1;
+  std::string store_host = "127.0.0.1";
+  int store_port = 0;
+  int cfg = 1, ulysses = 1, ring = 1;  // context-parallel mesh, product == world_size
+  int intra_op_threads = 0;            // 0 = libtorch default
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Loads the model (TorchScript modules, tokenizers) and joins the group.
+  static StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  virtual const ModelInfo& info() const = 0;
+  // Runs one request to completion on this rank. Every rank of a group calls it with the same
+  // params; only rank 0's output carries data.
+  virtual StatusOr<GenerateOutput> Generate(const GenerateParams& params, JobControl& control) = 0;
+};
+
+}  // namespace ditserve

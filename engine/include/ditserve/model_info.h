@@ -1,0 +1,40 @@
+// What the coordinator needs to know about an exported model without loading it: read from the
+// model directory's model.json (written by scripts/export_model.py). No libtorch here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ditserve/status.h"
+
+namespace ditserve {
+
+struct IntRange {
+  int64_t min = 0;
+  int64_t max = 0;
+  int64_t multiple_of = 1;
+  int64_t default_value = 0;
+  bool Contains(int64_t v) const { return v >= min && v <= max && (multiple_of <= 1 || v % multiple_of == 0); }
+  std::string Describe() const;  // "[16, 2048], multiple of 16"
+};
+
+enum class OutputKind { kImage, kVideo };
+
+struct ModelInfo {
+  std::string name;    // the name clients use; from config, defaults to model.json's name
+  std::string family;  // registry key: "flux", ...
+  std::string variant; // "dev", "schnell", ...
+  std::string dir;     // model directory
+  OutputKind output = OutputKind::kImage;
+  IntRange width, height, num_frames, steps;
+  float default_guidance_scale = 3.5f;
+  bool guidance_embeds = false;
+  uint32_t max_prompt_chars = 4096;
+  uint32_t default_fps = 0;
+};
+
+// Parses <dir>/model.json. Errors name the file and the offending key.
+StatusOr<ModelInfo> ReadModelInfo(const std::string& dir);
+
+}  // namespace ditserve

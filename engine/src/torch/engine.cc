@@ -1,0 +1,113 @@
+// Engine::Create and the single-rank engine: model directory -> registry family -> Pipeline.
+#include "ditserve/engine.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+
+#include "engine/src/torch/attention_op.h"
+#include "models/registry.h"
+
+namespace ditserve {
+namespace {
+
+StatusOr<at::Device> ParseDevice(const std::string& spec) {
+  at::Device device(at::kCPU);
+  try {
+    device = at::Device(spec);
+  } catch (const c10::Error& e) {
+    return InvalidArgument("invalid device \"" + spec + "\" (expected \"cpu\" or \"cuda:N\")");
+  }
+  if (device.is_cpu()) return device;
+  if (!device.is_cuda()) return InvalidArgument("unsupported device \"" + spec + "\" (expected \"cpu\" or \"cuda:N\")");
+  if (!at::hasCUDA()) return FailedPrecondition("device \"" + spec + "\" requested but CUDA is not available");
+  const auto count = c10::impl::getDeviceGuardImpl(at::kCUDA)->deviceCount();
+  if (!device.has_index()) device = at::Device(at::kCUDA, 0);
+  if (device.index() >= count) {
+    return FailedPrecondition("device \"" + spec + "\" requested but only " + std::to_string(count) +
+                              " CUDA device(s) are visible");
+  }
+  return device;
+}
+
+Status CheckParams(const ModelInfo& info, const GenerateParams& p) {
+  auto range_error = [](const char* what, int64_t v, const IntRange& r) {
+    return InvalidArgument(std::string(what) + " " + std::to_string(v) + " is outside " + r.Describe());
+  };
+  if (!info.width.Contains(p.width)) return range_error("width", p.width, info.width);
+  if (!info.height.Contains(p.height)) return range_error("height", p.height, info.height);
+  if (!info.steps.Contains(p.steps)) return range_error("steps", p.steps, info.steps);
+  if (!info.num_frames.Contains(p.num_frames)) return range_error("num_frames", p.num_frames, info.num_frames);
+  if (p.prompt.size() > info.max_prompt_chars || p.negative_prompt.size() > info.max_prompt_chars) {
+    return InvalidArgument("prompt longer than " + std::to_string(info.max_prompt_chars) + " bytes");
+  }
+  if (info.output == OutputKind::kImage && p.format != GenerateParams::Format::kPng) {
+    return InvalidArgument("image models produce PNG only");
+  }
+  return Status::Ok();
+}
+
+class TorchEngine final : public Engine {
+ public:
+  TorchEngine(ModelInfo info, std::unique_ptr<models::Pipeline> pipeline)
+      : info_(std::move(info)), pipeline_(std::move(pipeline)) {}
+
+  const ModelInfo& info() const override { return info_; }
+
+  StatusOr<GenerateOutput> Generate(const GenerateParams& params, JobControl& control) override {
+    RETURN_IF_ERROR(CheckParams(info_, params));
+    try {
+      c10::InferenceMode guard;
+      return pipeline_->Generate(params, control);
+    } catch (const c10::Error& e) {
+      return Internal(e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      return Internal(e.what());
+    }
+  }
+
+ private:
+  ModelInfo info_;
+  std::unique_ptr<models::Pipeline> pipeline_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
+    return InvalidArgument("rank " + std::to_string(options.rank) + " is outside world_size " +
+                           std::to_string(options.world_size));
+  }
+  if (options.cfg * options.ulysses * options.ring != options.world_size) {
+    return InvalidArgument("cfg * ulysses * ring must equal world_size");
+  }
+  if (options.world_size > 1) {
+    return FailedPrecondition("multi-rank groups need context parallelism, which this build does not provide yet "
+                              "(world_size " + std::to_string(options.world_size) + "); run with world_size 1");
+  }
+  ASSIGN_OR_RETURN(ModelInfo info, ReadModelInfo(options.model_dir));
+  ASSIGN_OR_RETURN(at::Device device, ParseDevice(options.device));
+  if (options.intra_op_threads < 0) return InvalidArgument("intra_op_threads must be >= 0");
+  if (options.intra_op_threads > 0) at::set_num_threads(options.intra_op_threads);
+  // A single rank attends over its full sequence.
+  torch_engine::SetAttentionBackend(std::make_shared<torch_engine::SdpaAttentionBackend>());
+
+  models::PipelineOptions popts;
+  popts.info = info;
+  popts.device = device.str();
+  popts.rank = options.rank;
+  popts.world_size = options.world_size;
+  popts.cfg = options.cfg;
+  popts.ulysses = options.ulysses;
+  popts.ring = options.ring;
+  try {
+    ASSIGN_OR_RETURN(std::unique_ptr<models::Pipeline> pipeline, models::CreatePipeline(popts));
+    return std::unique_ptr<Engine>(new TorchEngine(std::move(info), std::move(pipeline)));
+  } catch (const c10::Error& e) {
+    return Internal("loading " + options.model_dir + ": " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return Internal("loading " + options.model_dir + ": " + e.what());
+  }
+}
+
+}  // namespace ditserve

@@ -1,0 +1,206 @@
+#include "models/flux/flux_pipeline.h"
+
+#include <chrono>
+#include <string>
+
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/script.h>
+
+#include "engine/io/png.h"
+#include "engine/src/torch/flow_match_euler.h"
+#include "models/flux/flux_config.h"
+#include "models/flux/flux_decode.h"
+#include "models/flux/flux_latents.h"
+#include "models/flux/flux_text.h"
+
+namespace ditserve::models::flux {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Waits for queued device work so stage timings mean something on CUDA.
+void SyncDevice(const at::Device& device) {
+  if (device.is_cpu()) return;
+  c10::impl::getDeviceGuardImpl(device.type())->synchronizeDevice(device.index());
+}
+
+double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string FormatFloat(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+}  // namespace
+
+struct FluxPipeline::Impl {
+  PipelineOptions options;
+  FluxConfig config;
+  at::Device device{at::kCPU};
+  std::unique_ptr<FluxTextEncoder> text;
+  torch::jit::Module transformer, vae;
+
+  // One full transformer evaluation: embed -> double blocks -> single blocks -> head.
+  at::Tensor Transformer(const at::Tensor& latents, const PromptEmbeds& prompt, const at::Tensor& timestep,
+                         const at::Tensor& guidance, const at::Tensor& cos, const at::Tensor& sin) {
+    auto embedded = transformer.get_method("embed")({latents, prompt.hidden, prompt.pooled, timestep, guidance});
+    const auto& e = embedded.toTupleRef().elements();
+    c10::IValue img = e[0], txt = e[1];
+    const c10::IValue temb = e[2];
+    const c10::IValue no_mask;  // FLUX attends to every (padded) T5 token, like diffusers
+    auto d = transformer.get_method("double_blocks")(
+        {int64_t{0}, config.num_layers, img, txt, temb, cos, sin, no_mask});
+    img = d.toTupleRef().elements()[0];
+    txt = d.toTupleRef().elements()[1];
+    auto s = transformer.get_method("single_blocks")(
+        {int64_t{0}, config.num_single_layers, img, txt, temb, cos, sin, no_mask});
+    img = s.toTupleRef().elements()[0];
+    return transformer.get_method("head")({img, temb}).toTensor();
+  }
+
+  StatusOr<FluxRawOutput> Run(const GenerateParams& params, JobControl& control);
+};
+
+FluxPipeline::FluxPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+FluxPipeline::~FluxPipeline() = default;
+
+StatusOr<std::unique_ptr<FluxPipeline>> FluxPipeline::Load(const PipelineOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  ASSIGN_OR_RETURN(impl->config, FluxConfig::Load(options.info.dir));
+  try {
+    impl->device = at::Device(options.device);
+  } catch (const c10::Error& e) {
+    return InvalidArgument("bad device \"" + options.device + "\": " + e.what_without_backtrace());
+  }
+  const FluxConfig& c = impl->config;
+  ASSIGN_OR_RETURN(impl->text, FluxTextEncoder::Load(c, impl->device));
+  ASSIGN_OR_RETURN(impl->transformer, LoadTorchScript(c.Path(c.transformer_file), impl->device));
+  ASSIGN_OR_RETURN(impl->vae, LoadTorchScript(c.Path(c.vae_file), impl->device));
+  for (const char* method : {"embed", "double_blocks", "single_blocks", "head"}) {
+    if (!impl->transformer.find_method(method)) {
+      return InvalidArgument(c.Path(c.transformer_file) + " has no method '" + method + "' (re-export it)");
+    }
+  }
+  return std::unique_ptr<FluxPipeline>(new FluxPipeline(std::move(impl)));
+}
+
+StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, JobControl& control) {
+  const FluxConfig& c = config;
+  if (params.steps < 1) return InvalidArgument("steps must be >= 1");
+  if (params.width < c.vae_scale_factor * 2 || params.height < c.vae_scale_factor * 2) {
+    return InvalidArgument("width and height must be at least " + std::to_string(c.vae_scale_factor * 2));
+  }
+  FluxRawOutput out;
+  const at::ScalarType dtype = c.dtype;
+
+  // 1. Text (true CFG as diffusers: true_cfg_scale > 1 and a negative prompt).
+  auto t0 = Clock::now();
+  const bool do_true_cfg = params.true_cfg_scale > 1.f && !params.negative_prompt.empty();
+  const PromptEmbeds prompt = text->Encode(params.prompt);
+  PromptEmbeds negative;
+  if (do_true_cfg) negative = text->Encode(params.negative_prompt);
+  SyncDevice(device);
+  out.timings.push_back({Stage::kTextEncode, Since(t0)});
+  control.Progress(Stage::kTextEncode, 1, 1);
+
+  // 2. Latents, ids, rotary embedding, schedule.
+  t0 = Clock::now();
+  const int64_t lh = LatentSize(params.height, c.vae_scale_factor);
+  const int64_t lw = LatentSize(params.width, c.vae_scale_factor);
+  at::Tensor latents = PackLatents(InitialNoise(params.seed, c.latent_channels(), lh, lw, dtype, device));
+  const int64_t text_len = prompt.hidden.size(1);
+  const at::Tensor ids = at::cat({at::zeros({text_len, 3}, at::kFloat), LatentImageIds(lh, lw)}, 0);
+  auto [cos, sin] = RotaryEmbedding(ids, c.axes_dims_rope, c.rope_theta);
+  cos = cos.to(device);
+  sin = sin.to(device);
+
+  torch_engine::FlowMatchEulerScheduler scheduler(c.scheduler);
+  const auto& sc = c.scheduler;
+  const double mu = torch_engine::CalculateShift(latents.size(1), sc.base_image_seq_len, sc.max_image_seq_len,
+                                                 sc.base_shift, sc.max_shift);
+  RETURN_IF_ERROR(scheduler.SetTimesteps(params.steps, mu, torch_engine::FlowMatchEulerScheduler::FluxSigmas(params.steps)));
+  const at::Tensor timesteps = at::tensor(scheduler.timesteps(), at::kFloat).to(device);
+  const int64_t batch = latents.size(0);
+  const at::Tensor guidance =
+      at::full({1}, params.guidance_scale, at::TensorOptions().dtype(at::kFloat).device(device)).expand({batch});
+
+  // 3. Denoising loop.
+  const int64_t n = scheduler.num_inference_steps();
+  for (int64_t i = 0; i < n; ++i) {
+    if (control.Cancelled()) return Cancelled("cancelled before step " + std::to_string(i + 1) + " of " + std::to_string(n));
+    const at::Tensor timestep = timesteps.select(0, i).expand({batch}).to(dtype) / 1000;
+    at::Tensor noise_pred = Transformer(latents, prompt, timestep, guidance, cos, sin);
+    if (do_true_cfg) {
+      const at::Tensor neg = Transformer(latents, negative, timestep, guidance, cos, sin);
+      noise_pred = neg + (noise_pred - neg) * static_cast<double>(params.true_cfg_scale);
+    }
+    latents = scheduler.Step(noise_pred, i, latents);
+    ++out.steps_computed;
+    if (i + 1 == n) SyncDevice(device);
+    control.Progress(Stage::kDenoise, i + 1, n);
+  }
+  SyncDevice(device);
+  out.timings.push_back({Stage::kDenoise, Since(t0)});
+  if (control.Cancelled()) return Cancelled("cancelled before decoding");
+
+  const at::Tensor final_latents = latents.to(at::kCPU).to(at::kFloat).contiguous();
+  out.latents_shape.assign(final_latents.sizes().begin(), final_latents.sizes().end());
+  out.packed_latents.assign(final_latents.data_ptr<float>(), final_latents.data_ptr<float>() + final_latents.numel());
+
+  // 4. Decode + postprocess.
+  t0 = Clock::now();
+  const at::Tensor image = DecodeLatents(vae, latents, lh, lw, c.scaling_factor, c.shift_factor);
+  const at::Tensor pixels = PostprocessImage(image);  // CPU uint8 [H, W, 3]
+  out.height = pixels.size(0);
+  out.width = pixels.size(1);
+  out.rgb.assign(pixels.data_ptr<uint8_t>(), pixels.data_ptr<uint8_t>() + pixels.numel());
+  out.timings.push_back({Stage::kDecode, Since(t0)});
+  control.Progress(Stage::kDecode, 1, 1);
+  return out;
+}
+
+StatusOr<FluxRawOutput> FluxPipeline::GenerateRaw(const GenerateParams& params, JobControl& control) {
+  try {
+    c10::InferenceMode guard;
+    return impl_->Run(params, control);
+  } catch (const c10::Error& e) {
+    return Internal(std::string("flux: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return Internal(std::string("flux: ") + e.what());
+  }
+}
+
+StatusOr<GenerateOutput> FluxPipeline::Generate(const GenerateParams& params, JobControl& control) {
+  ASSIGN_OR_RETURN(FluxRawOutput raw, GenerateRaw(params, control));
+  GenerateOutput out;
+  const auto t0 = Clock::now();
+  const io::PngText text = {
+      {"model", impl_->options.info.name},
+      {"prompt", params.prompt},
+      {"negative_prompt", params.negative_prompt},
+      {"seed", std::to_string(params.seed)},
+      {"steps", std::to_string(params.steps)},
+      {"guidance_scale", FormatFloat(params.guidance_scale)},
+      {"true_cfg_scale", FormatFloat(params.true_cfg_scale)},
+      {"width", std::to_string(raw.width)},
+      {"height", std::to_string(raw.height)},
+      {"software", "ditserve"},
+  };
+  out.data = io::EncodePng(raw.rgb.data(), static_cast<int>(raw.width), static_cast<int>(raw.height), 3, text);
+  if (out.data.empty()) return Internal("PNG encoding failed");
+  out.mime_type = "image/png";
+  out.width = raw.width;
+  out.height = raw.height;
+  out.frames = 1;
+  out.seed = params.seed;
+  out.timings = std::move(raw.timings);
+  out.timings.push_back({Stage::kEncode, Since(t0)});
+  out.steps_computed = raw.steps_computed;
+  out.steps_skipped = 0;
+  control.Progress(Stage::kEncode, 1, 1);
+  return out;
+}
+
+}  // namespace ditserve::models::flux

@@ -1,0 +1,43 @@
+// FLUX.1 [dev] / [schnell] text-to-image, step for step like diffusers' FluxPipeline (0.34), driving
+// the exported TorchScript modules. Torch-free header (pimpl) so tests can use GenerateRaw directly.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "ditserve/engine.h"
+#include "ditserve/status.h"
+#include "models/pipeline.h"
+
+namespace ditserve::models::flux {
+
+// The uncompressed result of one request: what Generate encodes as PNG, plus the final latents.
+struct FluxRawOutput {
+  int64_t width = 0, height = 0;
+  std::vector<uint8_t> rgb;            // height x width x 3, as VaeImageProcessor.postprocess(output_type="pil")
+  std::vector<float> packed_latents;   // latents after the last step, [1, N, 4C] row-major, as float32
+  std::vector<int64_t> latents_shape;  // {1, N, 4C}
+  std::vector<StageTime> timings;      // text_encode, denoise, decode
+  int64_t steps_computed = 0;
+};
+
+class FluxPipeline final : public Pipeline {
+ public:
+  static StatusOr<std::unique_ptr<FluxPipeline>> Load(const PipelineOptions& options);
+  ~FluxPipeline() override;
+
+  StatusOr<GenerateOutput> Generate(const GenerateParams& params, JobControl& control) override;
+
+  // Everything but the PNG encoding. Enables inference mode and converts c10::Error itself, so it can
+  // be called directly (the diffusers parity tests do).
+  StatusOr<FluxRawOutput> GenerateRaw(const GenerateParams& params, JobControl& control);
+
+  struct Impl;
+
+ private:
+  explicit FluxPipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ditserve::models::flux

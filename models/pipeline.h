@@ -1,0 +1,32 @@
+// The model-family-independent pipeline interface the engine drives. No libtorch types: families
+// keep their tensors behind this interface, so the registry and engine.cc stay family-agnostic.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ditserve/engine.h"
+#include "ditserve/model_info.h"
+#include "ditserve/status.h"
+
+namespace ditserve::models {
+
+// What a pipeline is built from. The engine has validated the model directory (info) and the device.
+struct PipelineOptions {
+  ModelInfo info;
+  std::string device = "cpu";  // "cpu" or "cuda:N"
+  int rank = 0;
+  int world_size = 1;
+  int cfg = 1, ulysses = 1, ring = 1;  // context-parallel mesh of the group (all 1 on one rank)
+};
+
+class Pipeline {
+ public:
+  virtual ~Pipeline() = default;
+  // Runs one validated request on this rank: text encoding, denoising, decoding and output encoding.
+  // Polls control.Cancelled() at every step boundary (returns kCancelled) and reports progress per stage.
+  // Called with inference mode enabled by the engine; may throw c10::Error (the engine converts it).
+  virtual StatusOr<GenerateOutput> Generate(const GenerateParams& params, JobControl& control) = 0;
+};
+
+}  // namespace ditserve::models

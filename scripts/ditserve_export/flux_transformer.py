@@ -1,0 +1,402 @@
+"""ditserve's TorchScript-able FLUX transformer.
+
+Numerically it follows diffusers 0.34 ``FluxTransformer2DModel`` and it uses the same parameter names,
+so ``FluxTransformer.from_diffusers_config(cfg).load_state_dict(diffusers_model.state_dict())`` works
+with ``strict=True``.  Differences, all deliberate (see docs/model_format.md):
+
+* the rotary table (cos, sin) is an input, computed by the caller from the position ids
+  (``flux_rope`` below is the Python reference of what the C++ adapter computes);
+* attention is ``torch.ops.ditserve.attention(q, k, v, key_mask)`` so the engine can swap the kernel
+  (plain SDPA, Ulysses, ring) without re-exporting;
+* the model can be run in pieces: ``embed``, ``double_blocks(start, end, ...)``,
+  ``single_blocks(start, end, ...)``, ``head``; ``forward`` chains them.
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import ops as _ops  # noqa: F401  (registers torch.ops.ditserve.attention)
+
+
+# ----------------------------------------------------------------------------------------------
+# rotary embedding (Python reference; the C++ adapter reimplements it)
+# ----------------------------------------------------------------------------------------------
+def flux_rope(ids: torch.Tensor, axes_dims: Sequence[int], theta: float = 10000.0
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """ids [S, n_axes] -> (cos, sin), each float32 [S, sum(axes_dims)], pairs repeat-interleaved.
+
+    Frequencies are computed in float64 from float32 positions, then rounded to float32, which is
+    what diffusers' FluxPosEmbed does on CPU/CUDA."""
+    pos = ids.to(torch.float32)
+    coss: List[torch.Tensor] = []
+    sins: List[torch.Tensor] = []
+    for axis, dim in enumerate(axes_dims):
+        if dim % 2 != 0:
+            raise ValueError(f"rope axis dim must be even, got {dim}")
+        exponents = torch.arange(0, dim, 2, dtype=torch.float64, device=ids.device) / dim
+        inv_freq = 1.0 / (float(theta) ** exponents)                       # [dim/2]
+        angles = pos[:, axis].to(torch.float64)[:, None] * inv_freq[None, :]  # [S, dim/2]
+        coss.append(torch.repeat_interleave(angles.cos(), 2, dim=1).to(torch.float32))
+        sins.append(torch.repeat_interleave(angles.sin(), 2, dim=1).to(torch.float32))
+    return torch.cat(coss, dim=-1), torch.cat(sins, dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, H, S, D]; cos/sin float32 [S, D] in repeat-interleaved form."""
+    b, h, s, d = x.shape
+    pairs = x.reshape(b, h, s, d // 2, 2)
+    even = pairs[..., 0]
+    odd = pairs[..., 1]
+    rotated = torch.stack([-odd, even], dim=-1).reshape(b, h, s, d)
+    out = x.float() * cos[None, None] + rotated.float() * sin[None, None]
+    return out.to(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# small building blocks
+# ----------------------------------------------------------------------------------------------
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        y = x * torch.rsqrt(var + self.eps)
+        if self.weight.dtype == torch.float16 or self.weight.dtype == torch.bfloat16:
+            y = y.to(self.weight.dtype)
+        return y * self.weight
+
+
+def timestep_sinusoid(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
+    """[B] -> float32 [B, dim], (cos, sin) order, no frequency shift (diffusers Timesteps(256, True, 0))."""
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(0, half, dtype=torch.float32, device=t.device)
+    freqs = torch.exp(exponent / half)
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+class MLPEmbedder(nn.Module):
+    """linear_1 -> SiLU -> linear_2 (diffusers TimestepEmbedding / PixArtAlphaTextProjection(silu))."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(in_dim, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class TimeTextEmbed(nn.Module):
+    """schnell: temb = MLP(sinusoid(t)) + MLP(pooled); guidance is ignored."""
+
+    def __init__(self, dim: int, pooled_dim: int):
+        super().__init__()
+        self.timestep_embedder = MLPEmbedder(256, dim)
+        self.text_embedder = MLPEmbedder(pooled_dim, dim)
+
+    def forward(self, timestep: torch.Tensor, guidance: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        t = self.timestep_embedder(timestep_sinusoid(timestep).to(pooled.dtype))
+        return t + self.text_embedder(pooled)
+
+
+class TimeGuidanceTextEmbed(nn.Module):
+    """dev: temb = MLP(sinusoid(t)) + MLP(sinusoid(g)) + MLP(pooled)."""
+
+    def __init__(self, dim: int, pooled_dim: int):
+        super().__init__()
+        self.timestep_embedder = MLPEmbedder(256, dim)
+        self.guidance_embedder = MLPEmbedder(256, dim)
+        self.text_embedder = MLPEmbedder(pooled_dim, dim)
+
+    def forward(self, timestep: torch.Tensor, guidance: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        t = self.timestep_embedder(timestep_sinusoid(timestep).to(pooled.dtype))
+        g = self.guidance_embedder(timestep_sinusoid(guidance).to(pooled.dtype))
+        return (t + g) + self.text_embedder(pooled)
+
+
+class GeluProj(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.proj(x), approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    """net.0.proj (gelu-tanh) -> net.1 (dropout, no-op) -> net.2."""
+
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        self.net = nn.ModuleList([GeluProj(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+def _layer_norm(x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, [x.shape[-1]], None, None, 1e-6)
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, S, H*D] -> [B, H, S, D]"""
+    b, s, hd = x.shape
+    return x.view(b, s, heads, hd // heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, H, S, D] -> [B, S, H*D]"""
+    b, h, s, d = x.shape
+    return x.transpose(1, 2).reshape(b, s, h * d)
+
+
+# ----------------------------------------------------------------------------------------------
+# attention modules (parameter names of diffusers' Attention)
+# ----------------------------------------------------------------------------------------------
+class JointAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, head_dim: int):
+        super().__init__()
+        self.heads = heads
+        inner = heads * head_dim
+        self.to_q = nn.Linear(dim, inner)
+        self.to_k = nn.Linear(dim, inner)
+        self.to_v = nn.Linear(dim, inner)
+        self.norm_q = RMSNorm(head_dim)
+        self.norm_k = RMSNorm(head_dim)
+        self.add_q_proj = nn.Linear(dim, inner)
+        self.add_k_proj = nn.Linear(dim, inner)
+        self.add_v_proj = nn.Linear(dim, inner)
+        self.norm_added_q = RMSNorm(head_dim)
+        self.norm_added_k = RMSNorm(head_dim)
+        self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
+        self.to_add_out = nn.Linear(inner, dim)
+
+    def forward(self, img: torch.Tensor, txt: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        h = self.heads
+        q = torch.cat([self.norm_added_q(_heads(self.add_q_proj(txt), h)),
+                       self.norm_q(_heads(self.to_q(img), h))], dim=2)
+        k = torch.cat([self.norm_added_k(_heads(self.add_k_proj(txt), h)),
+                       self.norm_k(_heads(self.to_k(img), h))], dim=2)
+        v = torch.cat([_heads(self.add_v_proj(txt), h), _heads(self.to_v(img), h)], dim=2)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        o = torch.ops.ditserve.attention(q, k, v, key_mask)
+        o = _merge_heads(o).to(q.dtype)
+        t = txt.shape[1]
+        txt_out = self.to_add_out(o[:, :t])
+        img_out = self.to_out[0](o[:, t:])
+        return img_out, txt_out
+
+
+class SelfAttention(nn.Module):
+    """pre-only attention of the single-stream blocks (no output projection)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int):
+        super().__init__()
+        self.heads = heads
+        inner = heads * head_dim
+        self.to_q = nn.Linear(dim, inner)
+        self.to_k = nn.Linear(dim, inner)
+        self.to_v = nn.Linear(dim, inner)
+        self.norm_q = RMSNorm(head_dim)
+        self.norm_k = RMSNorm(head_dim)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                key_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        h = self.heads
+        q = apply_rope(self.norm_q(_heads(self.to_q(x), h)), cos, sin)
+        k = apply_rope(self.norm_k(_heads(self.to_k(x), h)), cos, sin)
+        v = _heads(self.to_v(x), h)
+        o = torch.ops.ditserve.attention(q, k, v, key_mask)
+        return _merge_heads(o).to(q.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# blocks
+# ----------------------------------------------------------------------------------------------
+class AdaNormZero(nn.Module):
+    """diffusers AdaLayerNormZero: holds ``linear``; the norm has no parameters."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, 6 * dim)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        m = self.linear(F.silu(temb)).chunk(6, dim=1)
+        y = _layer_norm(x) * (1 + m[1][:, None]) + m[0][:, None]
+        return y, m[2], m[3], m[4], m[5]
+
+
+class AdaNormZeroSingle(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, 3 * dim)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        m = self.linear(F.silu(temb)).chunk(3, dim=1)
+        return _layer_norm(x) * (1 + m[1][:, None]) + m[0][:, None], m[2]
+
+
+class AdaNormOut(nn.Module):
+    """diffusers AdaLayerNormContinuous(elementwise_affine=False): chunks are (scale, shift)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, 2 * dim)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        m = self.linear(F.silu(temb).to(x.dtype)).chunk(2, dim=1)
+        return _layer_norm(x) * (1 + m[0])[:, None, :] + m[1][:, None, :]
+
+
+class DoubleStreamBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, head_dim: int):
+        super().__init__()
+        self.norm1 = AdaNormZero(dim)
+        self.norm1_context = AdaNormZero(dim)
+        self.attn = JointAttention(dim, heads, head_dim)
+        self.ff = FeedForward(dim)
+        self.ff_context = FeedForward(dim)
+
+    def forward(self, img: torch.Tensor, txt: torch.Tensor, temb: torch.Tensor, cos: torch.Tensor,
+                sin: torch.Tensor, key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        img_n, img_gate, img_shift2, img_scale2, img_gate2 = self.norm1(img, temb)
+        txt_n, txt_gate, txt_shift2, txt_scale2, txt_gate2 = self.norm1_context(txt, temb)
+        img_a, txt_a = self.attn(img_n, txt_n, cos, sin, key_mask)
+
+        img = img + img_gate.unsqueeze(1) * img_a
+        img_n2 = _layer_norm(img) * (1 + img_scale2[:, None]) + img_shift2[:, None]
+        img = img + img_gate2.unsqueeze(1) * self.ff(img_n2)
+
+        txt = txt + txt_gate.unsqueeze(1) * txt_a
+        txt_n2 = _layer_norm(txt) * (1 + txt_scale2[:, None]) + txt_shift2[:, None]
+        txt = txt + txt_gate2.unsqueeze(1) * self.ff_context(txt_n2)
+        if txt.dtype == torch.float16:
+            txt = txt.clip(-65504, 65504)
+        return img, txt
+
+
+class SingleStreamBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm = AdaNormZeroSingle(dim)
+        self.proj_mlp = nn.Linear(dim, hidden)
+        self.proj_out = nn.Linear(dim + hidden, dim)
+        self.attn = SelfAttention(dim, heads, head_dim)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                key_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        xn, gate = self.norm(x, temb)
+        mlp = F.gelu(self.proj_mlp(xn), approximate="tanh")
+        a = self.attn(xn, cos, sin, key_mask)
+        x = x + gate.unsqueeze(1) * self.proj_out(torch.cat([a, mlp], dim=2))
+        if x.dtype == torch.float16:
+            x = x.clip(-65504, 65504)
+        return x
+
+
+# ----------------------------------------------------------------------------------------------
+# the model
+# ----------------------------------------------------------------------------------------------
+class FluxTransformer(nn.Module):
+    def __init__(self, in_channels: int = 64, out_channels: Optional[int] = None, num_layers: int = 19,
+                 num_single_layers: int = 38, attention_head_dim: int = 128, num_attention_heads: int = 24,
+                 joint_attention_dim: int = 4096, pooled_projection_dim: int = 768,
+                 guidance_embeds: bool = False, axes_dims_rope: Sequence[int] = (16, 56, 56),
+                 patch_size: int = 1):
+        super().__init__()
+        if patch_size != 1:
+            raise ValueError("only patch_size=1 FLUX checkpoints are supported")
+        if sum(axes_dims_rope) != attention_head_dim:
+            raise ValueError(f"axes_dims_rope {list(axes_dims_rope)} must sum to attention_head_dim")
+        dim = num_attention_heads * attention_head_dim
+        self.in_channels = in_channels
+        self.out_channels = out_channels or in_channels
+        self.inner_dim = dim
+        self.num_layers = num_layers
+        self.num_single_layers = num_single_layers
+        self.num_attention_heads = num_attention_heads
+        self.attention_head_dim = attention_head_dim
+        self.guidance_embeds = guidance_embeds
+
+        if guidance_embeds:
+            self.time_text_embed = TimeGuidanceTextEmbed(dim, pooled_projection_dim)
+        else:
+            self.time_text_embed = TimeTextEmbed(dim, pooled_projection_dim)
+        self.context_embedder = nn.Linear(joint_attention_dim, dim)
+        self.x_embedder = nn.Linear(in_channels, dim)
+        self.transformer_blocks = nn.ModuleList(
+            [DoubleStreamBlock(dim, num_attention_heads, attention_head_dim) for _ in range(num_layers)])
+        self.single_transformer_blocks = nn.ModuleList(
+            [SingleStreamBlock(dim, num_attention_heads, attention_head_dim) for _ in range(num_single_layers)])
+        self.norm_out = AdaNormOut(dim)
+        self.proj_out = nn.Linear(dim, self.out_channels)
+
+    @classmethod
+    def from_diffusers_config(cls, cfg: Dict) -> "FluxTransformer":
+        return cls(in_channels=cfg.get("in_channels", 64), out_channels=cfg.get("out_channels"),
+                   num_layers=cfg.get("num_layers", 19), num_single_layers=cfg.get("num_single_layers", 38),
+                   attention_head_dim=cfg.get("attention_head_dim", 128),
+                   num_attention_heads=cfg.get("num_attention_heads", 24),
+                   joint_attention_dim=cfg.get("joint_attention_dim", 4096),
+                   pooled_projection_dim=cfg.get("pooled_projection_dim", 768),
+                   guidance_embeds=bool(cfg.get("guidance_embeds", False)),
+                   axes_dims_rope=tuple(cfg.get("axes_dims_rope", (16, 56, 56))),
+                   patch_size=cfg.get("patch_size", 1))
+
+    @torch.jit.export
+    def embed(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+              pooled_projections: torch.Tensor, timestep: torch.Tensor, guidance: torch.Tensor
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        img = self.x_embedder(hidden_states)
+        t = timestep.to(img.dtype) * 1000
+        g = guidance.to(img.dtype) * 1000
+        temb = self.time_text_embed(t, g, pooled_projections)
+        txt = self.context_embedder(encoder_hidden_states)
+        return img, txt, temb
+
+    @torch.jit.export
+    def double_blocks(self, start: int, end: int, img: torch.Tensor, txt: torch.Tensor, temb: torch.Tensor,
+                      cos: torch.Tensor, sin: torch.Tensor, key_mask: Optional[torch.Tensor]
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+        for i, blk in enumerate(self.transformer_blocks):
+            if i >= start and i < end:
+                img, txt = blk(img, txt, temb, cos, sin, key_mask)
+        return img, txt
+
+    @torch.jit.export
+    def single_blocks(self, start: int, end: int, img: torch.Tensor, txt: torch.Tensor, temb: torch.Tensor,
+                      cos: torch.Tensor, sin: torch.Tensor, key_mask: Optional[torch.Tensor]
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if start >= end or start >= self.num_single_layers:
+            return img, txt
+        t = txt.shape[1]
+        x = torch.cat([txt, img], dim=1)
+        for i, blk in enumerate(self.single_transformer_blocks):
+            if i >= start and i < end:
+                x = blk(x, temb, cos, sin, key_mask)
+        return x[:, t:], x[:, :t]
+
+    @torch.jit.export
+    def head(self, img: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        return self.proj_out(self.norm_out(img, temb))
+
+    def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                pooled_projections: torch.Tensor, timestep: torch.Tensor, guidance: torch.Tensor,
+                cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        img, txt, temb = self.embed(hidden_states, encoder_hidden_states, pooled_projections, timestep, guidance)
+        img, txt = self.double_blocks(0, self.num_layers, img, txt, temb, cos, sin, None)
+        img, txt = self.single_blocks(0, self.num_single_layers, img, txt, temb, cos, sin, None)
+        return self.head(img, temb)

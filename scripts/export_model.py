@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Export a diffusers checkpoint directory into a ditserve model directory (docs/model_format.md).
+
+  export_model.py --family flux --src DIR --out DIR [--dtype float32|bfloat16] [--name NAME]
+                  [--t5-max-length N] [--no-verify]
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ditserve_export.flux import DTYPES, EXPORTERS, ExportError  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--family", required=True, help=f"model family: {', '.join(sorted(EXPORTERS))}")
+    p.add_argument("--src", required=True, help="diffusers pipeline directory (save_pretrained layout)")
+    p.add_argument("--out", required=True, help="output ditserve model directory")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weight dtype of the .pt files")
+    p.add_argument("--name", default=None, help="model name in model.json (default: basename of --src)")
+    p.add_argument("--t5-max-length", type=int, default=None,
+                   help="T5 sequence length (flux default: 512 for dev, 256 for schnell)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip comparing traced components with eager PyTorch")
+    a = p.parse_args(argv)
+
+    fn = EXPORTERS.get(a.family)
+    if fn is None:
+        p.error(f"unknown --family {a.family!r}; supported: {', '.join(sorted(EXPORTERS))}")
+    if not os.path.isdir(a.src):
+        p.error(f"--src {a.src} is not a directory")
+    try:
+        fn(a.src, a.out, dtype=a.dtype, name=a.name, t5_max_length=a.t5_max_length, verify=not a.no_verify)
+    except ExportError as e:
+        print(f"export_model.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Build the tiny random test models (diffusers sources + exported ditserve model directories).
+
+  make_test_models.py --out DIR
+
+Writes DIR/src/flux-tiny-{dev,schnell} (diffusers FluxPipeline dirs) and DIR/flux-tiny-{dev,schnell}
+(ditserve model dirs, float32).  Idempotent: skipped when DIR/.done holds the hash of this script and of
+the ditserve_export package.
+"""
+import argparse
+import glob
+import hashlib
+import os
+import shutil
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+VARIANTS = ("dev", "schnell")
+
+
+def source_hash() -> str:
+    h = hashlib.sha256()
+    files = [os.path.abspath(__file__)] + sorted(glob.glob(os.path.join(HERE, "ditserve_export", "*.py")))
+    for f in files:
+        h.update(os.path.basename(f).encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    a = p.parse_args(argv)
+
+    out = os.path.abspath(a.out)
+    done = os.path.join(out, ".done")
+    digest = source_hash()
+    if not a.force and os.path.isfile(done):
+        with open(done) as f:
+            if f.read().strip() == digest:
+                print(f"test models in {out} are up to date")
+                return 0
+
+    from ditserve_export.flux import export_flux
+    from ditserve_export.tiny import make_tiny_flux, tiny_limits
+
+    os.makedirs(out, exist_ok=True)
+    if os.path.exists(done):
+        os.remove(done)
+    t0 = time.time()
+    for variant in VARIANTS:
+        name = f"flux-tiny-{variant}"
+        src = os.path.join(out, "src", name)
+        dst = os.path.join(out, name)
+        for d in (src, dst):
+            if os.path.isdir(d):
+                shutil.rmtree(d)
+        make_tiny_flux(src, variant=variant, seed=0)
+        export_flux(src, dst, dtype="float32", name=name, limits=tiny_limits(variant))
+    with open(done, "w") as f:
+        f.write(digest + "\n")
+    print(f"test models written to {out} in {time.time() - t0:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

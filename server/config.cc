@@ -1,0 +1,203 @@
+#include "server/config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace ditserve::server {
+namespace {
+
+using nlohmann::json;
+
+// Rejects unknown keys so a typo ("queue_capacty") is an error, not a silently ignored setting.
+Status CheckKeys(const json& obj, const std::string& where, const std::set<std::string>& allowed) {
+  if (!obj.is_object()) return InvalidArgument(where + ": must be an object");
+  for (const auto& [k, v] : obj.items()) {
+    if (!allowed.count(k)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return InvalidArgument(where + "." + k + ": unknown key (allowed: " + list + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status Get(const json& obj, const std::string& where, const char* key, T& out) {
+  if (!obj.contains(key)) return Status::Ok();
+  try {
+    out = obj.at(key).get<T>();
+  } catch (const json::exception&) {
+    return InvalidArgument(where + "." + key + ": wrong type");
+  }
+  return Status::Ok();
+}
+
+Status IntInRange(const std::string& key, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) {
+    return InvalidArgument(key + ": " + std::to_string(v) + " out of range [" + std::to_string(lo) + ", " +
+                           std::to_string(hi) + "]");
+  }
+  return Status::Ok();
+}
+
+Status ParseServer(const json& s, ServerConfig& c) {
+  RETURN_IF_ERROR(CheckKeys(s, "server",
+                            {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
+                             "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
+                             "debug_step_delay_ms"}));
+  RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
+  RETURN_IF_ERROR(Get(s, "server", "metrics_address", c.metrics_address));
+  int64_t cap = c.queue_capacity;
+  RETURN_IF_ERROR(Get(s, "server", "queue_capacity", cap));
+  RETURN_IF_ERROR(IntInRange("server.queue_capacity", cap, 1, 100000));
+  c.queue_capacity = static_cast<uint32_t>(cap);
+  RETURN_IF_ERROR(Get(s, "server", "worker_binary", c.worker_binary));
+  RETURN_IF_ERROR(Get(s, "server", "runtime_dir", c.runtime_dir));
+  RETURN_IF_ERROR(Get(s, "server", "worker_start_timeout_s", c.worker_start_timeout_s));
+  RETURN_IF_ERROR(Get(s, "server", "drain_timeout_s", c.drain_timeout_s));
+  if (c.worker_start_timeout_s <= 0) return InvalidArgument("server.worker_start_timeout_s: must be > 0");
+  if (c.drain_timeout_s < 0) return InvalidArgument("server.drain_timeout_s: must be >= 0");
+  RETURN_IF_ERROR(Get(s, "server", "worker_threads", c.worker_threads));
+  RETURN_IF_ERROR(IntInRange("server.worker_threads", c.worker_threads, 0, 1024));
+  RETURN_IF_ERROR(Get(s, "server", "store_base_port", c.store_base_port));
+  RETURN_IF_ERROR(IntInRange("server.store_base_port", c.store_base_port, 1024, 65000));
+  int64_t delay = 0;
+  RETURN_IF_ERROR(Get(s, "server", "debug_step_delay_ms", delay));
+  RETURN_IF_ERROR(IntInRange("server.debug_step_delay_ms", delay, 0, 60000));
+  c.debug_step_delay_ms = static_cast<uint32_t>(delay);
+  return Status::Ok();
+}
+
+Status ParseDevices(const json& g, const std::string& where, int total, std::vector<std::string>& out) {
+  static const std::regex kDevice(R"(cpu|cuda:\d+)");
+  if (!g.contains("devices")) {
+    out.assign(total, "cpu");
+    return Status::Ok();
+  }
+  const json& d = g.at("devices");
+  if (d.is_string()) {
+    std::string dev = d.get<std::string>();
+    if (dev != "cpu") return InvalidArgument(where + ".devices: a single string may only be \"cpu\"; list cuda devices one per rank");
+    out.assign(total, dev);
+    return Status::Ok();
+  }
+  if (!d.is_array()) return InvalidArgument(where + ".devices: must be \"cpu\" or a list of \"cpu\"/\"cuda:N\"");
+  if (static_cast<int>(d.size()) != total) {
+    return InvalidArgument(where + ".devices: " + std::to_string(d.size()) + " entries, need ranks*count = " +
+                           std::to_string(total));
+  }
+  std::set<std::string> seen;
+  for (const auto& e : d) {
+    if (!e.is_string() || !std::regex_match(e.get<std::string>(), kDevice)) {
+      return InvalidArgument(where + ".devices: entries must be \"cpu\" or \"cuda:N\"");
+    }
+    std::string dev = e.get<std::string>();
+    if (dev != "cpu" && !seen.insert(dev).second) return InvalidArgument(where + ".devices: " + dev + " listed twice");
+    out.push_back(dev);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string GroupConfig::Layout() const {
+  return "cfg" + std::to_string(cfg) + "xulysses" + std::to_string(ulysses) + "xring" + std::to_string(ring);
+}
+
+StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::string& base_dir) {
+  json root;
+  try {
+    root = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    return InvalidArgument(std::string("config: invalid JSON: ") + e.what());
+  }
+  ServerConfig c;
+  RETURN_IF_ERROR(CheckKeys(root, "config", {"server", "models", "groups"}));
+  if (root.contains("server")) RETURN_IF_ERROR(ParseServer(root.at("server"), c));
+
+  if (!root.contains("models") || !root.at("models").is_array() || root.at("models").empty()) {
+    return InvalidArgument("models: need a non-empty list of {\"name\", \"path\"}");
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < root.at("models").size(); ++i) {
+    const json& m = root.at("models")[i];
+    std::string where = "models[" + std::to_string(i) + "]";
+    RETURN_IF_ERROR(CheckKeys(m, where, {"name", "path"}));
+    ModelConfig mc;
+    RETURN_IF_ERROR(Get(m, where, "name", mc.name));
+    RETURN_IF_ERROR(Get(m, where, "path", mc.path));
+    if (mc.name.empty()) return InvalidArgument(where + ".name: required");
+    if (mc.path.empty()) return InvalidArgument(where + ".path: required");
+    if (!names.insert(mc.name).second) return InvalidArgument(where + ".name: duplicate model name " + mc.name);
+    std::filesystem::path p(mc.path);
+    if (p.is_relative() && !base_dir.empty()) p = std::filesystem::path(base_dir) / p;
+    mc.path = p.lexically_normal().string();
+    c.models.push_back(mc);
+  }
+
+  if (!root.contains("groups") || !root.at("groups").is_array() || root.at("groups").empty()) {
+    return InvalidArgument("groups: need a non-empty list of worker groups");
+  }
+  std::set<std::string> cuda_used;
+  for (size_t i = 0; i < root.at("groups").size(); ++i) {
+    const json& g = root.at("groups")[i];
+    std::string where = "groups[" + std::to_string(i) + "]";
+    RETURN_IF_ERROR(CheckKeys(g, where, {"model", "count", "ranks", "devices", "layout"}));
+    GroupConfig gc;
+    RETURN_IF_ERROR(Get(g, where, "model", gc.model));
+    if (!names.count(gc.model)) return InvalidArgument(where + ".model: unknown model '" + gc.model + "'");
+    int count = 1;
+    RETURN_IF_ERROR(Get(g, where, "count", count));
+    RETURN_IF_ERROR(IntInRange(where + ".count", count, 1, 256));
+    RETURN_IF_ERROR(Get(g, where, "ranks", gc.ranks));
+    RETURN_IF_ERROR(IntInRange(where + ".ranks", gc.ranks, 1, 64));
+    if (g.contains("layout")) {
+      const json& l = g.at("layout");
+      RETURN_IF_ERROR(CheckKeys(l, where + ".layout", {"cfg", "ulysses", "ring"}));
+      RETURN_IF_ERROR(Get(l, where + ".layout", "cfg", gc.cfg));
+      RETURN_IF_ERROR(Get(l, where + ".layout", "ulysses", gc.ulysses));
+      RETURN_IF_ERROR(Get(l, where + ".layout", "ring", gc.ring));
+      RETURN_IF_ERROR(IntInRange(where + ".layout.cfg", gc.cfg, 1, 2));
+      RETURN_IF_ERROR(IntInRange(where + ".layout.ulysses", gc.ulysses, 1, 64));
+      RETURN_IF_ERROR(IntInRange(where + ".layout.ring", gc.ring, 1, 64));
+    } else {
+      gc.ulysses = gc.ranks;  // default layout: all ranks on the Ulysses axis
+    }
+    if (gc.cfg * gc.ulysses * gc.ring != gc.ranks) {
+      return InvalidArgument(where + ".layout: cfg*ulysses*ring = " + std::to_string(gc.cfg * gc.ulysses * gc.ring) +
+                             " must equal ranks = " + std::to_string(gc.ranks));
+    }
+    std::vector<std::string> devices;
+    RETURN_IF_ERROR(ParseDevices(g, where, gc.ranks * count, devices));
+    for (const auto& d : devices) {
+      if (d != "cpu" && !cuda_used.insert(d).second) {
+        return InvalidArgument(where + ".devices: " + d + " is already used by another group");
+      }
+    }
+    for (int k = 0; k < count; ++k) {
+      GroupConfig inst = gc;
+      inst.id = static_cast<int>(c.groups.size());
+      inst.devices.assign(devices.begin() + k * gc.ranks, devices.begin() + (k + 1) * gc.ranks);
+      c.groups.push_back(inst);
+    }
+  }
+  return c;
+}
+
+StatusOr<ServerConfig> LoadConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound("config: cannot open " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto base = std::filesystem::absolute(path).parent_path().string();
+  auto cfg = ParseConfig(ss.str(), base);
+  if (!cfg.ok()) return Status(cfg.status().code(), path + ": " + cfg.status().message());
+  return cfg;
+}
+
+}  // namespace ditserve::server

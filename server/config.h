@@ -1,0 +1,45 @@
+// Daemon configuration: one JSON schema, validated at start with errors that name the key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ditserve/status.h"
+
+namespace ditserve::server {
+
+struct ModelConfig {
+  std::string name;  // name clients use
+  std::string path;  // exported model directory (absolute after parsing)
+};
+
+// One worker group = one pipeline instance of `model` over `ranks` processes.
+struct GroupConfig {
+  int id = 0;
+  std::string model;
+  int ranks = 1;
+  std::vector<std::string> devices;  // one per rank: "cpu" or "cuda:N"
+  int cfg = 1, ulysses = 1, ring = 1;
+  std::string Layout() const;        // "cfg1xulysses1xring1"
+};
+
+struct ServerConfig {
+  std::string grpc_address = "127.0.0.1:50051";
+  std::string metrics_address = "127.0.0.1:9090";  // empty disables /metrics
+  uint32_t queue_capacity = 16;
+  std::string worker_binary;     // empty: ditserve-worker next to the ditserve executable
+  std::string runtime_dir;       // worker unix sockets; empty: /tmp/ditserve-<pid>
+  double worker_start_timeout_s = 600;
+  double drain_timeout_s = 600;
+  int worker_threads = 0;        // libtorch intra-op threads per worker; 0 = default
+  int store_base_port = 29500;   // TCPStore port of group g = store_base_port + g (multi-rank groups)
+  uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
+  std::vector<ModelConfig> models;
+  std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)
+};
+
+StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::string& base_dir);
+StatusOr<ServerConfig> LoadConfig(const std::string& path);
+
+}  // namespace ditserve::server

@@ -1,0 +1,134 @@
+// ditserve: the daemon. Serves ditserve.v1 over gRPC, /metrics over HTTP, and owns the worker
+// processes. SIGTERM/SIGINT: stop accepting, finish what is queued and running, exit 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include "server/config.h"
+#include "server/coordinator.h"
+#include "server/service.h"
+
+namespace {
+
+void Usage() {
+  std::cerr << "usage: ditserve --config FILE [--grpc-address HOST:PORT] [--metrics-address HOST:PORT]\n"
+               "                [--worker-binary PATH] [--log-level debug|info|warn|error]\n";
+}
+
+std::string SelfDir() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : p.parent_path().string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, grpc_addr, metrics_addr, worker_bin, log_level = "info";
+  bool metrics_set = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        Usage();
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--config") config_path = next();
+    else if (a == "--grpc-address") grpc_addr = next();
+    else if (a == "--metrics-address") { metrics_addr = next(); metrics_set = true; }
+    else if (a == "--worker-binary") worker_bin = next();
+    else if (a == "--log-level") log_level = next();
+    else if (a == "-h" || a == "--help") { Usage(); return 0; }
+    else { std::cerr << "ditserve: unknown argument " << a << "\n"; Usage(); return 2; }
+  }
+  if (config_path.empty()) {
+    Usage();
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("[%H:%M:%S.%e] [coordinator] [%l] %v");
+
+  auto cfg = ditserve::server::LoadConfig(config_path);
+  if (!cfg.ok()) {
+    std::cerr << "ditserve: " << cfg.status().message() << "\n";
+    return 2;
+  }
+  if (!grpc_addr.empty()) cfg->grpc_address = grpc_addr;
+  if (metrics_set) cfg->metrics_address = metrics_addr;
+  if (worker_bin.empty()) worker_bin = cfg->worker_binary.empty() ? SelfDir() + "/ditserve-worker" : cfg->worker_binary;
+  if (access(worker_bin.c_str(), X_OK) != 0) {
+    std::cerr << "ditserve: worker binary not executable: " << worker_bin << "\n";
+    return 2;
+  }
+
+  // Termination signals are taken by one sigwait thread; every other thread (and, via the spawn
+  // attributes, no worker) has them blocked.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto coord = ditserve::server::Coordinator::Create(*cfg, worker_bin);
+  if (!coord.ok()) {
+    std::cerr << "ditserve: " << coord.status().message() << "\n";
+    return 2;
+  }
+  ditserve::server::DitServeService service(**coord);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(cfg->grpc_address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(4 << 20);
+  builder.SetMaxSendMessageSize(-1);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || bound_port == 0) {
+    std::cerr << "ditserve: cannot listen on " << cfg->grpc_address << "\n";
+    (*coord)->Shutdown();
+    return 2;
+  }
+  auto* health = server->GetHealthCheckService();
+  health->SetServingStatus(false);
+  spdlog::info("listening on {} (metrics: {}), {} group(s), queue capacity {}", cfg->grpc_address,
+               cfg->metrics_address.empty() ? "off" : cfg->metrics_address, cfg->groups.size(), cfg->queue_capacity);
+
+  std::atomic<bool> stopping{false};
+  std::thread health_thread([&] {
+    while (!stopping) {
+      if ((*coord)->AllModelsReady()) {
+        health->SetServingStatus(true);
+        spdlog::info("ready: every model has a worker group up");
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  stopping = true;
+  health_thread.join();
+  spdlog::info("received {}: draining (up to {:.0f}s)", strsignal(sig), cfg->drain_timeout_s);
+  health->SetServingStatus(false);
+  (*coord)->BeginDrain();
+  bool drained = (*coord)->WaitIdle(cfg->drain_timeout_s);
+  if (!drained) spdlog::warn("drain timeout: failing what is left");
+  (*coord)->Shutdown();  // fails leftovers with UNAVAILABLE, stops workers
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,116 @@
+#include "server/worker/worker_service.h"
+
+#include <unistd.h>
+
+#include <thread>
+
+#include "server/grpc_status.h"
+
+namespace ditserve::worker {
+namespace {
+
+v1::Stage ToProtoStage(Stage s) {
+  switch (s) {
+    case Stage::kTextEncode: return v1::STAGE_TEXT_ENCODE;
+    case Stage::kDenoise: return v1::STAGE_DENOISE;
+    case Stage::kDecode: return v1::STAGE_DECODE;
+    case Stage::kEncode: return v1::STAGE_ENCODE;
+  }
+  return v1::STAGE_UNSPECIFIED;
+}
+
+class StreamControl final : public JobControl {
+ public:
+  StreamControl(grpc::ServerContext* ctx, grpc::ServerWriter<internal::JobEvent>* writer, bool leader,
+                uint32_t step_delay_ms)
+      : ctx_(ctx), writer_(writer), leader_(leader), step_delay_ms_(step_delay_ms) {}
+
+  bool Cancelled() override { return ctx_->IsCancelled(); }
+
+  void Progress(Stage stage, int64_t step, int64_t total) override {
+    if (leader_) {
+      internal::JobEvent ev;
+      auto* p = ev.mutable_progress();
+      p->set_stage(ToProtoStage(stage));
+      p->set_step(static_cast<uint32_t>(step));
+      p->set_total_steps(static_cast<uint32_t>(total));
+      writer_->Write(ev);
+    }
+    if (stage == Stage::kDenoise && step > 0 && step_delay_ms_ > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms_));
+    }
+  }
+
+ private:
+  grpc::ServerContext* ctx_;
+  grpc::ServerWriter<internal::JobEvent>* writer_;
+  const bool leader_;
+  const uint32_t step_delay_ms_;
+};
+
+}  // namespace
+
+GenerateParams ToParams(const v1::GenerateRequest& r) {
+  GenerateParams p;
+  p.prompt = r.prompt();
+  p.negative_prompt = r.negative_prompt();
+  p.width = r.width();
+  p.height = r.height();
+  p.num_frames = r.num_frames() ? r.num_frames() : 1;
+  p.steps = r.num_inference_steps();
+  p.guidance_scale = r.guidance_scale();
+  p.true_cfg_scale = r.has_true_cfg_scale() ? r.true_cfg_scale() : 1.f;
+  p.seed = r.seed();
+  p.cache_threshold = r.cache_threshold();
+  p.fps = r.fps();
+  p.format = r.output_format() == v1::OUTPUT_FORMAT_MP4 ? GenerateParams::Format::kMp4 : GenerateParams::Format::kPng;
+  return p;
+}
+
+void WorkerService::SetEngine(std::unique_ptr<Engine> engine) {
+  engine_ = std::move(engine);
+  ready_ = true;
+}
+
+grpc::Status WorkerService::Ping(grpc::ServerContext*, const internal::PingRequest*, internal::PingResponse* resp) {
+  resp->set_ready(ready_);
+  resp->set_rank(rank_);
+  resp->set_world_size(world_size_);
+  resp->set_pid(getpid());
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::Run(grpc::ServerContext* ctx, const internal::Job* job,
+                                grpc::ServerWriter<internal::JobEvent>* writer) {
+  if (!ready_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is still loading its model");
+  std::unique_lock<std::mutex> lock(run_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "worker is already running a request");
+  }
+  const bool leader = rank_ == 0;
+  StreamControl control(ctx, writer, leader, step_delay_ms_);
+  auto out = engine_->Generate(ToParams(job->request()), control);
+  if (!out.ok()) return server::ToGrpc(out.status());
+  if (!leader) return grpc::Status::OK;
+
+  internal::JobEvent ev;
+  v1::Result* res = ev.mutable_result();
+  res->set_data(std::string(out->data.begin(), out->data.end()));
+  res->set_mime_type(out->mime_type);
+  res->set_format(job->request().output_format());
+  res->set_width(static_cast<uint32_t>(out->width));
+  res->set_height(static_cast<uint32_t>(out->height));
+  res->set_frames(static_cast<uint32_t>(out->frames));
+  res->set_seed(out->seed);
+  for (const auto& t : out->timings) {
+    auto* st = res->add_timings();
+    st->set_stage(ToProtoStage(t.stage));
+    st->set_seconds(t.seconds);
+  }
+  res->mutable_cache()->set_steps_computed(static_cast<uint32_t>(out->steps_computed));
+  res->mutable_cache()->set_steps_skipped(static_cast<uint32_t>(out->steps_skipped));
+  if (!writer->Write(ev)) return grpc::Status(grpc::StatusCode::CANCELLED, "coordinator went away");
+  return grpc::Status::OK;
+}
+
+}  // namespace ditserve::worker

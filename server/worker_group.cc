@@ -1,0 +1,395 @@
+#include "server/worker_group.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include "server/grpc_status.h"
+
+namespace ditserve::server {
+namespace {
+
+double SecondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Shared between the owner thread and whoever cancels the job (RPC handler, worker monitor).
+struct RunState {
+  std::mutex mu;
+  bool done = false;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  void CancelAll() {
+    std::lock_guard<std::mutex> lock(mu);
+    if (done) return;
+    for (auto& c : contexts) c->TryCancel();
+  }
+};
+
+}  // namespace
+
+WorkerGroup::WorkerGroup(GroupConfig group, ModelConfig model, const ServerConfig& server, std::string worker_binary,
+                         Metrics& metrics, std::function<void()> on_idle)
+    : group_(std::move(group)),
+      model_(std::move(model)),
+      server_(server),
+      worker_binary_(std::move(worker_binary)),
+      metrics_(metrics),
+      on_idle_(std::move(on_idle)) {}
+
+WorkerGroup::~WorkerGroup() { Stop(); }
+
+void WorkerGroup::Start() { owner_ = std::thread([this] { OwnerLoop(); }); }
+
+void WorkerGroup::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (owner_.joinable()) owner_.join();
+}
+
+bool WorkerGroup::TryAssign(std::shared_ptr<Job> job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_ != v1::GROUP_STATE_IDLE || job_ || stopping_) return false;
+    job_ = std::move(job);
+    state_ = v1::GROUP_STATE_BUSY;
+    running_request_ = job_->id();
+  }
+  cv_.notify_all();
+  return true;
+}
+
+bool WorkerGroup::idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_ == v1::GROUP_STATE_IDLE && !job_;
+}
+
+bool WorkerGroup::busy() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return job_ != nullptr;
+}
+
+bool WorkerGroup::ready_once() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ready_once_;
+}
+
+v1::GroupStatus WorkerGroup::GetStatus() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::GroupStatus s;
+  s.set_id(group_.id);
+  s.set_model(model_.name);
+  s.set_ranks(group_.ranks);
+  s.set_layout(group_.Layout());
+  for (const auto& d : group_.devices) s.add_devices(d);
+  s.set_state(state_);
+  s.set_request_id(running_request_);
+  s.set_restarts(restarts_);
+  s.set_completed(completed_);
+  for (auto p : pids_) s.add_pids(p);
+  return s;
+}
+
+void WorkerGroup::SetState(v1::GroupState s) {
+  bool now_idle = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    state_ = s;
+    if (s == v1::GROUP_STATE_IDLE) {
+      ready_once_ = true;
+      now_idle = true;
+    }
+  }
+  metrics_.GroupUp(group_.id, model_.name, s == v1::GROUP_STATE_IDLE || s == v1::GROUP_STATE_BUSY);
+  if (now_idle && on_idle_) on_idle_();
+}
+
+bool WorkerGroup::WaitInterruptible(double seconds) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return stopping_; });
+  return !stopping_;
+}
+
+void WorkerGroup::OwnerLoop() {
+  double backoff = 0.5;
+  SetState(v1::GROUP_STATE_STARTING);
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) break;
+    }
+    if (ranks_.empty()) {
+      if (!StartWorkers()) {
+        StopWorkers();
+        spdlog::warn("group {}: start failed; retrying in {:.1f}s", group_.id, backoff);
+        if (!WaitInterruptible(backoff)) break;
+        backoff = std::min(backoff * 2, 30.0);
+        continue;
+      }
+      backoff = 0.5;
+      SetState(v1::GROUP_STATE_IDLE);
+    }
+
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || died_ || job_; });
+      if (stopping_) break;
+      if (died_) {
+        // Died while idle (or with a job just assigned): restart first, the job waits.
+        spdlog::error("group {}: {}; restarting", group_.id, died_what_);
+        ++restarts_;
+        state_ = v1::GROUP_STATE_RESTARTING;
+        lock.unlock();
+        metrics_.WorkerRestart(group_.id, model_.name);
+        metrics_.GroupUp(group_.id, model_.name, false);
+        StopWorkers();
+        continue;
+      }
+      job = job_;
+    }
+
+    metrics_.InFlight(group_.id, model_.name, 1);
+    RunJob(job);
+    metrics_.InFlight(group_.id, model_.name, 0);
+
+    bool died;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_.reset();
+      running_request_.clear();
+      ++completed_;
+      died = died_;
+      if (died) {
+        ++restarts_;
+        state_ = v1::GROUP_STATE_RESTARTING;
+      }
+    }
+    if (died) {
+      metrics_.WorkerRestart(group_.id, model_.name);
+      metrics_.GroupUp(group_.id, model_.name, false);
+      StopWorkers();
+      continue;
+    }
+    SetState(v1::GROUP_STATE_IDLE);
+  }
+  // Fail a job that was assigned but never run (stop during restart).
+  std::shared_ptr<Job> orphan;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    orphan = std::move(job_);
+    state_ = v1::GROUP_STATE_STOPPED;
+  }
+  if (orphan) orphan->Finish(Unavailable("server is shutting down"));
+  StopWorkers();
+}
+
+bool WorkerGroup::StartWorkers() {
+  std::error_code ec;
+  std::filesystem::create_directories(server_.runtime_dir, ec);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    died_ = false;
+    expect_exits_ = false;
+    pids_.clear();
+  }
+  for (int r = 0; r < group_.ranks; ++r) {
+    Rank rank;
+    rank.socket = server_.runtime_dir + "/g" + std::to_string(group_.id) + "r" + std::to_string(r) + ".sock";
+    std::filesystem::remove(rank.socket, ec);
+    std::vector<std::string> args = {
+        "--listen", "unix:" + rank.socket, "--model-dir", model_.path, "--device", group_.devices[r],
+        "--group", std::to_string(group_.id), "--rank", std::to_string(r), "--world-size", std::to_string(group_.ranks),
+        "--store-port", std::to_string(server_.store_base_port + group_.id), "--cfg", std::to_string(group_.cfg),
+        "--ulysses", std::to_string(group_.ulysses), "--ring", std::to_string(group_.ring), "--threads",
+        std::to_string(server_.worker_threads), "--step-delay-ms", std::to_string(server_.debug_step_delay_ms),
+        "--parent-pid", std::to_string(getpid())};
+    rank.process = std::make_unique<WorkerProcess>(
+        worker_binary_, args, [this, r](pid_t pid, int st) { OnWorkerExit(r, pid, st); });
+    std::string err;
+    if (!rank.process->Start(&err)) {
+      spdlog::error("group {}: {}", group_.id, err);
+      ranks_.push_back(std::move(rank));
+      return false;
+    }
+    grpc::ChannelArguments ch;
+    ch.SetMaxReceiveMessageSize(-1);
+    rank.stub = internal::Worker::NewStub(
+        grpc::CreateCustomChannel("unix:" + rank.socket, grpc::InsecureChannelCredentials(), ch));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pids_.push_back(rank.process->pid());
+    }
+    ranks_.push_back(std::move(rank));
+  }
+  spdlog::info("group {}: started {} worker(s) for model {} ({})", group_.id, group_.ranks, model_.name,
+               group_.Layout());
+
+  // Wait for every rank to answer Ping with ready (model loaded, rendezvous done).
+  const auto deadline = Clock::now() + std::chrono::duration<double>(server_.worker_start_timeout_s);
+  std::vector<bool> ready(ranks_.size(), false);
+  while (Clock::now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return false;
+      if (died_) {
+        spdlog::error("group {}: {} during start", group_.id, died_what_);
+        return false;
+      }
+    }
+    bool all = true;
+    for (size_t r = 0; r < ranks_.size(); ++r) {
+      if (ready[r]) continue;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+      internal::PingRequest req;
+      internal::PingResponse resp;
+      ready[r] = ranks_[r].stub->Ping(&ctx, req, &resp).ok() && resp.ready();
+      all = all && ready[r];
+    }
+    if (all) {
+      spdlog::info("group {}: ready", group_.id);
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  spdlog::error("group {}: workers not ready after {:.0f}s", group_.id, server_.worker_start_timeout_s);
+  return false;
+}
+
+void WorkerGroup::StopWorkers() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    expect_exits_ = true;
+  }
+  for (auto& r : ranks_) {
+    if (r.process) r.process->Stop(10.0);
+  }
+  ranks_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  pids_.clear();
+  died_ = false;
+}
+
+void WorkerGroup::OnWorkerExit(int rank, pid_t pid, int wait_status) {
+  std::vector<int64_t> siblings;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (expect_exits_) return;
+    if (!died_) {
+      died_ = true;
+      died_what_ = "worker rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " +
+                   WorkerProcess::DescribeExit(wait_status);
+    }
+    siblings = pids_;
+  }
+  // The surviving ranks may be blocked in a collective with the dead one: end them too.
+  for (auto p : siblings) {
+    if (p != pid) kill(static_cast<pid_t>(p), SIGKILL);
+  }
+  cv_.notify_all();
+}
+
+void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
+  const auto started = Clock::now();
+  const std::string& model = model_.name;
+  const double queue_s = std::chrono::duration<double>(started - job->created()).count();
+  metrics_.QueueWait(model, queue_s);
+
+  auto run = std::make_shared<RunState>();
+  for (size_t r = 0; r < ranks_.size(); ++r) run->contexts.push_back(std::make_unique<grpc::ClientContext>());
+  job->SetCanceller([run] { run->CancelAll(); });
+
+  internal::Job msg;
+  msg.set_request_id(job->id());
+  *msg.mutable_request() = job->request();
+
+  // Followers: drain their (empty) streams and keep their status.
+  std::vector<grpc::Status> follower_status(ranks_.size());
+  std::vector<std::thread> followers;
+  for (size_t r = 1; r < ranks_.size(); ++r) {
+    followers.emplace_back([&, r] {
+      auto reader = ranks_[r].stub->Run(run->contexts[r].get(), msg);
+      internal::JobEvent ev;
+      while (reader->Read(&ev)) {
+      }
+      follower_status[r] = reader->Finish();
+      if (!follower_status[r].ok()) run->CancelAll();  // one rank failing fails the job on all
+    });
+  }
+
+  bool got_result = false;
+  auto reader = ranks_[0].stub->Run(run->contexts[0].get(), msg);
+  internal::JobEvent ev;
+  auto last_event = Clock::now();
+  while (reader->Read(&ev)) {
+    v1::GenerateEvent out;
+    if (ev.has_progress()) {
+      const auto& p = ev.progress();
+      if (p.stage() == v1::STAGE_DENOISE && p.step() > 0) metrics_.Step(model, SecondsSince(last_event));
+      last_event = Clock::now();
+      *out.mutable_progress() = p;
+    } else if (ev.has_result()) {
+      v1::Result* res = out.mutable_result();
+      *res = ev.result();
+      res->set_request_id(job->id());
+      res->set_client_request_id(job->request().client_request_id());
+      res->set_group(group_.id);
+      res->set_queue_seconds(queue_s);
+      auto* qt = res->add_timings();
+      qt->set_stage(v1::STAGE_QUEUED);
+      qt->set_seconds(queue_s);
+      for (const auto& t : res->timings()) metrics_.Stage(model, v1::Stage_Name(t.stage()), t.seconds());
+      metrics_.CacheSteps(model, res->cache().steps_computed(), res->cache().steps_skipped());
+      got_result = true;
+    } else {
+      continue;
+    }
+    job->PushEvent(std::move(out));
+  }
+  grpc::Status leader_status = reader->Finish();
+  for (auto& t : followers) t.join();
+  job->SetCanceller(nullptr);
+  {
+    std::lock_guard<std::mutex> lock(run->mu);
+    run->done = true;
+  }
+
+  Status final_status;
+  bool died;
+  std::string died_what;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    died = died_;
+    died_what = died_what_;
+  }
+  if (!died && !leader_status.ok() && leader_status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    // The stream broke: give the monitor thread a moment to reap a crashed worker.
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(2), [&] { return died_; });
+    died = died_;
+    died_what = died_what_;
+  }
+  if (leader_status.ok() && got_result) {
+    final_status = Status::Ok();
+  } else if (died) {
+    final_status = Unavailable("worker group " + std::to_string(group_.id) + " failed while running request " +
+                               job->id() + ": " + died_what + "; the group is restarting");
+  } else if (auto reason = job->cancel_reason()) {
+    final_status = *reason;
+  } else if (!leader_status.ok()) {
+    final_status = FromGrpc(leader_status);
+  } else {
+    final_status = Internal("worker finished request " + job->id() + " without a result");
+  }
+  if (!final_status.ok()) {
+    spdlog::info("group {}: request {} ended: {}", group_.id, job->id(), final_status.ToString());
+  }
+  job->Finish(final_status);
+}
+
+}  // namespace ditserve::server

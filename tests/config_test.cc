@@ -1,0 +1,77 @@
+#include "server/config.h"
+
+#include <gtest/gtest.h>
+
+namespace ditserve::server {
+namespace {
+
+const char* kGood = R"({
+  "server": {"grpc_address": "0.0.0.0:1234", "queue_capacity": 4},
+  "models": [{"name": "m", "path": "models/m"}],
+  "groups": [{"model": "m", "count": 2, "ranks": 2, "devices": ["cuda:0","cuda:1","cuda:2","cuda:3"],
+              "layout": {"cfg": 1, "ulysses": 1, "ring": 2}}]
+})";
+
+TEST(Config, ParsesAndExpandsGroups) {
+  auto c = ParseConfig(kGood, "/etc/ditserve");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->grpc_address, "0.0.0.0:1234");
+  EXPECT_EQ(c->queue_capacity, 4u);
+  EXPECT_EQ(c->models[0].path, "/etc/ditserve/models/m");
+  ASSERT_EQ(c->groups.size(), 2u);
+  EXPECT_EQ(c->groups[0].id, 0);
+  EXPECT_EQ(c->groups[1].id, 1);
+  EXPECT_EQ(c->groups[1].devices, (std::vector<std::string>{"cuda:2", "cuda:3"}));
+  EXPECT_EQ(c->groups[0].Layout(), "cfg1xulysses1xring2");
+}
+
+TEST(Config, DefaultsLayoutToUlyssesAndCpu) {
+  auto c = ParseConfig(R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","ranks":2}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->groups[0].ulysses, 2);
+  EXPECT_EQ(c->groups[0].devices, (std::vector<std::string>{"cpu", "cpu"}));
+  EXPECT_EQ(c->metrics_address, "127.0.0.1:9090");
+}
+
+struct BadCase {
+  const char* json;
+  const char* expect;  // substring of the error, naming the key
+};
+
+TEST(Config, RejectsWithTheKeyNamed) {
+  const BadCase cases[] = {
+      {"{", "invalid JSON"},
+      {R"({"models":[],"groups":[]})", "models:"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"x"}]})", "groups[0].model: unknown model 'x'"},
+      {R"({"server":{"queue_capacty":3},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.queue_capacty: unknown key"},
+      {R"({"server":{"queue_capacity":0},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.queue_capacity: 0 out of range [1, 100000]"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","ranks":4,"layout":{"ulysses":2}}]})",
+       "groups[0].layout: cfg*ulysses*ring = 2 must equal ranks = 4"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","ranks":2,"devices":["cuda:0"]}]})",
+       "groups[0].devices: 1 entries, need ranks*count = 2"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","devices":["gpu0"]}]})",
+       "groups[0].devices: entries must be"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","devices":["cuda:0"]},{"model":"m","devices":["cuda:0"]}]})",
+       "groups[1].devices: cuda:0 is already used"},
+      {R"({"models":[{"name":"m","path":"/m"},{"name":"m","path":"/n"}],"groups":[{"model":"m"}]})",
+       "models[1].name: duplicate"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","count":"two"}]})", "groups[0].count: wrong type"},
+  };
+  for (const auto& c : cases) {
+    auto r = ParseConfig(c.json, "");
+    ASSERT_FALSE(r.ok()) << c.json;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(c.expect), std::string::npos) << r.status().message();
+  }
+}
+
+TEST(Config, MissingFileIsNotFound) {
+  auto r = LoadConfig("/nonexistent/ditserve.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace ditserve::server

@@ -1,0 +1,225 @@
+"""Reference token ids for tests/tokenizer_test.cc.
+
+Usage: tokenizer_reference.py OUT_DIR
+
+Builds small real tokenizers with scripts/ditserve_export/tiny_tokenizers.py (CLIP-format BPE and a
+T5 SentencePiece unigram model) and writes OUT_DIR/reference.json:
+
+  {"clip": [{"name", "vocab", "merges", "cases": [{"text", "max_length", "ids"}]}],
+   "t5":   [{"name", "model", "cases": [...]}], "meta": {...}}
+
+The ids come from exactly the tokenizers FluxPipeline uses:
+  transformers.CLIPTokenizer(vocab, merges)(text, padding="max_length", max_length=L, truncation=True)
+  transformers.T5TokenizerFast(vocab_file=spiece.model)(text, padding="max_length", max_length=L,
+                                                        truncation=True)
+Any failure exits non-zero (the C++ test then fails; nothing is skipped).
+"""
+import json
+import os
+import random
+import sys
+import unicodedata
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
+
+from ditserve_export.tiny_tokenizers import DEFAULT_CORPUS, build_clip_bpe, build_t5_spm  # noqa: E402
+
+# Extra training lines so that merges/pieces also cover multi-byte characters.
+EXTRA_CORPUS = [
+    "Café au lait, crème brûlée et pâté — très délicieux à Noël.",
+    "Über den Wolken muss die Freiheit wohl grenzenlos sein; Grüße aus München.",
+    "El niño pidió una piña y un jalapeño en la mañana; ¿qué tal? ¡Olé!",
+    "東京の夜景、桜の花、富士山。猫が好きです。中文字符测试，你好世界。",
+    "한국어 문장도 조금 있습니다. Ελληνικά γράμματα και Русский текст тоже.",
+    "Emoji party 🎉🐱👍🏽 with hearts ❤️ and flags 🇫🇷 and family 👨‍👩‍👧.",
+    "Numbers 0123456789, 3.14159, 1,000,000 and ½ ¾ ² ³ Ⅻ ٣ ४.",
+    "Quotes “curly” ‘single’ «guillemets» and dashes – — … ellipsis.",
+    "don't won't can't it's we're they've I'm you'll he'd",
+    "ＦＵＬＬＷＩＤＴＨ ｔｅｘｔ ａｎｄ ﬁ ligatures ﬂow, Ⓐ ① ㈱ ㎏.",
+]
+
+CLIP_MAX = 77
+T5_MAX = 512
+
+
+def curated_texts():
+    long_words = " ".join(DEFAULT_CORPUS)
+    texts = [
+        "", " ", "   ", "\t", "\n", "a", "A", "hello world", "Hello World!", "HELLO   WORLD",
+        "A photo of a cat sitting on a wooden table next to a window.",
+        "The quick brown fox jumps over the lazy dog.",
+        # punctuation
+        "Hello, world! How are you? I'm fine... (really) [yes] {no} <tag> a/b\\c @user #tag $5 %50 ^ & * ~ `",
+        "!!!???...,,,;;;:::---___+++===|||", "a.b.c", "e-mail: foo@bar.com; url: https://x.y/z?q=1&r=2",
+        "\"double\" 'single' `back`", "'", "''", "'s", "'S", "'abc", "abc'", "' s", "x'Y",
+        # apostrophes / contractions
+        "don't", "it's", "It's", "DON'T", "we're they've I'm you'll he'd", "rock'n'roll",
+        "the dog's bone", "'re've'm'll'd's't", "o'clock", "James' car", "l'été",
+        "it\u2019s curly", "\u017f'\u017f", "'\u017f", "x'\u017fy",
+        # accents
+        "é", "ü", "ñ", "café", "naïve façade", "Crème Brûlée", "ÉCOLE", "Ünïcödé", "jalapeño",
+        "cafe\u0301 (decomposed)", "e\u0301\u0301", "\u212b vs \u00c5", "Ǆ ǅ ǆ", "İstanbul", "ΣΊΣΥΦΟΣ σοφός",
+        "ﬁ ﬂ ﬃ", "straße STRASSE", "ᾼ ᾳ", "\u0345", "a\u0345b", "Ⓐⓑ", "Ⅻ ⅻ",
+        # CJK
+        "東京", "猫が好きです", "中文字符测试，你好世界。", "日本語とEnglishの混在テキスト", "한국어",
+        "𠀀𠀁 extension B", "ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３", "ｶﾀｶﾅ", "〜〝〞", "\u3000ideographic space\u3000",
+        # emoji
+        "🎉", "🐱👍🏽", "❤️", "👨‍👩‍👧 family", "🇫🇷🇩🇪", "a🎉b", "emoji at end 😀", "1️⃣ keycap", "🏳️‍🌈",
+        # whitespace
+        "  leading and trailing  ", "multiple     spaces", "tabs\tand\ttabs", "new\nlines\n\n", "cr\r\nlf",
+        "mixed \t\n\r\x0b\x0c whitespace", "nbsp\u00a0here", "thin\u2009space", "zero\u200bwidth",
+        "line\u2028sep", "para\u2029sep", "soft\u00adhyphen", "nel\x85x", "ogham\u1680space",
+        "ctrl\x01\x02\x1fchars", "bell\x07", "del\x7f", "nul\x00byte", "repl\ufffdchar", "bom\ufeffmark",
+        "▁already▁metaspace", "a ▁ b", "▁", "  ▁  ",
+        # digits
+        "0", "123", "3.14159", "1,000,000", "2024-01-01", "v1.2.3", "٣٤٥", "४२", "½¾²³", "10x10", "x86_64",
+        # special tokens inside text
+        "<|startoftext|>", "<|endoftext|>", "a photo <|endoftext|> of a cat", "<|ENDOFTEXT|>",
+        "<|startoftext|>hello<|endoftext|>", "x<|endoftext|>", "!<|endoftext|>", "<|\u017ftartoftext|>",
+        "</s>", "hello</s>world", "<pad>", "<unk>", "a <unk> b", "<extra_id_0> fill <extra_id_99>",
+        "<extra_id_100>", "<s>", "<mask>",
+        # other scripts
+        "Ελληνικά", "Русский текст", "עברית", "العربية", "हिन्दी", "ไทย", "ქართული", "Ꭰ Cherokee",
+        "Zalgo t\u0336\u0353e\u0337x\u0338t", "a\u0308\u0301\u0327", "\U0001d400\U0001d401 math bold",
+        # long prompts (truncation)
+        long_words,
+        "word " * 200,
+        "a" * 1000,
+        "🎉" * 100,
+        "verylongwordwithoutspaces" * 30,
+        "1234567890" * 60,
+        ", ".join(DEFAULT_CORPUS[:20]),
+    ]
+    texts += DEFAULT_CORPUS + EXTRA_CORPUS
+    return texts
+
+
+def unicode_sweep_texts():
+    """Every code point assigned in the Python's Unicode database (plus a few unassigned), in mixed
+    contexts, so character-class, case-mapping and normalisation tables are compared wholesale."""
+    cps = [cp for cp in range(0x110000)
+           if not (0xD800 <= cp < 0xE000) and (unicodedata.category(chr(cp)) != "Cn" or cp % 4096 == 7)]
+    # skip the huge uniform CJK / Hangul / private-use ranges, except a sample
+    def boring(cp):
+        return ((0x3400 <= cp <= 0x4DBF or 0x4E00 <= cp <= 0x9FFF or 0xAC00 <= cp <= 0xD7A3 or
+                 0x20000 <= cp <= 0x323AF or 0xE000 <= cp <= 0xF8FF or cp >= 0xF0000) and cp % 97 != 0)
+    cps = [cp for cp in cps if not boring(cp)]
+    rng = random.Random(1234)
+    texts = []
+    chunk = 48
+    for i in range(0, len(cps), chunk):
+        part = [chr(c) for c in cps[i:i + chunk]]
+        # 1) space separated, 2) glued together, 3) glued to ascii letters/digits/apostrophes
+        texts.append(" ".join(part))
+        texts.append("".join(part))
+        mixed = []
+        for ch in part:
+            mixed.append(rng.choice(["a", "Z", "1", "'", " ", ".", "", "e\u0301", "S"]) + ch)
+        texts.append("".join(mixed))
+    return texts
+
+
+def encode_cases(tok, texts, max_length=None):
+    """max_length=None: just long enough for the whole text plus 3 pad tokens (keeps the JSON small)."""
+    out = []
+    for t in texts:
+        L = max_length if max_length is not None else len(tok(t).input_ids) + 3
+        ids = tok(t, padding="max_length", max_length=L, truncation=True).input_ids
+        out.append({"text": t, "max_length": L, "ids": ids})
+    return out
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = os.path.abspath(sys.argv[1])
+    os.makedirs(out, exist_ok=True)
+
+    import transformers
+    from transformers import CLIPTokenizer, T5TokenizerFast
+
+    try:
+        import ftfy  # noqa: F401
+        have_ftfy = True
+    except ImportError:
+        have_ftfy = False
+
+    curated = curated_texts()
+    sweep = unicode_sweep_texts()
+    ref = {"clip": [], "t5": [],
+           "meta": {"transformers": transformers.__version__, "ftfy": have_ftfy,
+                    "python_unicode": unicodedata.unidata_version}}
+
+    # --- CLIP ---------------------------------------------------------------------------------
+    clip_variants = [
+        ("clip_default", dict(corpus=DEFAULT_CORPUS)),
+        ("clip_multilingual", dict(corpus=DEFAULT_CORPUS + EXTRA_CORPUS, num_merges=1500)),
+    ]
+    for name, kw in clip_variants:
+        vocab, merges = build_clip_bpe(os.path.join(out, name), **kw)
+        tok = CLIPTokenizer(vocab, merges)
+        assert tok.pad_token == "<|endoftext|>", tok.pad_token
+        cases = encode_cases(tok, curated, CLIP_MAX)
+        cases += encode_cases(tok, curated[:40], 16)  # short max_length truncation
+        if name == "clip_multilingual":
+            cases += encode_cases(tok, sweep)
+        ref["clip"].append({"name": name, "vocab": vocab, "merges": merges,
+                            "pad_id": tok.pad_token_id, "bos_id": tok.bos_token_id,
+                            "eos_id": tok.eos_token_id, "vocab_size": tok.vocab_size, "cases": cases})
+
+    # --- T5 -------------------------------------------------------------------------------------
+    # C++ T5Tokenizer::Load(dir/spiece.model) follows dir/tokenizer.json when present (as
+    # T5TokenizerFast.from_pretrained(dir) does) and otherwise matches T5TokenizerFast(vocab_file=...).
+    def t5_from_dir(name, src_model, make_json=None, **kw):
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        T5TokenizerFast(vocab_file=src_model, **kw).save_pretrained(d)
+        if make_json is not None:
+            path = os.path.join(d, "tokenizer.json")
+            with open(path, encoding="utf-8") as f:
+                j = json.load(f)
+            make_json(j)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(j, f, ensure_ascii=False)
+        return os.path.join(d, "spiece.model"), T5TokenizerFast.from_pretrained(d)
+
+    def old_style_json(j):
+        # tokenizer.json as written by older transformers/tokenizers (like FLUX's tokenizer_2): no Strip,
+        # runs of spaces collapse to " ", Metaspace in the pre-0.14 add_prefix_space format.
+        norms = j["normalizer"]["normalizers"]
+        j["normalizer"]["normalizers"] = [norms[0], {"type": "Replace", "pattern": {"Regex": " {2,}"},
+                                                     "content": " "}]
+        j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
+
+    base = build_t5_spm(os.path.join(out, "t5_default"), corpus=DEFAULT_CORPUS)
+    multi = build_t5_spm(os.path.join(out, "t5_multilingual"), corpus=DEFAULT_CORPUS + EXTRA_CORPUS,
+                         vocab_size=800)
+    t5_variants = [
+        ("t5_default", base, T5TokenizerFast(vocab_file=base), False),
+        ("t5_multilingual", multi, T5TokenizerFast(vocab_file=multi), True),
+        ("t5_json_always", *t5_from_dir("t5_json_always", multi, add_prefix_space=True), True),
+        ("t5_json_first", *t5_from_dir("t5_json_first", multi, add_prefix_space=True, legacy=False), False),
+        ("t5_json_never", *t5_from_dir("t5_json_never", base), False),
+        ("t5_json_old_style", *t5_from_dir("t5_json_old_style", multi, make_json=old_style_json), True),
+    ]
+    for name, model, tok, with_sweep in t5_variants:
+        pre = json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"]
+        cases = encode_cases(tok, curated, T5_MAX)
+        cases += encode_cases(tok, curated, 77)
+        cases += encode_cases(tok, curated[:40], 8)
+        if with_sweep:
+            cases += encode_cases(tok, sweep)
+        ref["t5"].append({"name": name, "model": model, "pad_id": tok.pad_token_id,
+                          "eos_id": tok.eos_token_id, "pre_tokenizer": pre, "cases": cases})
+
+    with open(os.path.join(out, "reference.json"), "w", encoding="utf-8") as f:
+        json.dump(ref, f, ensure_ascii=True)
+    n = sum(len(v["cases"]) for k in ("clip", "t5") for v in ref[k])
+    print(f"wrote {n} reference cases to {out}/reference.json (ftfy={have_ftfy})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+// Starts the real `ditserve` binary on a config written for the test, with free ports, and stops it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "ditserve/v1/ditserve.grpc.pb.h"
+
+namespace ditserve::testing {
+
+struct ServerOptions {
+  std::string model_name = "flux-tiny-dev";
+  std::string model_dir;          // default: TestModelsDir()/flux-tiny-dev
+  int groups = 2;
+  int queue_capacity = 8;
+  int step_delay_ms = 0;
+  double drain_timeout_s = 120;
+};
+
+class ServerProcess {
+ public:
+  explicit ServerProcess(ServerOptions opts);
+  ~ServerProcess();  // SIGKILL if still running
+
+  // Waits for grpc.health.v1 SERVING; false (with the log tail in *error) on timeout or exit.
+  bool WaitReady(double timeout_s, std::string* error);
+  // SIGTERM and wait; returns the exit status (waitpid form), -1 on timeout.
+  int Terminate(double timeout_s);
+  void Signal(int sig);
+  pid_t pid() const { return pid_; }
+  bool Running();
+
+  std::unique_ptr<v1::DitServe::Stub> NewStub() const;
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  const std::string& grpc_address() const { return grpc_address_; }
+  int metrics_port() const { return metrics_port_; }
+  std::string ScrapeMetrics() const;  // GET /metrics body, empty on failure
+  std::string LogTail(size_t bytes = 4000) const;
+
+ private:
+  ServerOptions opts_;
+  std::string dir_, log_path_, grpc_address_;
+  int metrics_port_ = 0;
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// Reads `name{labels} value` from a Prometheus text exposition; `labels` must match exactly the text
+// inside the braces (e.g. model="m",status="OK"). Returns -1 when absent.
+double MetricValue(const std::string& text, const std::string& name, const std::string& labels);
+
+}  // namespace ditserve::testing

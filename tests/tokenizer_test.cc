@@ -1,0 +1,209 @@
+// ClipTokenizer / T5Tokenizer against the Python tokenizers FluxPipeline uses.
+//
+// tests/python/tokenizer_reference.py (run with the pinned venv's python) builds small real tokenizer
+// files with scripts/ditserve_export/tiny_tokenizers.py and writes the ids that
+// transformers.CLIPTokenizer and transformers.T5TokenizerFast produce for a corpus (ASCII, punctuation,
+// accents, CJK, emoji, whitespace, digits, contractions, special tokens in the text, long prompts, and a
+// sweep over every assigned code point). Every id of every case must match. A Python failure fails the
+// test.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/text/clip_tokenizer.h"
+#include "engine/text/t5_tokenizer.h"
+#include "support/test_env.h"
+
+namespace ditserve::text {
+namespace {
+
+using nlohmann::json;
+
+struct Reference {
+  bool ok = false;
+  std::string error;
+  json data;
+};
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const Reference& Ref() {
+  static Reference ref;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::string dir = ditserve::testing::MakeTempDir("ditserve-tokref");
+    const std::string log = dir + "/python.log";
+    const std::string cmd = "'" + ditserve::testing::PythonExe() + "' '" +
+                            ditserve::testing::SourceDir() + "/tests/python/tokenizer_reference.py' '" +
+                            dir + "' > '" + log + "' 2>&1";
+    const int rc = std::system(cmd.c_str());
+    if (rc != 0) {
+      ref.error = "reference script failed (rc=" + std::to_string(rc) + "): " + cmd + "\n" + ReadAll(log);
+      return;
+    }
+    ref.data = json::parse(ReadAll(dir + "/reference.json"), nullptr, false);
+    if (ref.data.is_discarded()) {
+      ref.error = "cannot parse " + dir + "/reference.json";
+      return;
+    }
+    ref.ok = true;
+  });
+  return ref;
+}
+
+std::string Show(const std::string& text) {
+  std::string s = json(text).dump(-1, ' ', /*ensure_ascii=*/true);
+  if (s.size() > 300) s = s.substr(0, 300) + "...(" + std::to_string(text.size()) + " bytes)";
+  return s;
+}
+
+// Ids with the trailing padding run abbreviated.
+std::string Ids(const std::vector<int64_t>& ids) {
+  size_t n = ids.size();
+  while (n > 1 && ids[n - 1] == ids[n - 2]) --n;
+  std::string s = "[";
+  for (size_t i = 0; i < n; ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  if (n < ids.size()) s += " ... x" + std::to_string(ids.size() - n + 1);
+  return s + "] (" + std::to_string(ids.size()) + " ids)";
+}
+
+// Compares every case; returns the number compared.
+template <typename Tok>
+size_t CheckCases(const Tok& tok, const json& variant) {
+  size_t n = 0, failures = 0;
+  for (const json& c : variant.at("cases")) {
+    const std::string text = c.at("text").get<std::string>();
+    const int max_length = c.at("max_length").get<int>();
+    const auto expected = c.at("ids").get<std::vector<int64_t>>();
+    const auto got = tok.Encode(text, max_length);
+    ++n;
+    if (got != expected) {
+      if (++failures <= 10) {
+        ADD_FAILURE() << variant.at("name").get<std::string>() << " text=" << Show(text)
+                      << " max_length=" << max_length << "\n  expected " << Ids(expected)
+                      << "\n  got      " << Ids(got);
+      }
+    }
+  }
+  EXPECT_EQ(failures, 0u) << variant.at("name").get<std::string>() << ": " << failures << " of " << n
+                          << " cases differ";
+  return n;
+}
+
+TEST(TokenizerReference, PythonReferenceBuilt) {
+  const Reference& ref = Ref();
+  ASSERT_TRUE(ref.ok) << ref.error;
+  // ClipTokenizer follows CLIPTokenizer's no-ftfy clean-up (BasicTokenizer); see clip_tokenizer.h.
+  EXPECT_FALSE(ref.data.at("meta").at("ftfy").get<bool>())
+      << "ftfy is installed in the reference venv: CLIPTokenizer then uses ftfy.fix_text";
+  EXPECT_GE(ref.data.at("clip").size(), 2u);
+  EXPECT_GE(ref.data.at("t5").size(), 2u);
+}
+
+TEST(ClipTokenizer, MatchesTransformersCLIPTokenizer) {
+  const Reference& ref = Ref();
+  ASSERT_TRUE(ref.ok) << ref.error;
+  ASSERT_FALSE(ref.data.at("clip").empty());
+  for (const json& v : ref.data.at("clip")) {
+    SCOPED_TRACE(v.at("name").get<std::string>());
+    auto tok = ClipTokenizer::Load(v.at("vocab").get<std::string>(), v.at("merges").get<std::string>());
+    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+    EXPECT_EQ((*tok)->pad_id(), v.at("pad_id").get<int64_t>());
+    EXPECT_EQ((*tok)->bos_id(), v.at("bos_id").get<int64_t>());
+    EXPECT_EQ((*tok)->eos_id(), v.at("eos_id").get<int64_t>());
+    EXPECT_EQ((*tok)->vocab_size(), v.at("vocab_size").get<int64_t>());
+    const size_t n = CheckCases(**tok, v);
+    EXPECT_GT(n, 100u);
+    std::printf("[ %s ] %zu cases compared\n", v.at("name").get<std::string>().c_str(), n);
+  }
+}
+
+TEST(T5Tokenizer, MatchesTransformersT5TokenizerFast) {
+  const Reference& ref = Ref();
+  ASSERT_TRUE(ref.ok) << ref.error;
+  ASSERT_FALSE(ref.data.at("t5").empty());
+  for (const json& v : ref.data.at("t5")) {
+    SCOPED_TRACE(v.at("name").get<std::string>());
+    auto tok = T5Tokenizer::Load(v.at("model").get<std::string>());
+    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+    EXPECT_EQ((*tok)->pad_id(), v.at("pad_id").get<int64_t>());
+    EXPECT_EQ((*tok)->eos_id(), v.at("eos_id").get<int64_t>());
+    const size_t n = CheckCases(**tok, v);
+    EXPECT_GT(n, 100u);
+    std::printf("[ %s ] %zu cases compared\n", v.at("name").get<std::string>().c_str(), n);
+  }
+}
+
+TEST(Tokenizers, ConcurrentEncodeIsConsistent) {
+  const Reference& ref = Ref();
+  ASSERT_TRUE(ref.ok) << ref.error;
+  const json& cv = ref.data.at("clip").back();
+  auto clip = ClipTokenizer::Load(cv.at("vocab").get<std::string>(), cv.at("merges").get<std::string>());
+  ASSERT_TRUE(clip.ok());
+  const json& tv = ref.data.at("t5").back();
+  auto t5 = T5Tokenizer::Load(tv.at("model").get<std::string>());
+  ASSERT_TRUE(t5.ok());
+  std::vector<std::thread> threads;
+  std::vector<int> bad(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (const json* v : {&cv, &tv}) {
+        for (const json& c : v->at("cases")) {
+          const std::string text = c.at("text").get<std::string>();
+          const int L = c.at("max_length").get<int>();
+          const auto got = v == &cv ? (*clip)->Encode(text, L) : (*t5)->Encode(text, L);
+          if (got != c.at("ids").get<std::vector<int64_t>>()) ++bad[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(bad[t], 0) << "thread " << t;
+}
+
+TEST(Tokenizers, LoadErrors) {
+  auto clip = ClipTokenizer::Load("/nonexistent/vocab.json", "/nonexistent/merges.txt");
+  EXPECT_FALSE(clip.ok());
+  auto t5 = T5Tokenizer::Load("/nonexistent/spiece.model");
+  EXPECT_FALSE(t5.ok());
+  const std::string dir = ditserve::testing::MakeTempDir("ditserve-tokbad");
+  {
+    std::ofstream(dir + "/vocab.json") << "[1, 2]";
+    std::ofstream(dir + "/merges.txt") << "#version: 0.2\n";
+    std::ofstream(dir + "/spiece.model") << "not a model";
+  }
+  EXPECT_FALSE(ClipTokenizer::Load(dir + "/vocab.json", dir + "/merges.txt").ok());
+  EXPECT_FALSE(T5Tokenizer::Load(dir + "/spiece.model").ok());
+}
+
+TEST(ClipTokenizer, ShapeAndSpecialIds) {
+  const Reference& ref = Ref();
+  ASSERT_TRUE(ref.ok) << ref.error;
+  const json& v = ref.data.at("clip").front();
+  auto tok = ClipTokenizer::Load(v.at("vocab").get<std::string>(), v.at("merges").get<std::string>());
+  ASSERT_TRUE(tok.ok());
+  const auto ids = (*tok)->Encode("a photo of a cat", 77);
+  ASSERT_EQ(ids.size(), 77u);
+  EXPECT_EQ(ids.front(), (*tok)->bos_id());
+  EXPECT_EQ((*tok)->pad_id(), (*tok)->eos_id());  // FLUX / CLIP default: pad = <|endoftext|>
+  const auto long_ids = (*tok)->Encode(std::string(5000, 'x') + " y", 77);
+  ASSERT_EQ(long_ids.size(), 77u);
+  EXPECT_EQ(long_ids.back(), (*tok)->eos_id());
+}
+
+}  // namespace
+}  // namespace ditserve::text

@@ -1,0 +1,94 @@
+#include "server/validate.h"
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+namespace ditserve::server {
+namespace {
+
+std::map<std::string, ModelInfo> Models() {
+  ModelInfo m;
+  m.name = "flux";
+  m.family = "flux";
+  m.width = {256, 2048, 16, 1024};
+  m.height = {256, 2048, 16, 1024};
+  m.num_frames = {1, 1, 1, 1};
+  m.steps = {1, 100, 1, 28};
+  m.default_guidance_scale = 3.5f;
+  m.max_prompt_chars = 100;
+  return {{"flux", m}};
+}
+
+v1::GenerateRequest Base() {
+  v1::GenerateRequest r;
+  r.set_model("flux");
+  r.set_prompt("a cat");
+  return r;
+}
+
+TEST(Validate, FillsDefaultsAndSeed) {
+  auto r = ValidateAndResolve(Base(), Models(), 1234);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->width(), 1024u);
+  EXPECT_EQ(r->height(), 1024u);
+  EXPECT_EQ(r->num_frames(), 1u);
+  EXPECT_EQ(r->num_inference_steps(), 28u);
+  EXPECT_FLOAT_EQ(r->guidance_scale(), 3.5f);
+  EXPECT_FLOAT_EQ(r->true_cfg_scale(), 1.f);
+  EXPECT_EQ(r->seed(), 1234u);
+  EXPECT_EQ(r->output_format(), v1::OUTPUT_FORMAT_PNG);
+}
+
+TEST(Validate, KeepsExplicitSeedAndEmptyModelPicksTheOnlyOne) {
+  auto req = Base();
+  req.clear_model();
+  req.set_seed(0);
+  auto r = ValidateAndResolve(req, Models(), 99);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->model(), "flux");
+  EXPECT_EQ(r->seed(), 0u);
+}
+
+TEST(Validate, RejectsNamingFieldAndRange) {
+  struct Case {
+    std::function<void(v1::GenerateRequest&)> mutate;
+    std::string message;
+  };
+  const Case cases[] = {
+      {[](auto& r) { r.set_model("sd3"); }, "model: unknown model 'sd3'; available: flux"},
+      {[](auto& r) { r.set_prompt(""); }, "prompt: must not be empty"},
+      {[](auto& r) { r.set_prompt(std::string(101, 'x')); }, "prompt: 101 characters; allowed at most 100"},
+      {[](auto& r) { r.set_negative_prompt(std::string(101, 'x')); }, "negative_prompt: 101 characters"},
+      {[](auto& r) { r.set_width(1000); }, "width: 1000 is not allowed; allowed [256, 2048], multiple of 16"},
+      {[](auto& r) { r.set_height(4096); }, "height: 4096 is not allowed; allowed [256, 2048], multiple of 16"},
+      {[](auto& r) { r.set_num_inference_steps(101); }, "num_inference_steps: 101 is not allowed; allowed [1, 100]"},
+      {[](auto& r) { r.set_num_frames(2); }, "num_frames: 2 is not allowed"},
+      {[](auto& r) { r.set_guidance_scale(std::nanf("")); }, "guidance_scale:"},
+      {[](auto& r) { r.set_true_cfg_scale(0.5f); }, "true_cfg_scale: 0.5 is not allowed; allowed [1, 100]"},
+      {[](auto& r) { r.set_cache_threshold(-0.1f); }, "cache_threshold:"},
+      {[](auto& r) { r.set_output_format(v1::OUTPUT_FORMAT_MP4); }, "output_format: OUTPUT_FORMAT_MP4 is not available"},
+      {[](auto& r) { r.set_output_format(static_cast<v1::OutputFormat>(9)); }, "output_format: unknown value 9"},
+      {[](auto& r) { r.set_fps(30); }, "fps: only video models"},
+      {[](auto& r) { r.set_client_request_id(std::string(200, 'x')); }, "client_request_id: allowed at most 128"},
+  };
+  for (const auto& c : cases) {
+    auto req = Base();
+    c.mutate(req);
+    auto r = ValidateAndResolve(req, Models(), 1);
+    ASSERT_FALSE(r.ok()) << c.message;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(r.status().message().rfind(c.message, 0), 0u) << r.status().message();
+  }
+}
+
+TEST(Validate, CountsUtf8CharactersNotBytes) {
+  auto req = Base();
+  std::string cjk;
+  for (int i = 0; i < 100; ++i) cjk += "\xE7\x8C\xAB";  // 猫, 3 bytes each
+  req.set_prompt(cjk);
+  EXPECT_TRUE(ValidateAndResolve(req, Models(), 1).ok());
+}
+
+}  // namespace
+}  // namespace ditserve::server
