@@ -1,0 +1,123 @@
+// The C++ FLUX pipeline against diffusers' FluxPipeline on the tiny models: same seed, size, steps.
+// tests/python/flux_parity_reference.py writes diffusers' pixels and final latents; the C++ side uses
+// FluxPipeline::GenerateRaw (no PNG). Pixels may differ by at most one level.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "ditserve/model_info.h"
+#include "models/flux/flux_pipeline.h"
+#include "support/recording_job_control.h"
+#include "support/test_env.h"
+
+namespace ditserve::models::flux {
+namespace {
+
+std::string Quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+template <typename T>
+std::vector<T> ReadRaw(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<T> out(bytes.size() / sizeof(T));
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(T));
+  return out;
+}
+
+struct Case {
+  std::string model;  // flux-tiny-dev / flux-tiny-schnell
+  std::string prompt, negative_prompt;
+  int64_t width, height, steps;
+  float guidance, true_cfg;
+  uint64_t seed;
+};
+
+void RunParity(const Case& c) {
+  const std::string models = testing::TestModelsDir();
+  // diffusers reference.
+  const std::string out_dir = testing::MakeTempDir("flux-parity");
+  std::ostringstream cmd;
+  cmd << testing::PythonExe() << " " << testing::SourceDir() << "/tests/python/flux_parity_reference.py"
+      << " --src " << Quote(models + "/src/" + c.model) << " --out " << Quote(out_dir) << " --prompt "
+      << Quote(c.prompt) << " --negative-prompt " << Quote(c.negative_prompt) << " --seed " << c.seed
+      << " --width " << c.width << " --height " << c.height << " --steps " << c.steps << " --guidance "
+      << c.guidance << " --true-cfg " << c.true_cfg << " > " << out_dir << "/log.txt 2>&1";
+  ASSERT_EQ(std::system(cmd.str().c_str()), 0) << "reference failed; see " << out_dir << "/log.txt";
+  std::ifstream meta_in(out_dir + "/meta.json");
+  const auto meta = nlohmann::json::parse(meta_in);
+  const auto want_pixels = ReadRaw<uint8_t>(out_dir + "/image.u8");
+  const auto want_latents = ReadRaw<float>(out_dir + "/latents.f32");
+
+  // ditserve.
+  auto info = ReadModelInfo(models + "/" + c.model);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  PipelineOptions opts;
+  opts.info = *info;
+  auto pipeline = FluxPipeline::Load(opts);
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status().ToString();
+  GenerateParams p;
+  p.prompt = c.prompt;
+  p.negative_prompt = c.negative_prompt;
+  p.width = c.width;
+  p.height = c.height;
+  p.steps = c.steps;
+  p.guidance_scale = c.guidance;
+  p.true_cfg_scale = c.true_cfg;
+  p.seed = c.seed;
+  testing::RecordingJobControl control;
+  auto got = (*pipeline)->GenerateRaw(p, control);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+
+  ASSERT_EQ(got->width, meta["width"].get<int64_t>());
+  ASSERT_EQ(got->height, meta["height"].get<int64_t>());
+  ASSERT_EQ(got->latents_shape, meta["latents_shape"].get<std::vector<int64_t>>());
+  ASSERT_EQ(got->packed_latents.size(), want_latents.size());
+  ASSERT_EQ(got->rgb.size(), want_pixels.size());
+
+  double max_latent = 0, max_ref = 0;
+  for (size_t i = 0; i < want_latents.size(); ++i) {
+    max_latent = std::max(max_latent, std::fabs(double(got->packed_latents[i]) - double(want_latents[i])));
+    max_ref = std::max(max_ref, std::fabs(double(want_latents[i])));
+  }
+  int max_pixel = 0;
+  size_t differing = 0;
+  for (size_t i = 0; i < want_pixels.size(); ++i) {
+    const int d = std::abs(int(got->rgb[i]) - int(want_pixels[i]));
+    max_pixel = std::max(max_pixel, d);
+    differing += d != 0;
+  }
+  std::printf("[parity] %s %lldx%lld steps=%lld true_cfg=%g: latents max|diff| %.3g (max|ref| %.3g), "
+              "pixels max|diff| %d, %zu of %zu values differ\n",
+              c.model.c_str(), (long long)c.width, (long long)c.height, (long long)c.steps, c.true_cfg, max_latent,
+              max_ref, max_pixel, differing, want_pixels.size());
+  EXPECT_LE(max_pixel, 1);
+  EXPECT_LE(max_latent, 1e-4 * std::max(1.0, max_ref));
+}
+
+TEST(FluxParityTest, Dev64x64) {
+  RunParity({"flux-tiny-dev", "a red fox in the snow", "", 64, 64, 2, 3.5f, 1.f, 42});
+}
+
+TEST(FluxParityTest, Dev96x48ThreeSteps) {
+  RunParity({"flux-tiny-dev", "an astronaut riding a horse, oil painting", "", 96, 48, 3, 4.f, 1.f, 7});
+}
+
+TEST(FluxParityTest, Schnell) {
+  RunParity({"flux-tiny-schnell", "a bowl of ramen", "", 64, 48, 2, 0.f, 1.f, 1});
+}
+
+TEST(FluxParityTest, DevTrueCfg) {
+  RunParity({"flux-tiny-dev", "a castle on a hill", "blurry, low quality", 48, 64, 2, 3.5f, 4.f, 99});
+}
+
+}  // namespace
+}  // namespace ditserve::models::flux
