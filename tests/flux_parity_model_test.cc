@@ -3,6 +3,7 @@
 // FluxPipeline::GenerateRaw (no PNG). Pixels may differ by at most one level.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -43,6 +44,9 @@ struct Case {
 
 void RunParity(const Case& c) {
   const std::string models = testing::TestModelsDir();
+  // The model's T5 length (schnell exports 256) is what diffusers must be called with.
+  std::ifstream model_json(models + "/" + c.model + "/model.json");
+  const int64_t t5_length = nlohmann::json::parse(model_json)["text_encoder_2"]["max_sequence_length"].get<int64_t>();
   // diffusers reference.
   const std::string out_dir = testing::MakeTempDir("flux-parity");
   std::ostringstream cmd;
@@ -50,7 +54,7 @@ void RunParity(const Case& c) {
       << " --src " << Quote(models + "/src/" + c.model) << " --out " << Quote(out_dir) << " --prompt "
       << Quote(c.prompt) << " --negative-prompt " << Quote(c.negative_prompt) << " --seed " << c.seed
       << " --width " << c.width << " --height " << c.height << " --steps " << c.steps << " --guidance "
-      << c.guidance << " --true-cfg " << c.true_cfg << " > " << out_dir << "/log.txt 2>&1";
+      << c.guidance << " --true-cfg " << c.true_cfg << " --max-sequence-length " << t5_length << " > " << out_dir << "/log.txt 2>&1";
   ASSERT_EQ(std::system(cmd.str().c_str()), 0) << "reference failed; see " << out_dir << "/log.txt";
   std::ifstream meta_in(out_dir + "/meta.json");
   const auto meta = nlohmann::json::parse(meta_in);

@@ -321,9 +321,16 @@ StatusOr<T5TokenizerOptions> T5TokenizerOptions::FromTokenizerJson(const std::st
     }
   }
 
+  // Metaspace, or Sequence[WhitespaceSplit, Metaspace] (older T5 tokenizer.json files).
   json pre = j.value("pre_tokenizer", json());
-  if (pre.is_object() && pre.value("type", "") == "Sequence" && pre.value("pretokenizers", json()).size() == 1) {
-    pre = pre["pretokenizers"][0];
+  if (pre.is_object() && pre.value("type", "") == "Sequence") {
+    json list = pre.value("pretokenizers", json::array());
+    if (list.size() == 2 && list[0].is_object() && list[0].value("type", "") == "WhitespaceSplit") {
+      o.whitespace_split = true;
+      list.erase(list.begin());
+    }
+    if (list.size() != 1) return unsupported("pre_tokenizer " + pre.dump());
+    pre = list[0];
   }
   if (!pre.is_object() || pre.value("type", "") != "Metaspace" || pre.value("replacement", "") != kMeta ||
       !pre.value("split", true)) {
@@ -649,6 +656,30 @@ void T5Tokenizer::EncodeWord(const std::string& word, std::vector<int64_t>* out)
 void T5Tokenizer::EncodeSegment(const std::string& segment, bool at_text_start,
                                 std::vector<int64_t>* out) const {
   const std::string normalized = Normalize(segment);
+  if (!options_.whitespace_split) {
+    EncodeMetaspace(normalized, at_text_start, out);
+    return;
+  }
+  // WhitespaceSplit: split on White_Space characters, which are removed.
+  size_t piece_start = 0;
+  for (size_t i = 0; i <= normalized.size();) {
+    char32_t cp = 0;
+    const size_t len = i < normalized.size() ? std::max<size_t>(1, Utf8Len(normalized, i, &cp)) : 0;
+    if (i == normalized.size() || IsWhiteSpace(cp)) {
+      if (i > piece_start) {
+        EncodeMetaspace(normalized.substr(piece_start, i - piece_start), at_text_start && piece_start == 0,
+                        out);
+      }
+      if (i == normalized.size()) break;
+      piece_start = i + len;
+    }
+    i += len;
+  }
+}
+
+// Metaspace(replacement="▁", prepend_scheme, split=true) + Unigram.
+void T5Tokenizer::EncodeMetaspace(const std::string& normalized, bool at_text_start,
+                                  std::vector<int64_t>* out) const {
   if (normalized.empty()) return;
   std::string s;
   s.reserve(normalized.size() + kMetaLen);

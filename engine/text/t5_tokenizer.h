@@ -1,8 +1,10 @@
 // T5 SentencePiece-unigram tokenizer reproducing `transformers.T5TokenizerFast` (the tokenizer
 // diffusers' FluxPipeline uses for T5-XXL), not raw sentencepiece:
 //
-//   T5Tokenizer::Encode(text, L) == T5TokenizerFast(vocab_file=spiece.model)(
-//       text, padding="max_length", max_length=L, truncation=True).input_ids
+//   T5Tokenizer::Load(dir/spiece.model)->Encode(text, L) ==
+//       T5TokenizerFast(vocab_file=dir/spiece.model)(text, padding="max_length", max_length=L,
+//                                                    truncation=True).input_ids      (no dir/tokenizer.json)
+//       T5TokenizerFast.from_pretrained(dir)(...same...).input_ids                 (dir/tokenizer.json)
 //
 // T5TokenizerFast built from spiece.model is transformers' SpmConverter/T5Converter output (transformers
 // 4.56 / tokenizers 0.22, pinned in .venv); this class re-implements that `tokenizers` pipeline:
@@ -10,7 +12,8 @@
 //     and user-defined pieces, "</s>", "<unk>", "<pad>" and "<extra_id_0>".."<extra_id_99>".
 //     T5Converter appends the 100 extra ids to the vocabulary (score 0) in reverse order:
 //     <extra_id_99> = piece_size, ..., <extra_id_0> = piece_size + 99.
-//  2. Normaliser of every other segment: Precompiled(spm precompiled_charsmap), applied like
+//  2. Normaliser of every other segment (vocab-file conversion; tokenizer.json may list other steps):
+//     Precompiled(spm precompiled_charsmap), applied like
 //     tokenizers does (per extended grapheme cluster if shorter than 6 bytes, first/shortest trie match,
 //     else per character), then Strip(right), then Replace(" {2,}" -> "▁").
 //     This differs from spm's own normaliser (no leading-space removal; a literal "▁" in the text acts
@@ -48,6 +51,8 @@ struct T5TokenizerOptions {
   // Metaspace prepend_scheme.
   enum class Prepend { kNever, kFirst, kAlways };
   Prepend prepend = Prepend::kNever;
+  // Pre-tokeniser Sequence[WhitespaceSplit, Metaspace] instead of a bare Metaspace.
+  bool whitespace_split = false;
   // Normaliser steps, applied in order.
   struct NormStep {
     enum class Kind { kPrecompiled, kStrip, kReplaceLiteral, kReplaceSpaceRuns };
@@ -96,6 +101,7 @@ class T5Tokenizer {
   std::string PrecompiledTransform(const std::string& chunk, bool* found) const;
   void EncodeWord(const std::string& word, std::vector<int64_t>* out) const;
   void EncodeSegment(const std::string& segment, bool at_text_start, std::vector<int64_t>* out) const;
+  void EncodeMetaspace(const std::string& normalized, bool at_text_start, std::vector<int64_t>* out) const;
 
   T5TokenizerOptions options_;
 

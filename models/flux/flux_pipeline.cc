@@ -138,7 +138,6 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
     }
     latents = scheduler.Step(noise_pred, i, latents);
     ++out.steps_computed;
-    if (i + 1 == n) SyncDevice(device);
     control.Progress(Stage::kDenoise, i + 1, n);
   }
   SyncDevice(device);

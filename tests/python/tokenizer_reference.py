@@ -193,6 +193,18 @@ def main():
                                                      "content": " "}]
         j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
 
+    def whitespace_split_json(j):
+        # the other common T5 layout: Sequence[WhitespaceSplit, Metaspace], normaliser Precompiled only
+        j["normalizer"]["normalizers"] = j["normalizer"]["normalizers"][:1]
+        j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "WhitespaceSplit"},
+            {"type": "Metaspace", "replacement": "\u2581", "str_rep": "\u2581", "add_prefix_space": True}]}
+
+    def whitespace_split_first_json(j):
+        j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "WhitespaceSplit"},
+            {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}]}
+
     base = build_t5_spm(os.path.join(out, "t5_default"), corpus=DEFAULT_CORPUS)
     multi = build_t5_spm(os.path.join(out, "t5_multilingual"), corpus=DEFAULT_CORPUS + EXTRA_CORPUS,
                          vocab_size=800)
@@ -203,6 +215,9 @@ def main():
         ("t5_json_first", *t5_from_dir("t5_json_first", multi, add_prefix_space=True, legacy=False), False),
         ("t5_json_never", *t5_from_dir("t5_json_never", base), False),
         ("t5_json_old_style", *t5_from_dir("t5_json_old_style", multi, make_json=old_style_json), True),
+        ("t5_json_wssplit", *t5_from_dir("t5_json_wssplit", multi, make_json=whitespace_split_json), True),
+        ("t5_json_wssplit_first", *t5_from_dir("t5_json_wssplit_first", base,
+                                               make_json=whitespace_split_first_json), False),
     ]
     for name, model, tok, with_sweep in t5_variants:
         pre = json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"]
