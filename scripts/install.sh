@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git python3-venv
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libspdlog-dev nlohmann-json3-dev libstb-dev libsentencepiece-dev
+  libspdlog-dev nlohmann-json3-dev libstb-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   libgtest-dev libgmock-dev prometheus-cpp-dev libcli11-dev zlib1g-dev libicu-dev
 )

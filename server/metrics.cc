@@ -47,6 +47,13 @@ Metrics::Metrics(const std::string& bind_address) : registry_(std::make_shared<p
 
 Metrics::~Metrics() = default;
 
+void Metrics::RegisterGroup(int group, const std::string& model) {
+  const prometheus::Labels labels = {{"group", std::to_string(group)}, {"model", model}};
+  restarts_->Add(labels);
+  inflight_->Add(labels).Set(0);
+  group_up_->Add(labels).Set(0);
+}
+
 void Metrics::RequestFinished(const std::string& model, const std::string& status, double seconds) {
   requests_->Add({{"model", model}, {"status", status}}).Increment();
   latency_->Add({{"model", model}}, LatencyBuckets()).Observe(seconds);

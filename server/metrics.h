@@ -23,6 +23,8 @@ class Metrics {
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
+  // Exports a group's series at their initial values, so dashboards see 0 rather than nothing.
+  void RegisterGroup(int group, const std::string& model);
   void RequestFinished(const std::string& model, const std::string& status, double seconds);
   void QueueDepth(size_t depth);
   void QueueWait(const std::string& model, double seconds);

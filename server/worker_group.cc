@@ -36,7 +36,9 @@ WorkerGroup::WorkerGroup(GroupConfig group, ModelConfig model, const ServerConfi
       server_(server),
       worker_binary_(std::move(worker_binary)),
       metrics_(metrics),
-      on_idle_(std::move(on_idle)) {}
+      on_idle_(std::move(on_idle)) {
+  metrics_.RegisterGroup(group_.id, model_.name);
+}
 
 WorkerGroup::~WorkerGroup() { Stop(); }
 

@@ -29,9 +29,10 @@
 //     unknowns are fused into one <unk>).
 //  5. Post-processor "$A </s>": ids truncated from the right to max_length-1, then EOS, then right
 //     padding with pad_id() (= id of "<pad>", 0 for T5).
-// Grapheme clusters come from ICU's character BreakIterator (libicu-dev).
-// libsentencepiece loads/validates spiece.model; the pieces, the trainer spec and the charsmap are read
-// from its serialized ModelProto (Debian's libsentencepiece-dev ships no sentencepiece_model.pb.h).
+// Self-contained: no libsentencepiece (whose bundled protobuf-lite and absl flags clash with gRPC's
+// libprotobuf and libc10 in one process). spiece.model is read by spm_model.h, the charsmap applied by
+// precompiled_charsmap.h (grapheme clusters from ICU's character BreakIterator, libicu-dev), and words
+// segmented by unigram.h.
 // Encode() is const and thread-safe.
 #pragma once
 
@@ -39,10 +40,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "ditserve/status.h"
+#include "engine/text/precompiled_charsmap.h"
+#include "engine/text/unigram.h"
 
 namespace ditserve::text {
 
@@ -90,35 +92,24 @@ class T5Tokenizer {
 
   int64_t pad_id() const { return pad_id_; }
   int64_t eos_id() const { return eos_id_; }
-  int64_t unk_id() const { return unk_id_; }
+  int64_t unk_id() const { return unigram_.unk_id(); }
   // sentencepiece pieces + extra ids (len(tokenizer) of T5TokenizerFast).
-  int64_t vocab_size() const { return static_cast<int64_t>(scores_.size()); }
+  int64_t vocab_size() const { return static_cast<int64_t>(unigram_.size()); }
 
  private:
   T5Tokenizer() = default;
   std::string Normalize(const std::string& segment) const;
-  std::string ApplyPrecompiled(const std::string& segment) const;
-  std::string PrecompiledTransform(const std::string& chunk, bool* found) const;
-  void EncodeWord(const std::string& word, std::vector<int64_t>* out) const;
   void EncodeSegment(const std::string& segment, bool at_text_start, std::vector<int64_t>* out) const;
   void EncodeMetaspace(const std::string& normalized, bool at_text_start, std::vector<int64_t>* out) const;
 
   T5TokenizerOptions options_;
-
-  // Unigram model.
-  std::vector<double> scores_;                          // by id
-  std::unordered_map<std::string, int64_t> token_to_id_;  // last id wins for duplicate strings
-  size_t max_piece_bytes_ = 0;
-  double min_score_ = 0.0;
-  int64_t unk_id_ = 0, eos_id_ = 1, pad_id_ = 0;
+  UnigramModel unigram_;
+  PrecompiledCharsmap charsmap_;
+  int64_t eos_id_ = 1, pad_id_ = 0;
 
   // Added tokens (split before normalisation).
   std::vector<std::pair<std::string, int64_t>> added_;
   std::array<bool, 256> added_first_byte_{};
-
-  // Precompiled charsmap (darts-clone double array + NUL-separated replacement strings).
-  std::vector<uint32_t> trie_;
-  std::string normalized_;
 };
 
 }  // namespace ditserve::text

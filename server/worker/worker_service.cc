@@ -83,10 +83,10 @@ grpc::Status WorkerService::Ping(grpc::ServerContext*, const internal::PingReque
 grpc::Status WorkerService::Run(grpc::ServerContext* ctx, const internal::Job* job,
                                 grpc::ServerWriter<internal::JobEvent>* writer) {
   if (!ready_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "worker is still loading its model");
-  std::unique_lock<std::mutex> lock(run_mu_, std::try_to_lock);
-  if (!lock.owns_lock()) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "worker is already running a request");
-  }
+  // A cancelled previous job may still be winding down to its next step boundary: the coordinator
+  // already sees its stream closed. Wait for it rather than refuse.
+  std::unique_lock<std::mutex> lock(run_mu_);
+  if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before start");
   const bool leader = rank_ == 0;
   StreamControl control(ctx, writer, leader, step_delay_ms_);
   auto out = engine_->Generate(ToParams(job->request()), control);
