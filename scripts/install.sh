@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  build-essential cmake ninja-build ccache pkg-config git python3-venv
+  build-essential cmake ninja-build ccache pkg-config git curl python3-venv
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libspdlog-dev nlohmann-json3-dev libstb-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
