@@ -1,0 +1,219 @@
+// adaLN modulate (+ optional fused LayerNorm) kernels; API and contract in modulate.cuh.
+#include "modulate.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace ditserve::kernels {
+namespace {
+
+constexpr int kRowsPerBlock = 4;  // rows of one batch handled by each thread of the modulate kernel
+
+// 16-byte vector of 8 bf16 <-> 8 floats.
+__device__ __forceinline__ void Unpack(const uint4& v, float (&f)[8]) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 t = __bfloat1622float2(h[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+__device__ __forceinline__ uint4 Pack(const float (&f)[8]) {
+  uint4 v;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __float22bfloat162_rn(make_float2(f[2 * i], f[2 * i + 1]));
+  return v;
+}
+__device__ __forceinline__ void Unpack(const float4& v, float (&f)[4]) {
+  f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+}
+__device__ __forceinline__ float4 Pack(const float (&f)[4]) { return make_float4(f[0], f[1], f[2], f[3]); }
+
+template <typename Vec> struct VecTraits;
+template <> struct VecTraits<uint4> { static constexpr int kElems = 8; };   // 8 x bf16
+template <> struct VecTraits<float4> { static constexpr int kElems = 4; };  // 4 x fp32
+
+// grid.x = B * row_chunks (kRowsPerBlock rows each), grid.y * blockDim.x >= nv (vectors per row).
+// Each thread keeps (1 + scale, shift) of its column vector in registers and streams its rows; all row
+// loads are issued before any store (ILP; also keeps in-place y == x correct: one thread owns an element).
+template <typename Vec>
+__global__ void __launch_bounds__(512) ModulateKernel(const Vec* x, const Vec* scale, const Vec* shift, Vec* y,
+                                                      int64_t S, int64_t nv, int64_t row_chunks) {
+  constexpr int kE = VecTraits<Vec>::kElems;
+  const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (c >= nv) return;
+  const int64_t b = blockIdx.x / row_chunks;
+  const int64_t s0 = (blockIdx.x % row_chunks) * kRowsPerBlock;
+  const int rows = int(S - s0 < kRowsPerBlock ? S - s0 : kRowsPerBlock);
+
+  float sc[kE], sh[kE];
+  Unpack(scale[b * nv + c], sc);
+  Unpack(shift[b * nv + c], sh);
+#pragma unroll
+  for (int i = 0; i < kE; ++i) sc[i] += 1.0f;
+
+  const int64_t base = (b * S + s0) * nv + c;
+  Vec v[kRowsPerBlock];
+#pragma unroll
+  for (int r = 0; r < kRowsPerBlock; ++r)
+    if (r < rows) v[r] = x[base + r * nv];
+#pragma unroll
+  for (int r = 0; r < kRowsPerBlock; ++r) {
+    if (r < rows) {
+      float f[kE];
+      Unpack(v[r], f);
+#pragma unroll
+      for (int i = 0; i < kE; ++i) f[i] = fmaf(f[i], sc[i], sh[i]);
+      y[base + r * nv] = Pack(f);
+    }
+  }
+}
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32); every thread gets the result. `buf` holds 33 floats.
+// Safe to call back to back with the same buffer (see the barrier argument in the body).
+__device__ __forceinline__ float BlockSum(float v, float* buf) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  v = WarpSum(v);
+  if (lane == 0) buf[warp] = v;  // earlier readers of buf[0..31] (warp 0) finished before the last barrier
+  __syncthreads();
+  if (warp == 0) {
+    float t = lane < int(blockDim.x >> 5) ? buf[lane] : 0.0f;
+    t = WarpSum(t);
+    if (lane == 0) buf[32] = t;  // earlier readers of buf[32] finished before the barrier above
+  }
+  __syncthreads();
+  return buf[32];
+}
+
+// One block per row; each thread holds kVecs 16-byte vectors of the row (raw bf16, 4 registers each).
+// Two-pass statistics from registers: mean, then the centred sum of squares (no cancellation).
+// Blocks have <= 256 threads (kVecs <= 8, D <= 16384): no register spills at any kVecs.
+template <int kVecs>
+__global__ void __launch_bounds__(256) LayerNormModulateKernel(const uint4* x, const uint4* scale,
+                                                                const uint4* shift, uint4* y, int64_t S,
+                                                                int nv, float inv_d, float eps) {
+  __shared__ float buf[33];
+  const int64_t row = blockIdx.x;
+  const int64_t b = row / S;
+  const uint4* xr = x + row * nv;
+
+  uint4 v[kVecs];
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    const int c = threadIdx.x + k * blockDim.x;
+    if (c < nv) {
+      v[k] = xr[c];
+      float f[8];
+      Unpack(v[k], f);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sum += f[i];
+    }
+  }
+  const float mean = BlockSum(sum, buf) * inv_d;
+
+  float sq = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    const int c = threadIdx.x + k * blockDim.x;
+    if (c < nv) {
+      float f[8];
+      Unpack(v[k], f);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float d = f[i] - mean;
+        sq = fmaf(d, d, sq);
+      }
+    }
+  }
+  const float rstd = rsqrtf(BlockSum(sq, buf) * inv_d + eps);
+
+  uint4* yr = y + row * nv;
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    const int c = threadIdx.x + k * blockDim.x;
+    if (c < nv) {
+      float f[8], sc[8], sh[8];
+      Unpack(v[k], f);
+      Unpack(scale[b * nv + c], sc);
+      Unpack(shift[b * nv + c], sh);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) f[i] = fmaf((f[i] - mean) * rstd, 1.0f + sc[i], sh[i]);
+      yr[c] = Pack(f);
+    }
+  }
+}
+
+bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+template <typename Vec>
+cudaError_t LaunchModulate(const void* x, const void* scale, const void* shift, void* y, int64_t B, int64_t S,
+                           int64_t D, cudaStream_t stream) {
+  constexpr int kE = VecTraits<Vec>::kElems;
+  if (B < 0 || S < 0 || D < 0 || D % kE != 0) return cudaErrorInvalidValue;
+  if (B == 0 || S == 0 || D == 0) return cudaSuccess;
+  if (!x || !scale || !shift || !y) return cudaErrorInvalidValue;
+  if (!Aligned16(x) || !Aligned16(scale) || !Aligned16(shift) || !Aligned16(y)) return cudaErrorInvalidValue;
+
+  const int64_t nv = D / kE;
+  const int64_t col_blocks = (nv + 511) / 512;
+  const int64_t threads = ((nv + col_blocks - 1) / col_blocks + 31) / 32 * 32;  // <= 512
+  const int64_t row_chunks = (S + kRowsPerBlock - 1) / kRowsPerBlock;
+  if (col_blocks > 65535 || B * row_chunks > 0x7fffffff) return cudaErrorInvalidValue;
+  const dim3 grid(unsigned(B * row_chunks), unsigned(col_blocks));
+  ModulateKernel<Vec><<<grid, unsigned(threads), 0, stream>>>(
+      static_cast<const Vec*>(x), static_cast<const Vec*>(scale), static_cast<const Vec*>(shift),
+      static_cast<Vec*>(y), S, nv, row_chunks);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t ModulateBf16(const void* x, const void* scale, const void* shift, void* y, int64_t B, int64_t S,
+                         int64_t D, cudaStream_t stream) {
+  return LaunchModulate<uint4>(x, scale, shift, y, B, S, D, stream);
+}
+
+cudaError_t ModulateF32(const float* x, const float* scale, const float* shift, float* y, int64_t B,
+                        int64_t S, int64_t D, cudaStream_t stream) {
+  return LaunchModulate<float4>(x, scale, shift, y, B, S, D, stream);
+}
+
+cudaError_t LayerNormModulateBf16(const void* x, const void* scale, const void* shift, void* y, int64_t B,
+                                  int64_t S, int64_t D, float eps, cudaStream_t stream) {
+  if (B < 0 || S < 0 || D < 0 || D % 8 != 0 || D > 16384 || !(eps >= 0.0f)) return cudaErrorInvalidValue;
+  if (B == 0 || S == 0 || D == 0) return cudaSuccess;
+  if (!x || !scale || !shift || !y) return cudaErrorInvalidValue;
+  if (!Aligned16(x) || !Aligned16(scale) || !Aligned16(shift) || !Aligned16(y)) return cudaErrorInvalidValue;
+  if (B * S > 0x7fffffff) return cudaErrorInvalidValue;
+
+  const int nv = int(D / 8);
+  int k = 1;  // vectors per thread: smallest power of two keeping the block at <= 256 threads
+  while ((nv + k - 1) / k > 256) k *= 2;  // D <= 16384 => k <= 8
+  const unsigned threads = unsigned(((nv + k - 1) / k + 31) / 32 * 32);
+  const unsigned rows = unsigned(B * S);
+  const auto* xv = static_cast<const uint4*>(x);
+  const auto* sv = static_cast<const uint4*>(scale);
+  const auto* hv = static_cast<const uint4*>(shift);
+  auto* yv = static_cast<uint4*>(y);
+  const float inv_d = 1.0f / float(D);
+  switch (k) {
+    case 1: LayerNormModulateKernel<1><<<rows, threads, 0, stream>>>(xv, sv, hv, yv, S, nv, inv_d, eps); break;
+    case 2: LayerNormModulateKernel<2><<<rows, threads, 0, stream>>>(xv, sv, hv, yv, S, nv, inv_d, eps); break;
+    case 4: LayerNormModulateKernel<4><<<rows, threads, 0, stream>>>(xv, sv, hv, yv, S, nv, inv_d, eps); break;
+    default: LayerNormModulateKernel<8><<<rows, threads, 0, stream>>>(xv, sv, hv, yv, S, nv, inv_d, eps); break;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace ditserve::kernels
