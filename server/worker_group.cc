@@ -45,10 +45,14 @@ WorkerGroup::~WorkerGroup() { Stop(); }
 void WorkerGroup::Start() { owner_ = std::thread([this] { OwnerLoop(); }); }
 
 void WorkerGroup::Stop() {
+  std::shared_ptr<Job> running;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
+    running = job_;
   }
+  // Past the drain timeout: stop a still-running job at its next step instead of waiting it out.
+  if (running) running->RequestCancel(Unavailable("server is shutting down; request stopped"));
   cv_.notify_all();
   if (owner_.joinable()) owner_.join();
 }
