@@ -6,6 +6,11 @@
 // accents, CJK, emoji, whitespace, digits, contractions, special tokens in the text, long prompts, and a
 // sweep over every assigned code point). Every id of every case must match. A Python failure fails the
 // test.
+//
+// The "clip_real" variant is the real CLIP BPE vocabulary (49408 tokens, as in FLUX's tokenizer/), read
+// by the script from the open_clip_torch wheel (`pip download --no-deps`, sha256-checked, cached); its
+// corpus is FLUX-style prompts, prompts longer than 77 tokens, accents, CJK, emoji, punctuation and
+// numbers. If the download fails the script exits non-zero and every test here fails (no skip).
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -119,6 +124,7 @@ TEST(ClipTokenizer, MatchesTransformersCLIPTokenizer) {
   ASSERT_TRUE(ref.ok) << ref.error;
   ASSERT_FALSE(ref.data.at("clip").empty());
   for (const json& v : ref.data.at("clip")) {
+    if (v.value("real_vocab", false)) continue;  // MatchesTransformersOnRealClipVocabulary
     SCOPED_TRACE(v.at("name").get<std::string>());
     auto tok = ClipTokenizer::Load(v.at("vocab").get<std::string>(), v.at("merges").get<std::string>());
     ASSERT_TRUE(tok.ok()) << tok.status().ToString();
@@ -130,6 +136,37 @@ TEST(ClipTokenizer, MatchesTransformersCLIPTokenizer) {
     EXPECT_GT(n, 100u);
     std::printf("[ %s ] %zu cases compared\n", v.at("name").get<std::string>().c_str(), n);
   }
+}
+
+const json* FindVariant(const json& list, const std::string& name) {
+  for (const json& v : list) {
+    if (v.at("name").get<std::string>() == name) return &v;
+  }
+  return nullptr;
+}
+
+TEST(ClipTokenizer, MatchesTransformersOnRealClipVocabulary) {
+  const Reference& ref = Ref();
+  ASSERT_TRUE(ref.ok) << ref.error;
+  const json* v = FindVariant(ref.data.at("clip"), "clip_real");
+  ASSERT_NE(v, nullptr) << "reference.json has no clip_real variant (real CLIP vocabulary)";
+  ASSERT_TRUE(v->value("real_vocab", false));
+  auto tok = ClipTokenizer::Load(v->at("vocab").get<std::string>(), v->at("merges").get<std::string>());
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ((*tok)->vocab_size(), 49408);
+  EXPECT_EQ((*tok)->bos_id(), 49406);
+  EXPECT_EQ((*tok)->eos_id(), 49407);
+  EXPECT_EQ((*tok)->pad_id(), 49407);
+  EXPECT_EQ((*tok)->vocab_size(), v->at("vocab_size").get<int64_t>());
+  // Well-known ids of the real vocabulary (independent of the Python reference).
+  const std::vector<int64_t> cat = {49406, 320, 1125, 539, 320, 2368, 49407};
+  EXPECT_EQ((*tok)->Encode("a photo of a cat", 7), cat);
+  EXPECT_GT(v->at("long_cases").get<int>(), 0) << "no real-vocabulary prompt is longer than 77 tokens";
+  const size_t n = CheckCases(**tok, *v);
+  EXPECT_GT(n, 300u);
+  std::printf("[ clip_real ] %zu real-vocabulary cases compared (open_clip_torch %s, bpe sha256 %s)\n", n,
+              v->at("open_clip_version").get<std::string>().c_str(),
+              v->at("bpe_sha256").get<std::string>().c_str());
 }
 
 TEST(T5Tokenizer, MatchesTransformersT5TokenizerFast) {
@@ -151,7 +188,9 @@ TEST(T5Tokenizer, MatchesTransformersT5TokenizerFast) {
 TEST(Tokenizers, ConcurrentEncodeIsConsistent) {
   const Reference& ref = Ref();
   ASSERT_TRUE(ref.ok) << ref.error;
-  const json& cv = ref.data.at("clip").back();
+  const json* cvp = FindVariant(ref.data.at("clip"), "clip_multilingual");
+  ASSERT_NE(cvp, nullptr);
+  const json& cv = *cvp;
   auto clip = ClipTokenizer::Load(cv.at("vocab").get<std::string>(), cv.at("merges").get<std::string>());
   ASSERT_TRUE(clip.ok());
   const json& tv = ref.data.at("t5").back();

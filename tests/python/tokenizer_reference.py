@@ -12,13 +12,27 @@ The ids come from exactly the tokenizers FluxPipeline uses:
   transformers.CLIPTokenizer(vocab, merges)(text, padding="max_length", max_length=L, truncation=True)
   transformers.T5TokenizerFast(vocab_file=spiece.model)(text, padding="max_length", max_length=L,
                                                         truncation=True)
-Any failure exits non-zero (the C++ test then fails; nothing is skipped).
+It also adds a "clip_real" variant built from the real CLIP BPE vocabulary (the one FLUX's
+tokenizer/ uses: 49408 tokens, 48894 merges). That file ships inside the PyPI package open_clip_torch as
+open_clip/bpe_simple_vocab_16e6.txt.gz; the package itself pulls torch/torchvision/timm, so it is NOT a
+requirement: the wheel alone is fetched with `pip download --no-deps open_clip_torch==OPEN_CLIP_VERSION`,
+only the .gz is read out of it (checked against its sha256), cached under $DITSERVE_TOKENIZER_CACHE
+(default: <tmp>/ditserve-clip-bpe-OPEN_CLIP_VERSION), and converted to vocab.json + merges.txt exactly
+as CLIP's SimpleTokenizer builds its tables.
+
+Any failure exits non-zero (the C++ test then fails; nothing is skipped) -- including a failed
+download of the real vocabulary.
 """
+import gzip
+import hashlib
 import json
 import os
 import random
+import subprocess
 import sys
+import tempfile
 import unicodedata
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
@@ -41,6 +55,179 @@ EXTRA_CORPUS = [
 
 CLIP_MAX = 77
 T5_MAX = 512
+
+# Real CLIP BPE vocabulary (OpenAI CLIP's bpe_simple_vocab_16e6.txt.gz, byte-identical in open_clip).
+OPEN_CLIP_VERSION = "3.3.0"
+CLIP_BPE_MEMBER = "open_clip/bpe_simple_vocab_16e6.txt.gz"
+CLIP_BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+
+
+class RealVocabError(RuntimeError):
+    pass
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_clip_bpe():
+    """Returns the path of a verified bpe_simple_vocab_16e6.txt.gz, downloading the open_clip_torch
+    wheel (no dependencies) when it is not cached yet. Raises RealVocabError with a clear message."""
+    cache = os.environ.get("DITSERVE_TOKENIZER_CACHE") or os.path.join(
+        tempfile.gettempdir(), f"ditserve-clip-bpe-{OPEN_CLIP_VERSION}")
+    os.makedirs(cache, exist_ok=True)
+    gz = os.path.join(cache, "bpe_simple_vocab_16e6.txt.gz")
+    if os.path.exists(gz) and _sha256(gz) == CLIP_BPE_SHA256:
+        return gz
+    with tempfile.TemporaryDirectory(prefix="ditserve-open-clip-wheel-") as dl:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-d", dl, f"open_clip_torch=={OPEN_CLIP_VERSION}"]
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise RealVocabError(f"cannot download the real CLIP vocabulary: {' '.join(cmd)}: {e}")
+        wheels = [f for f in os.listdir(dl) if f.endswith(".whl")]
+        if p.returncode != 0 or len(wheels) != 1:
+            raise RealVocabError(
+                "cannot download the real CLIP vocabulary (PyPI must be reachable for this test): "
+                f"{' '.join(cmd)} exited {p.returncode}, wheels={wheels}\n{p.stdout[-4000:]}")
+        try:
+            with zipfile.ZipFile(os.path.join(dl, wheels[0])) as z:
+                data = z.read(CLIP_BPE_MEMBER)
+        except (KeyError, zipfile.BadZipFile) as e:
+            raise RealVocabError(f"{wheels[0]} has no readable {CLIP_BPE_MEMBER}: {e}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != CLIP_BPE_SHA256:
+        raise RealVocabError(f"{CLIP_BPE_MEMBER} from {wheels[0]} has sha256 {digest}, "
+                             f"expected {CLIP_BPE_SHA256}")
+    tmp = gz + f".tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, gz)
+    return gz
+
+
+def bytes_to_unicode():
+    """CLIP's (and GPT-2's) byte -> printable unicode char table, in CLIP's order."""
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) +
+          list(range(ord("®"), ord("ÿ") + 1)))
+    cs = bs[:]
+    n = 0
+    for b in range(2 ** 8):
+        if b not in bs:
+            bs.append(b)
+            cs.append(2 ** 8 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def build_real_clip(out_dir, gz_path):
+    """vocab.json + merges.txt from the CLIP .gz, exactly as CLIP's SimpleTokenizer builds them."""
+    os.makedirs(out_dir, exist_ok=True)
+    lines = gzip.open(gz_path).read().decode("utf-8").split("\n")
+    merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
+    assert len(merges) == 48894 and all(len(m) == 2 for m in merges), len(merges)
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab]
+    for m in merges:
+        vocab.append("".join(m))
+    vocab.extend(["<|startoftext|>", "<|endoftext|>"])
+    assert len(vocab) == 49408 and len(set(vocab)) == 49408, len(vocab)
+    vocab_path = os.path.join(out_dir, "vocab.json")
+    merges_path = os.path.join(out_dir, "merges.txt")
+    with open(vocab_path, "w", encoding="utf-8") as f:
+        json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False)
+    with open(merges_path, "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+        for a, b in merges:
+            f.write(f"{a} {b}\n")
+    return vocab_path, merges_path
+
+
+def real_vocab_texts():
+    """Prompts for the real vocabulary: typical FLUX prompts, long prompts, accents, CJK, emoji,
+    punctuation, numbers."""
+    flux = [
+        "A cat holding a sign that says hello world",
+        "a tiny astronaut hatching from an egg on the moon",
+        "A photo of an astronaut riding a horse on mars, high quality, 8k, photorealistic",
+        "Cinematic still of a cyberpunk city at night, neon lights reflecting on wet streets, rain, "
+        "volumetric fog, shot on 35mm film, shallow depth of field, bokeh",
+        "portrait of a young woman with freckles and red hair, soft natural light, Canon EOS R5, 85mm f/1.2",
+        "An oil painting of a lighthouse on a cliff during a storm, in the style of J.M.W. Turner",
+        "isometric 3D render of a cozy tiny house, pastel colors, low poly, Blender, octane render",
+        "A delicious bowl of ramen with a soft-boiled egg, chashu pork, nori and scallions, food photography",
+        "watercolor illustration of a fox in a snowy forest, children's book style",
+        "logo design for a coffee shop called \"Bean There\", minimalist, flat vector, white background",
+        "ultra-detailed macro shot of a dewdrop on a spider web at sunrise",
+        "a majestic lion wearing a crown, digital art, trending on artstation, 4k wallpaper",
+        "Studio Ghibli style landscape with rolling hills, windmills and fluffy clouds",
+        "A vintage poster for the 1969 moon landing, retro typography, screen print texture",
+        "neon sign that reads 'OPEN 24/7' in a rainy alley, reflections, moody atmosphere",
+        "A DSLR photo of a corgi wearing sunglasses at the beach, golden hour",
+        "masterpiece, best quality, highly detailed, sharp focus, HDR, (dramatic lighting:1.3), [blurry]",
+        "an anime girl with blue hair, school uniform, cherry blossoms, 2D, cel shading",
+        "Product shot of a sleek black smartwatch on marble, studio lighting, commercial photography",
+        "Text that says \"FLUX.1 [dev]\" written in chalk on a blackboard",
+        "A BLUE BOX ON TOP OF A RED SPHERE, NEXT TO A GREEN CUBE",
+        "selfie of a raccoon in Times Square, New York City, iPhone photo",
+        "a robot reading a newspaper in a Parisian café, late 19th-century impressionism",
+        "Hyperrealistic close-up of an eye with a galaxy in the iris",
+        "steampunk airship over Victorian London, brass gears, sepia tones",
+    ]
+    long_prompts = [
+        "A breathtaking panoramic view of an ancient fantasy city built into the side of a colossal "
+        "mountain, with cascading waterfalls pouring from stone aqueducts, towering spires topped with "
+        "glowing crystals, bustling marketplaces filled with merchants in colorful robes, winged "
+        "creatures circling overhead, lush hanging gardens, golden sunlight breaking through storm "
+        "clouds, intricate architectural details, epic scale, matte painting, concept art, highly "
+        "detailed, cinematic lighting, volumetric rays, 8k resolution, trending on ArtStation",
+        ", ".join(["ultra detailed", "photorealistic", "masterpiece", "best quality"] * 12),
+        "The quick brown fox jumps over the lazy dog. " * 12,
+        "supercalifragilisticexpialidocious " * 20,
+        "🌸🌊🔥 " * 40,
+        "東京タワーの夜景、" * 30,
+        "0123456789 " * 20,
+    ]
+    accents = [
+        "Café au lait, crème brûlée et pâté — très délicieux à Noël.",
+        "Über den Wolken muss die Freiheit wohl grenzenlos sein; Grüße aus München.",
+        "El niño pidió una piña y un jalapeño; ¿qué tal? ¡Olé!",
+        "naïve façade of a château in Provence, Ångström, Øresund, Łódź, İstanbul, Ærø",
+        "cafe\u0301 (decomposed) vs café (composed)", "ÉCOLE NORMALE SUPÉRIEURE", "straße STRASSE ß",
+        "São Paulo, Curaçao, Reykjavík, Kraków, Dvořák, Beyoncé, Pokémon",
+    ]
+    cjk = [
+        "東京の夜景、桜の花、富士山。猫が好きです。", "中文字符测试，你好世界。一只可爱的熊猫在竹林里吃竹子",
+        "한국어 문장: 서울의 야경과 한강", "日本語とEnglishの混在テキスト with ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３",
+        "水墨画风格的山水，云雾缭绕", "ｶﾀｶﾅ and ひらがな and 漢字", "𠀀𠀁 extension B characters",
+        "Ελληνικά γράμματα και Русский текст тоже, עברית, العربية, हिन्दी, ไทย",
+    ]
+    emoji = [
+        "🎉", "a cute cat 🐱 giving a thumbs up 👍🏽", "I ❤️ NY", "family 👨‍👩‍👧 at the park 🌳",
+        "flags 🇫🇷🇩🇪🇯🇵", "rainbow flag 🏳️‍🌈", "keycap 1️⃣ 2️⃣", "🚀 to the moon 🌕✨", "😀😃😄😁😆😅😂🤣",
+        "pizza🍕burger🍔fries🍟",
+    ]
+    punct = [
+        "Hello, world! How are you? I'm fine... (really) [yes] {no} <tag> a/b\\c @user #tag $5 %50 ^ & * ~ `",
+        "!!!???...,,,;;;:::---___+++===|||", "e-mail: foo@bar.com; url: https://example.com/a?q=1&r=2",
+        "\"double\" 'single' `back` “curly” ‘quotes’ «guillemets» – — …",
+        "don't won't can't it's we're they've I'm you'll he'd DON'T It's rock'n'roll o'clock James' car",
+        "(masterpiece:1.2), ((best quality)), [[low quality]], {{detailed}}, <lora:style:0.8>",
+        "a photo <|endoftext|> of a cat", "<|startoftext|>hello<|endoftext|>", "#hashtag @mention $$$ ###",
+        "", " ", "  leading and trailing  ", "tabs\tand\nnew\nlines", "zero\u200bwidth nbsp\u00a0here",
+    ]
+    numbers = [
+        "0", "7", "42", "123", "2024", "3.14159", "1,000,000", "2024-01-01T12:30:00Z", "v1.2.3",
+        "1920x1080", "4k 8k 16k 1080p 720p", "f/1.8 1/250s ISO 100 85mm", "50% off, $19.99, €5, £3, ¥1000",
+        "½ ¾ ² ³ Ⅻ ٣٤٥ ४२", "x86_64 arm64 sha256 utf-8", "1234567890" * 10, "99 bottles of beer",
+    ]
+    return flux + long_prompts + accents + cjk + emoji + punct + numbers
 
 
 def curated_texts():
@@ -168,6 +355,31 @@ def main():
         ref["clip"].append({"name": name, "vocab": vocab, "merges": merges,
                             "pad_id": tok.pad_token_id, "bos_id": tok.bos_token_id,
                             "eos_id": tok.eos_token_id, "vocab_size": tok.vocab_size, "cases": cases})
+
+    # Real CLIP vocabulary (FLUX's tokenizer/). A download failure is an error, not a skip.
+    try:
+        gz = fetch_clip_bpe()
+    except RealVocabError as e:
+        print(f"ERROR: real CLIP vocabulary unavailable: {e}", file=sys.stderr)
+        return 3
+    vocab, merges = build_real_clip(os.path.join(out, "clip_real"), gz)
+    tok = CLIPTokenizer(vocab, merges)
+    assert (tok.vocab_size, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == \
+        (49408, 49406, 49407, 49407), (tok.vocab_size, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+    # sanity: well-known ids of the real vocabulary
+    assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407], \
+        tok("a photo of a cat").input_ids
+    real = real_vocab_texts()
+    cases = encode_cases(tok, real, CLIP_MAX)
+    cases += encode_cases(tok, real)               # untruncated (long prompts > 77 tokens in full)
+    cases += encode_cases(tok, real[:30], 16)      # short max_length truncation
+    cases += encode_cases(tok, curated, CLIP_MAX)  # the generic corpus on the real vocabulary too
+    ref["clip"].append({"name": "clip_real", "vocab": vocab, "merges": merges,
+                        "pad_id": tok.pad_token_id, "bos_id": tok.bos_token_id,
+                        "eos_id": tok.eos_token_id, "vocab_size": tok.vocab_size, "cases": cases,
+                        "real_vocab": True, "open_clip_version": OPEN_CLIP_VERSION,
+                        "bpe_sha256": CLIP_BPE_SHA256,
+                        "long_cases": sum(len(tok(t).input_ids) > CLIP_MAX for t in real)})
 
     # --- T5 -------------------------------------------------------------------------------------
     # C++ T5Tokenizer::Load(dir/spiece.model) follows dir/tokenizer.json when present (as
