@@ -1,12 +1,16 @@
 // The C++ FLUX pipeline against diffusers' FluxPipeline on the tiny models: same seed, size, steps.
-// tests/python/flux_parity_reference.py writes diffusers' pixels and final latents; the C++ side uses
-// FluxPipeline::GenerateRaw (no PNG). Pixels may differ by at most one level.
+// tests/python/flux_parity_reference.py writes diffusers' pixels, prompt embeddings and the latents after
+// every step; the C++ side uses FluxPipeline::GenerateRaw (no PNG) with record_intermediates. Pixels may
+// differ by at most one level; embeddings by a relative error ||a-b||/||b|| of 1e-5, latents by 1e-4.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -34,6 +38,20 @@ std::vector<T> ReadRaw(const std::string& path) {
   return out;
 }
 
+// ||got - want|| / ||want|| (L2 over all elements).
+double RelError(const std::vector<float>& got, const float* want, size_t n) {
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = double(got[i]) - double(want[i]);
+    diff += d * d;
+    ref += double(want[i]) * double(want[i]);
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(ref), 1e-30);
+}
+
+constexpr double kEmbedsTolerance = 1e-5;
+constexpr double kLatentsTolerance = 1e-4;
+
 struct Case {
   std::string model;  // flux-tiny-dev / flux-tiny-schnell
   std::string prompt, negative_prompt;
@@ -60,6 +78,9 @@ void RunParity(const Case& c) {
   const auto meta = nlohmann::json::parse(meta_in);
   const auto want_pixels = ReadRaw<uint8_t>(out_dir + "/image.u8");
   const auto want_latents = ReadRaw<float>(out_dir + "/latents.f32");
+  const auto want_steps = ReadRaw<float>(out_dir + "/steps.f32");
+  const auto want_pooled = ReadRaw<float>(out_dir + "/pooled.f32");
+  const auto want_t5 = ReadRaw<float>(out_dir + "/t5.f32");
 
   // ditserve.
   auto info = ReadModelInfo(models + "/" + c.model);
@@ -78,7 +99,7 @@ void RunParity(const Case& c) {
   p.true_cfg_scale = c.true_cfg;
   p.seed = c.seed;
   testing::RecordingJobControl control;
-  auto got = (*pipeline)->GenerateRaw(p, control);
+  auto got = (*pipeline)->GenerateRaw(p, control, {.record_intermediates = true});
   ASSERT_TRUE(got.ok()) << got.status().ToString();
 
   ASSERT_EQ(got->width, meta["width"].get<int64_t>());
@@ -86,6 +107,29 @@ void RunParity(const Case& c) {
   ASSERT_EQ(got->latents_shape, meta["latents_shape"].get<std::vector<int64_t>>());
   ASSERT_EQ(got->packed_latents.size(), want_latents.size());
   ASSERT_EQ(got->rgb.size(), want_pixels.size());
+  ASSERT_EQ(got->pooled_shape, meta["pooled_shape"].get<std::vector<int64_t>>());
+  ASSERT_EQ(got->t5_shape, meta["t5_shape"].get<std::vector<int64_t>>());
+  ASSERT_EQ(got->pooled_embeds.size(), want_pooled.size());
+  ASSERT_EQ(got->t5_embeds.size(), want_t5.size());
+  ASSERT_EQ(int64_t(got->step_latents.size()), meta["steps"].get<int64_t>());
+  ASSERT_EQ(got->step_latents.size() * want_latents.size(), want_steps.size());
+
+  // Embeddings, then each step: the first step off says where a drift starts.
+  const double pooled_rel = RelError(got->pooled_embeds, want_pooled.data(), want_pooled.size());
+  const double t5_rel = RelError(got->t5_embeds, want_t5.data(), want_t5.size());
+  EXPECT_LE(pooled_rel, kEmbedsTolerance) << "CLIP pooled embeddings";
+  EXPECT_LE(t5_rel, kEmbedsTolerance) << "T5 hidden states";
+  std::string step_rels;
+  for (size_t s = 0; s < got->step_latents.size(); ++s) {
+    ASSERT_EQ(got->step_latents[s].size(), want_latents.size());
+    const double rel = RelError(got->step_latents[s], want_steps.data() + s * want_latents.size(), want_latents.size());
+    EXPECT_LE(rel, kLatentsTolerance) << "latents after step " << s + 1;
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%s%.3g", s ? " " : "", rel);
+    step_rels += buf;
+  }
+  const double final_rel = RelError(got->packed_latents, want_latents.data(), want_latents.size());
+  EXPECT_LE(final_rel, kLatentsTolerance) << "final latents";
 
   double max_latent = 0, max_ref = 0;
   for (size_t i = 0; i < want_latents.size(); ++i) {
@@ -99,10 +143,10 @@ void RunParity(const Case& c) {
     max_pixel = std::max(max_pixel, d);
     differing += d != 0;
   }
-  std::printf("[parity] %s %lldx%lld steps=%lld true_cfg=%g: latents max|diff| %.3g (max|ref| %.3g), "
-              "pixels max|diff| %d, %zu of %zu values differ\n",
-              c.model.c_str(), (long long)c.width, (long long)c.height, (long long)c.steps, c.true_cfg, max_latent,
-              max_ref, max_pixel, differing, want_pixels.size());
+  std::printf("[parity] %s %lldx%lld steps=%lld true_cfg=%g: rel err pooled %.3g, t5 %.3g, steps [%s], "
+              "final %.3g; latents max|diff| %.3g (max|ref| %.3g), pixels max|diff| %d, %zu of %zu values differ\n",
+              c.model.c_str(), (long long)c.width, (long long)c.height, (long long)c.steps, c.true_cfg, pooled_rel,
+              t5_rel, step_rels.c_str(), final_rel, max_latent, max_ref, max_pixel, differing, want_pixels.size());
   EXPECT_LE(max_pixel, 1);
   EXPECT_LE(max_latent, 1e-4 * std::max(1.0, max_ref));
 }

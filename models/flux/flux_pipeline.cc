@@ -26,6 +26,13 @@ void SyncDevice(const at::Device& device) {
 
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// Copies a tensor to the host as float32; appends its shape to *shape when given.
+std::vector<float> ToHostFloats(const at::Tensor& t, std::vector<int64_t>* shape = nullptr) {
+  const at::Tensor host = t.to(at::kCPU).to(at::kFloat).contiguous();
+  if (shape != nullptr) shape->assign(host.sizes().begin(), host.sizes().end());
+  return std::vector<float>(host.data_ptr<float>(), host.data_ptr<float>() + host.numel());
+}
+
 std::string FormatFloat(double v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%g", v);
@@ -59,7 +66,7 @@ struct FluxPipeline::Impl {
     return transformer.get_method("head")({img, temb}).toTensor();
   }
 
-  StatusOr<FluxRawOutput> Run(const GenerateParams& params, JobControl& control);
+  StatusOr<FluxRawOutput> Run(const GenerateParams& params, JobControl& control, const FluxRawOptions& raw_options);
 };
 
 FluxPipeline::FluxPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -86,7 +93,8 @@ StatusOr<std::unique_ptr<FluxPipeline>> FluxPipeline::Load(const PipelineOptions
   return std::unique_ptr<FluxPipeline>(new FluxPipeline(std::move(impl)));
 }
 
-StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, JobControl& control) {
+StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, JobControl& control,
+                                                const FluxRawOptions& raw_options) {
   const FluxConfig& c = config;
   if (params.steps < 1) return InvalidArgument("steps must be >= 1");
   if (params.width < c.vae_scale_factor * 2 || params.height < c.vae_scale_factor * 2) {
@@ -104,6 +112,10 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   SyncDevice(device);
   out.timings.push_back({Stage::kTextEncode, Since(t0)});
   control.Progress(Stage::kTextEncode, 1, 1);
+  if (raw_options.record_intermediates) {
+    out.pooled_embeds = ToHostFloats(prompt.pooled, &out.pooled_shape);
+    out.t5_embeds = ToHostFloats(prompt.hidden, &out.t5_shape);
+  }
 
   // 2. Latents, ids, rotary embedding, schedule.
   t0 = Clock::now();
@@ -137,6 +149,7 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
       noise_pred = neg + (noise_pred - neg) * static_cast<double>(params.true_cfg_scale);
     }
     latents = scheduler.Step(noise_pred, i, latents);
+    if (raw_options.record_intermediates) out.step_latents.push_back(ToHostFloats(latents));
     ++out.steps_computed;
     control.Progress(Stage::kDenoise, i + 1, n);
   }
@@ -144,9 +157,7 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   out.timings.push_back({Stage::kDenoise, Since(t0)});
   if (control.Cancelled()) return Cancelled("cancelled before decoding");
 
-  const at::Tensor final_latents = latents.to(at::kCPU).to(at::kFloat).contiguous();
-  out.latents_shape.assign(final_latents.sizes().begin(), final_latents.sizes().end());
-  out.packed_latents.assign(final_latents.data_ptr<float>(), final_latents.data_ptr<float>() + final_latents.numel());
+  out.packed_latents = ToHostFloats(latents, &out.latents_shape);
 
   // 4. Decode + postprocess.
   t0 = Clock::now();
@@ -160,10 +171,11 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   return out;
 }
 
-StatusOr<FluxRawOutput> FluxPipeline::GenerateRaw(const GenerateParams& params, JobControl& control) {
+StatusOr<FluxRawOutput> FluxPipeline::GenerateRaw(const GenerateParams& params, JobControl& control,
+                                                  const FluxRawOptions& raw_options) {
   try {
     c10::InferenceMode guard;
-    return impl_->Run(params, control);
+    return impl_->Run(params, control, raw_options);
   } catch (const c10::Error& e) {
     return Internal(std::string("flux: ") + e.what_without_backtrace());
   } catch (const std::exception& e) {

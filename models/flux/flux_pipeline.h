@@ -20,6 +20,19 @@ struct FluxRawOutput {
   std::vector<int64_t> latents_shape;  // {1, N, 4C}
   std::vector<StageTime> timings;      // text_encode, denoise, decode
   int64_t steps_computed = 0;
+
+  // Only with FluxRawOptions::record_intermediates (empty otherwise), all float32 row-major.
+  std::vector<std::vector<float>> step_latents;  // packed latents after each step, each latents_shape
+  std::vector<float> pooled_embeds;              // CLIP pooled output of the prompt, [1, D]
+  std::vector<int64_t> pooled_shape;
+  std::vector<float> t5_embeds;                  // T5 last hidden state of the prompt, [1, L, d_model]
+  std::vector<int64_t> t5_shape;
+};
+
+struct FluxRawOptions {
+  // Copies the prompt embeddings and every step's latents to the host: costs a device sync per step, so
+  // the serving path (Generate) leaves it off.
+  bool record_intermediates = false;
 };
 
 class FluxPipeline final : public Pipeline {
@@ -31,7 +44,8 @@ class FluxPipeline final : public Pipeline {
 
   // Everything but the PNG encoding. Enables inference mode and converts c10::Error itself, so it can
   // be called directly (the diffusers parity tests do).
-  StatusOr<FluxRawOutput> GenerateRaw(const GenerateParams& params, JobControl& control);
+  StatusOr<FluxRawOutput> GenerateRaw(const GenerateParams& params, JobControl& control,
+                                      const FluxRawOptions& raw_options = {});
 
   struct Impl;
 

@@ -7,8 +7,11 @@
 Runs FluxPipeline (float32, CPU) from a diffusers checkpoint directory with
 generator=torch.Generator("cpu").manual_seed(seed) and writes to --out:
   image.u8     the PIL output as raw uint8, H x W x 3
-  latents.f32  the packed latents after the last step (float32, little endian)
-  meta.json    {"width", "height", "latents_shape"}
+  latents.f32  the packed latents after the last step (float32, little endian, as all .f32)
+  steps.f32    the packed latents after each step, concatenated: [steps, *latents_shape]
+  pooled.f32   pipe.encode_prompt's CLIP pooled output for --prompt
+  t5.f32       pipe.encode_prompt's T5 hidden states for --prompt
+  meta.json    {"width", "height", "latents_shape", "steps", "pooled_shape", "t5_shape"}
 """
 import argparse
 import json
@@ -37,10 +40,12 @@ def main() -> int:
     torch.set_grad_enabled(False)
     pipe = FluxPipeline.from_pretrained(a.src, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    captured = {}
+    # Same arguments the pipeline call below encodes with (prompt_2 defaults to prompt); draws no randomness.
+    t5, pooled, _ = pipe.encode_prompt(prompt=a.prompt, prompt_2=None, max_sequence_length=a.max_sequence_length)
+    steps = []
 
     def on_step_end(pipeline, i, t, kwargs):
-        captured["latents"] = kwargs["latents"].detach().clone()
+        steps.append(kwargs["latents"].detach().to(torch.float32).clone())
         return kwargs
 
     result = pipe(
@@ -57,14 +62,21 @@ def main() -> int:
         output_type="pil",
     )
     image = np.asarray(result.images[0].convert("RGB"), dtype=np.uint8)
-    latents = captured["latents"].to(torch.float32).contiguous().numpy()
+    latents = steps[-1].contiguous().numpy()
+
+    def write(name, t):
+        np.ascontiguousarray(np.asarray(t, dtype="<f4")).tofile(os.path.join(a.out, name))
 
     os.makedirs(a.out, exist_ok=True)
     image.tofile(os.path.join(a.out, "image.u8"))
-    latents.astype("<f4").tofile(os.path.join(a.out, "latents.f32"))
+    write("latents.f32", latents)
+    write("steps.f32", torch.stack(steps).numpy())
+    write("pooled.f32", pooled.to(torch.float32).numpy())
+    write("t5.f32", t5.to(torch.float32).numpy())
     with open(os.path.join(a.out, "meta.json"), "w") as f:
         json.dump({"width": int(image.shape[1]), "height": int(image.shape[0]),
-                   "latents_shape": list(latents.shape)}, f)
+                   "latents_shape": list(latents.shape), "steps": len(steps),
+                   "pooled_shape": list(pooled.shape), "t5_shape": list(t5.shape)}, f)
     return 0
 
 
