@@ -1,5 +1,7 @@
 #include "engine/text/clip_tokenizer.h"
 
+#include "engine/text/utf8.h"
+
 #include <unicode/locid.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
@@ -27,25 +29,10 @@ constexpr size_t kMaxMerges = 49152 - 256 - 2;
 std::u32string DecodeUtf8(const std::string& s) {
   std::u32string out;
   out.reserve(s.size());
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    int len = 0;
+  for (size_t i = 0; i < s.size();) {
     char32_t cp = 0;
-    if (c < 0x80) { cp = c; len = 1; }
-    else if ((c & 0xE0) == 0xC0) { cp = c & 0x1F; len = 2; }
-    else if ((c & 0xF0) == 0xE0) { cp = c & 0x0F; len = 3; }
-    else if ((c & 0xF8) == 0xF0) { cp = c & 0x07; len = 4; }
-    bool ok = len > 0 && i + len <= n;
-    for (int k = 1; ok && k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) ok = false;
-      else cp = (cp << 6) | (cc & 0x3F);
-    }
-    static constexpr char32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (ok && (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000))) ok = false;
-    if (!ok) {  // invalid UTF-8 (cannot reach Python as str): U+FFFD, which the clean-up drops
+    const size_t len = utf8::SeqLen(s, i, &cp);
+    if (len == 0) {  // invalid UTF-8 (cannot reach Python as str): U+FFFD, which the clean-up drops
       out.push_back(0xFFFD);
       ++i;
       continue;

@@ -1,4 +1,4 @@
-// Small UTF-8 helpers shared by the T5 tokenizer pieces (header-only).
+// Small UTF-8 helpers shared by the tokenizers (header-only).
 #pragma once
 
 #include <cstddef>
