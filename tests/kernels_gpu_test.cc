@@ -1,7 +1,7 @@
 // GPU tests of kernels/ (labelled "gpu": needs a CUDA device and FAILS without one; CPU CI runs -LE gpu).
 // Correctness: fresh random inputs per check, outputs poisoned with NaN (0xFF bytes) plus an untouched
 // guard region after them, compared with a CPU fp64 reference by ||out - ref|| / ||ref||.
-// Perf (DITSERVE_KERNEL_PERF=1 or --gtest_filter=*Perf*): GB/s (bytes read + written / median of 50
+// Perf (--gtest_also_run_disabled_tests --gtest_filter='*Perf*'): GB/s (bytes read + written / median of 50
 // cudaEvent-timed runs) next to a device-to-device cudaMemcpy ceiling measured in the same run.
 #include "modulate.cuh"
 
@@ -290,14 +290,9 @@ TEST_F(KernelsGpu, RejectsBadArgumentsWithoutLaunching) {
   CUDA_OK(cudaGetLastError());
 }
 
-bool PerfRequested() {
-  const char* env = std::getenv("DITSERVE_KERNEL_PERF");
-  if (env && std::string(env) == "1") return true;
-  return std::string(GTEST_FLAG_GET(filter)).find("Perf") != std::string::npos;
-}
-
-TEST_F(KernelsGpu, Perf) {
-  if (!PerfRequested()) GTEST_SKIP() << "set DITSERVE_KERNEL_PERF=1 or --gtest_filter=*Perf*";
+// Perf mode is a benchmark, not a check: disabled by default (gtest lists it as disabled), run with
+// --gtest_also_run_disabled_tests --gtest_filter='*Perf*'.
+TEST_F(KernelsGpu, DISABLED_Perf) {
   constexpr int kWarmup = 5, kRuns = 50;
   const Shape flux{1, 4608, 3072};
   cudaEvent_t start = nullptr, stop = nullptr;
