@@ -157,7 +157,7 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   out.timings.push_back({Stage::kDenoise, Since(t0)});
   if (control.Cancelled()) return Cancelled("cancelled before decoding");
 
-  out.packed_latents = ToHostFloats(latents, &out.latents_shape);
+  if (raw_options.record_intermediates) out.packed_latents = ToHostFloats(latents, &out.latents_shape);
 
   // 4. Decode + postprocess.
   t0 = Clock::now();

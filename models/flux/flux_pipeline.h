@@ -17,6 +17,7 @@ struct FluxRawOutput {
   int64_t width = 0, height = 0;
   std::vector<uint8_t> rgb;            // height x width x 3, as VaeImageProcessor.postprocess(output_type="pil")
   std::vector<float> packed_latents;   // latents after the last step, [1, N, 4C] row-major, as float32
+                                       // (only with FluxRawOptions::record_intermediates)
   std::vector<int64_t> latents_shape;  // {1, N, 4C}
   std::vector<StageTime> timings;      // text_encode, denoise, decode
   int64_t steps_computed = 0;
