@@ -9,6 +9,10 @@
 #include "ditserve/model_info.h"
 #include "ditserve/status.h"
 
+namespace ditserve::torch_engine {
+class DeviceMesh;  // engine/src/torch/cp/mesh.h
+}
+
 namespace ditserve::models {
 
 // What a pipeline is built from. The engine has validated the model directory (info) and the device.
@@ -18,6 +22,8 @@ struct PipelineOptions {
   int rank = 0;
   int world_size = 1;
   int cfg = 1, ulysses = 1, ring = 1;  // context-parallel mesh of the group (all 1 on one rank)
+  // The group's process groups; null on a single rank. Its attention backend is already installed.
+  std::shared_ptr<torch_engine::DeviceMesh> mesh;
 };
 
 class Pipeline {

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libspdlog-dev nlohmann-json3-dev libstb-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   libgtest-dev libgmock-dev prometheus-cpp-dev libcli11-dev zlib1g-dev libicu-dev
+  libgloo-dev
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -82,6 +82,7 @@ StatusOr<FluxConfig> FluxConfig::Load(const std::string& dir) {
     c.in_channels = j.Get<int64_t>("transformer.in_channels");
     c.num_layers = j.Get<int64_t>("transformer.num_layers");
     c.num_single_layers = j.Get<int64_t>("transformer.num_single_layers");
+    c.num_attention_heads = j.Get<int64_t>("transformer.num_attention_heads", 24);
     c.axes_dims_rope = j.Get<std::vector<int64_t>>("transformer.axes_dims_rope");
     c.rope_theta = j.Get<double>("transformer.rope_theta", 10000.0);
     c.guidance_embeds = j.Get<bool>("transformer.guidance_embeds", false);

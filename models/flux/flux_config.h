@@ -21,6 +21,7 @@ struct FluxConfig {
   int64_t in_channels = 64;
   int64_t num_layers = 19;
   int64_t num_single_layers = 38;
+  int64_t num_attention_heads = 24;
   std::vector<int64_t> axes_dims_rope{16, 56, 56};
   double rope_theta = 10000.0;
   bool guidance_embeds = false;

@@ -7,6 +7,8 @@
 #include <torch/script.h>
 
 #include "engine/io/png.h"
+#include "engine/src/torch/cp/mesh.h"
+#include "engine/src/torch/cp/sequence_shard.h"
 #include "engine/src/torch/flow_match_euler.h"
 #include "models/flux/flux_config.h"
 #include "models/flux/flux_decode.h"
@@ -39,6 +41,54 @@ std::string FormatFloat(double v) {
   return buf;
 }
 
+// How this rank's transformer inputs are cut from the full sequence [text tokens, image tokens]:
+// text and image tokens are sharded separately (each padded to a multiple of the sequence ranks), so
+// every rank holds [its text shard, its image shard], matching the rows of cos/sin and the mask.
+struct SequenceLayout {
+  torch_engine::Communicator* comm = nullptr;  // null: one sequence rank holds everything
+  int index = 0;
+  torch_engine::SequenceSplit txt, img;
+  at::Tensor cos, sin;  // [S_local, head_dim]
+  c10::IValue mask;     // None, or bool [1, S_local] when there is padding
+
+  static SequenceLayout Make(torch_engine::DeviceMesh* mesh, int64_t text_len, int64_t img_len,
+                             const at::Tensor& cos, const at::Tensor& sin, const at::Device& device) {
+    SequenceLayout l;
+    l.comm = mesh != nullptr ? mesh->sequence() : nullptr;
+    if (l.comm == nullptr) {
+      l.cos = cos.to(device);
+      l.sin = sin.to(device);
+      return l;
+    }
+    using torch_engine::TakeShard;
+    l.index = mesh->sequence_index();
+    l.txt = torch_engine::SplitSequence(text_len, l.comm->size());
+    l.img = torch_engine::SplitSequence(img_len, l.comm->size());
+    auto local = [&](const at::Tensor& t) {
+      return at::cat({TakeShard(t.narrow(0, 0, text_len), 0, l.txt, l.index),
+                      TakeShard(t.narrow(0, text_len, img_len), 0, l.img, l.index)})
+          .to(device);
+    };
+    l.cos = local(cos);
+    l.sin = local(sin);
+    if (l.txt.has_padding() || l.img.has_padding()) {
+      l.mask = at::cat({torch_engine::ShardValidMask(l.txt, l.index, device),
+                        torch_engine::ShardValidMask(l.img, l.index, device)})
+                   .unsqueeze(0);
+    }
+    return l;
+  }
+  at::Tensor Text(const at::Tensor& hidden) const {
+    return comm ? torch_engine::TakeShard(hidden, 1, txt, index) : hidden;
+  }
+  at::Tensor Image(const at::Tensor& packed) const {
+    return comm ? torch_engine::TakeShard(packed, 1, img, index) : packed;
+  }
+  at::Tensor GatherImage(const at::Tensor& local) const {
+    return comm ? torch_engine::GatherShards(*comm, local, 1, img) : local;
+  }
+};
+
 }  // namespace
 
 struct FluxPipeline::Impl {
@@ -48,22 +98,24 @@ struct FluxPipeline::Impl {
   std::unique_ptr<FluxTextEncoder> text;
   torch::jit::Module transformer, vae;
 
-  // One full transformer evaluation: embed -> double blocks -> single blocks -> head.
-  at::Tensor Transformer(const at::Tensor& latents, const PromptEmbeds& prompt, const at::Tensor& timestep,
-                         const at::Tensor& guidance, const at::Tensor& cos, const at::Tensor& sin) {
-    auto embedded = transformer.get_method("embed")({latents, prompt.hidden, prompt.pooled, timestep, guidance});
+  // One full transformer evaluation on this rank's shard: embed -> double blocks -> single blocks ->
+  // head, then the image tokens gathered from the sequence ranks. `text_hidden` is already sharded.
+  at::Tensor Transformer(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
+                         const at::Tensor& timestep, const at::Tensor& guidance, const SequenceLayout& layout) {
+    auto embedded =
+        transformer.get_method("embed")({layout.Image(latents), text_hidden, pooled, timestep, guidance});
     const auto& e = embedded.toTupleRef().elements();
     c10::IValue img = e[0], txt = e[1];
     const c10::IValue temb = e[2];
-    const c10::IValue no_mask;  // FLUX attends to every (padded) T5 token, like diffusers
+    // FLUX attends to every (padded) T5 token, like diffusers; the mask only hides sequence padding.
     auto d = transformer.get_method("double_blocks")(
-        {int64_t{0}, config.num_layers, img, txt, temb, cos, sin, no_mask});
+        {int64_t{0}, config.num_layers, img, txt, temb, layout.cos, layout.sin, layout.mask});
     img = d.toTupleRef().elements()[0];
     txt = d.toTupleRef().elements()[1];
     auto s = transformer.get_method("single_blocks")(
-        {int64_t{0}, config.num_single_layers, img, txt, temb, cos, sin, no_mask});
+        {int64_t{0}, config.num_single_layers, img, txt, temb, layout.cos, layout.sin, layout.mask});
     img = s.toTupleRef().elements()[0];
-    return transformer.get_method("head")({img, temb}).toTensor();
+    return layout.GatherImage(transformer.get_method("head")({img, temb}).toTensor());
   }
 
   StatusOr<FluxRawOutput> Run(const GenerateParams& params, JobControl& control, const FluxRawOptions& raw_options);
@@ -85,6 +137,10 @@ StatusOr<std::unique_ptr<FluxPipeline>> FluxPipeline::Load(const PipelineOptions
   ASSIGN_OR_RETURN(impl->text, FluxTextEncoder::Load(c, impl->device));
   ASSIGN_OR_RETURN(impl->transformer, LoadTorchScript(c.Path(c.transformer_file), impl->device));
   ASSIGN_OR_RETURN(impl->vae, LoadTorchScript(c.Path(c.vae_file), impl->device));
+  if (options.ulysses > 1 && c.num_attention_heads % options.ulysses != 0) {
+    return InvalidArgument("ulysses=" + std::to_string(options.ulysses) + " must divide the transformer's " +
+                           std::to_string(c.num_attention_heads) + " attention heads");
+  }
   for (const char* method : {"embed", "double_blocks", "single_blocks", "head"}) {
     if (!impl->transformer.find_method(method)) {
       return InvalidArgument(c.Path(c.transformer_file) + " has no method '" + method + "' (re-export it)");
@@ -103,30 +159,45 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   FluxRawOutput out;
   const at::ScalarType dtype = c.dtype;
 
+  torch_engine::DeviceMesh* mesh = options.mesh.get();
+  const bool cfg_parallel = mesh != nullptr && mesh->cfg_size() > 1;
+  const bool do_true_cfg = params.true_cfg_scale > 1.f && !params.negative_prompt.empty();
+  if (cfg_parallel && !do_true_cfg) {
+    return InvalidArgument("this group runs CFG-parallel (cfg=" + std::to_string(mesh->cfg_size()) +
+                           "): requests need true_cfg_scale > 1 and a negative_prompt");
+  }
+  // The conditional branch runs on cfg rank 0 (and on every rank without CFG parallelism), the
+  // unconditional one on cfg rank 1 (or after the conditional one on the same rank).
+  const bool run_positive = !cfg_parallel || mesh->cfg_index() == 0;
+  const bool run_negative = do_true_cfg && (!cfg_parallel || mesh->cfg_index() == 1);
+  // Every rank must leave the loop at the same step, or the others would wait in a collective forever.
+  auto cancelled = [&] { return mesh != nullptr ? mesh->AnyRank(control.Cancelled()) : control.Cancelled(); };
+
   // 1. Text (true CFG as diffusers: true_cfg_scale > 1 and a negative prompt).
   auto t0 = Clock::now();
-  const bool do_true_cfg = params.true_cfg_scale > 1.f && !params.negative_prompt.empty();
-  const PromptEmbeds prompt = text->Encode(params.prompt);
-  PromptEmbeds negative;
-  if (do_true_cfg) negative = text->Encode(params.negative_prompt);
+  PromptEmbeds prompt, negative;
+  if (run_positive) prompt = text->Encode(params.prompt);
+  if (run_negative) negative = text->Encode(params.negative_prompt);
+  const PromptEmbeds& any_prompt = run_positive ? prompt : negative;
   SyncDevice(device);
   out.timings.push_back({Stage::kTextEncode, Since(t0)});
   control.Progress(Stage::kTextEncode, 1, 1);
-  if (raw_options.record_intermediates) {
+  if (raw_options.record_intermediates && run_positive) {
     out.pooled_embeds = ToHostFloats(prompt.pooled, &out.pooled_shape);
     out.t5_embeds = ToHostFloats(prompt.hidden, &out.t5_shape);
   }
 
-  // 2. Latents, ids, rotary embedding, schedule.
+  // 2. Latents, ids, rotary embedding, schedule. Every rank draws the same noise (CPU generator).
   t0 = Clock::now();
   const int64_t lh = LatentSize(params.height, c.vae_scale_factor);
   const int64_t lw = LatentSize(params.width, c.vae_scale_factor);
   at::Tensor latents = PackLatents(InitialNoise(params.seed, c.latent_channels(), lh, lw, dtype, device));
-  const int64_t text_len = prompt.hidden.size(1);
+  const int64_t text_len = any_prompt.hidden.size(1);
   const at::Tensor ids = at::cat({at::zeros({text_len, 3}, at::kFloat), LatentImageIds(lh, lw)}, 0);
-  auto [cos, sin] = RotaryEmbedding(ids, c.axes_dims_rope, c.rope_theta);
-  cos = cos.to(device);
-  sin = sin.to(device);
+  const auto [cos, sin] = RotaryEmbedding(ids, c.axes_dims_rope, c.rope_theta);
+  const SequenceLayout layout = SequenceLayout::Make(mesh, text_len, latents.size(1), cos, sin, device);
+  const at::Tensor prompt_text = run_positive ? layout.Text(prompt.hidden) : at::Tensor();
+  const at::Tensor negative_text = run_negative ? layout.Text(negative.hidden) : at::Tensor();
 
   torch_engine::FlowMatchEulerScheduler scheduler(c.scheduler);
   const auto& sc = c.scheduler;
@@ -141,13 +212,18 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   // 3. Denoising loop.
   const int64_t n = scheduler.num_inference_steps();
   for (int64_t i = 0; i < n; ++i) {
-    if (control.Cancelled()) return Cancelled("cancelled before step " + std::to_string(i + 1) + " of " + std::to_string(n));
+    if (cancelled()) return Cancelled("cancelled before step " + std::to_string(i + 1) + " of " + std::to_string(n));
     const at::Tensor timestep = timesteps.select(0, i).expand({batch}).to(dtype) / 1000;
-    at::Tensor noise_pred = Transformer(latents, prompt, timestep, guidance, cos, sin);
-    if (do_true_cfg) {
-      const at::Tensor neg = Transformer(latents, negative, timestep, guidance, cos, sin);
-      noise_pred = neg + (noise_pred - neg) * static_cast<double>(params.true_cfg_scale);
+    at::Tensor noise_pred, neg;
+    if (run_positive) noise_pred = Transformer(latents, prompt_text, prompt.pooled, timestep, guidance, layout);
+    if (run_negative) neg = Transformer(latents, negative_text, negative.pooled, timestep, guidance, layout);
+    if (cfg_parallel) {
+      // Exchange the branches once per step; both cfg ranks then step identically.
+      at::Tensor both = mesh->cfg()->AllGatherSync(run_positive ? noise_pred : neg);
+      noise_pred = both.select(0, 0);
+      neg = both.select(0, 1);
     }
+    if (do_true_cfg) noise_pred = neg + (noise_pred - neg) * static_cast<double>(params.true_cfg_scale);
     latents = scheduler.Step(noise_pred, i, latents);
     if (raw_options.record_intermediates) out.step_latents.push_back(ToHostFloats(latents));
     ++out.steps_computed;
@@ -155,9 +231,11 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   }
   SyncDevice(device);
   out.timings.push_back({Stage::kDenoise, Since(t0)});
-  if (control.Cancelled()) return Cancelled("cancelled before decoding");
+  if (cancelled()) return Cancelled("cancelled before decoding");
 
   if (raw_options.record_intermediates) out.packed_latents = ToHostFloats(latents, &out.latents_shape);
+  // Only the leader decodes and returns the result.
+  if (mesh != nullptr && !mesh->leader()) return out;
 
   // 4. Decode + postprocess.
   t0 = Clock::now();
@@ -186,6 +264,11 @@ StatusOr<FluxRawOutput> FluxPipeline::GenerateRaw(const GenerateParams& params, 
 StatusOr<GenerateOutput> FluxPipeline::Generate(const GenerateParams& params, JobControl& control) {
   ASSIGN_OR_RETURN(FluxRawOutput raw, GenerateRaw(params, control));
   GenerateOutput out;
+  if (impl_->options.mesh != nullptr && !impl_->options.mesh->leader()) {
+    out.timings = std::move(raw.timings);
+    out.steps_computed = raw.steps_computed;
+    return out;  // followers return no data
+  }
   const auto t0 = Clock::now();
   const io::PngText text = {
       {"model", impl_->options.info.name},

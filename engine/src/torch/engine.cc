@@ -6,6 +6,8 @@
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include "engine/src/torch/attention_op.h"
+#include "engine/src/torch/cp/cp_attention.h"
+#include "engine/src/torch/cp/mesh.h"
 #include "models/registry.h"
 
 namespace ditserve {
@@ -81,16 +83,28 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   if (options.cfg * options.ulysses * options.ring != options.world_size) {
     return InvalidArgument("cfg * ulysses * ring must equal world_size");
   }
-  if (options.world_size > 1) {
-    return FailedPrecondition("multi-rank groups need context parallelism, which this build does not provide yet "
-                              "(world_size " + std::to_string(options.world_size) + "); run with world_size 1");
-  }
   ASSIGN_OR_RETURN(ModelInfo info, ReadModelInfo(options.model_dir));
   ASSIGN_OR_RETURN(at::Device device, ParseDevice(options.device));
   if (options.intra_op_threads < 0) return InvalidArgument("intra_op_threads must be >= 0");
   if (options.intra_op_threads > 0) at::set_num_threads(options.intra_op_threads);
-  // A single rank attends over its full sequence.
-  torch_engine::SetAttentionBackend(std::make_shared<torch_engine::SdpaAttentionBackend>());
+  std::shared_ptr<torch_engine::DeviceMesh> mesh;
+  if (options.world_size > 1) {
+    torch_engine::MeshOptions mo;
+    mo.rank = options.rank;
+    mo.cfg = options.cfg;
+    mo.ulysses = options.ulysses;
+    mo.ring = options.ring;
+    mo.store_host = options.store_host;
+    mo.store_port = options.store_port;
+    mo.device = device;
+    ASSIGN_OR_RETURN(mesh, torch_engine::DeviceMesh::Create(mo));
+  }
+  // A single sequence rank attends over its full sequence; otherwise the shards attend together.
+  if (mesh && mesh->sequence_size() > 1) {
+    torch_engine::SetAttentionBackend(std::make_shared<torch_engine::ContextParallelAttention>(mesh));
+  } else {
+    torch_engine::SetAttentionBackend(std::make_shared<torch_engine::SdpaAttentionBackend>());
+  }
 
   models::PipelineOptions popts;
   popts.info = info;
@@ -100,6 +114,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   popts.cfg = options.cfg;
   popts.ulysses = options.ulysses;
   popts.ring = options.ring;
+  popts.mesh = mesh;
   try {
     ASSIGN_OR_RETURN(std::unique_ptr<models::Pipeline> pipeline, models::CreatePipeline(popts));
     return std::unique_ptr<Engine>(new TorchEngine(std::move(info), std::move(pipeline)));

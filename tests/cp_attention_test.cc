@@ -1,0 +1,209 @@
+// torch.ops.ditserve.attention under context parallelism (CPU, Gloo, one process per rank): every
+// layout's output equals single-rank attention on the full tensors, with and without key padding
+// masks, for sequence lengths that do and do not divide by the number of sequence ranks.
+//
+// Tolerance, fp32: max |out - ref| <= 2e-6 and normalised error (||out - ref|| / ||ref||) <= 1e-6.
+// (ParaAttention's bar is rtol 1e-5, atol 1e-3 * world in fp16; fp32 and an exact LSE merge allow
+// a far tighter one.)
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/src/torch/attention_op.h"
+#include "engine/src/torch/cp/cp_attention.h"
+#include "engine/src/torch/cp/local_attention.h"
+#include "engine/src/torch/cp/mesh.h"
+#include "engine/src/torch/cp/sequence_shard.h"
+#include "support/multi_rank.h"
+
+namespace ditserve::torch_engine {
+namespace {
+
+constexpr double kMaxAbs = 2e-6;
+constexpr double kMaxNorm = 1e-6;
+
+struct Case {
+  int64_t seq;
+  bool mask;
+};
+// 48 divides by 2 and 4; 45 and 37 do not. One case per length masks random keys (a text mask).
+const std::vector<Case> kCases = {{48, false}, {45, false}, {48, true}, {37, true}};
+
+at::Tensor Randn(std::vector<int64_t> shape, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randn(shape, gen, at::kFloat);
+}
+
+at::Tensor RandomMask(int64_t seq, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Tensor m = at::rand({1, seq}, gen) > 0.3;
+  m.select(1, 0).fill_(true);  // at least one real key
+  return m;
+}
+
+// --- single-process pieces --------------------------------------------------------------------------
+
+TEST(LocalAttention, LseAndMaskMatchSdpa) {
+  at::Tensor q = Randn({2, 3, 9, 16}, 1), k = Randn({2, 3, 11, 16}, 2), v = Randn({2, 3, 11, 16}, 3);
+  at::Tensor mask = at::cat({RandomMask(11, 4), RandomMask(11, 5)});
+  AttentionPartial p = AttentionWithLse(q, k, v, mask);
+  at::Tensor ref = at::scaled_dot_product_attention(q, k, v, mask.view({2, 1, 1, 11}));
+  EXPECT_LE((p.out - ref).abs().max().item<double>(), kMaxAbs);
+  at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) / 4.0;
+  scores = scores.masked_fill(mask.logical_not().view({2, 1, 1, 11}), -INFINITY);
+  EXPECT_LE((p.lse - at::logsumexp(scores, -1)).abs().max().item<double>(), 1e-5);
+}
+
+TEST(LocalAttention, MergingBlocksEqualsFullAttentionEvenWithAFullyMaskedBlock) {
+  at::Tensor q = Randn({1, 2, 7, 8}, 6), k = Randn({1, 2, 12, 8}, 7), v = Randn({1, 2, 12, 8}, 8);
+  at::Tensor mask = RandomMask(12, 9);
+  mask.narrow(1, 4, 4).fill_(false);  // the middle block attends to nothing
+  at::Tensor ref = at::scaled_dot_product_attention(q, k, v, mask.view({1, 1, 1, 12}));
+  // Start with the fully masked block: its partial must not leak into the result.
+  at::Tensor out, lse;
+  for (int64_t start : {4, 0, 8}) {
+    MergeAttention(out, lse, AttentionWithLse(q, k.narrow(2, start, 4), v.narrow(2, start, 4),
+                                              mask.narrow(1, start, 4).contiguous()));
+  }
+  EXPECT_LE((out - ref).abs().max().item<double>(), kMaxAbs);
+}
+
+TEST(SequenceShard, PadsAndGathersBack) {
+  const SequenceSplit s = SplitSequence(10, 4);
+  EXPECT_EQ(s.shard, 3);
+  EXPECT_TRUE(s.has_padding());
+  at::Tensor x = at::arange(10, at::kFloat).view({1, 10, 1});
+  EXPECT_TRUE(at::equal(TakeShard(x, 1, s, 3).flatten(), at::tensor({9.f, 0.f, 0.f})));
+  EXPECT_TRUE(at::equal(ShardValidMask(s, 3, at::kCPU), at::tensor({1, 0, 0}).to(at::kBool)));
+  EXPECT_TRUE(at::equal(ShardValidMask(s, 1, at::kCPU), at::tensor({1, 1, 1}).to(at::kBool)));
+}
+
+// --- one process per rank -----------------------------------------------------------------------------
+
+struct Layout {
+  int cfg, ulysses, ring;
+  int world() const { return cfg * ulysses * ring; }
+  std::string Name() const {
+    return "cfg" + std::to_string(cfg) + "xulysses" + std::to_string(ulysses) + "xring" + std::to_string(ring);
+  }
+};
+
+// Child: joins the mesh, runs every case on its shard, gathers and compares with the full attention.
+// Writes "seq mask max_abs norm_err" lines to `out_file`. Exit code 0 unless something threw.
+int ChildMain(int rank, const Layout& layout, int port, const std::string& out_file) {
+  at::set_num_threads(1);
+  MeshOptions mo;
+  mo.rank = rank;
+  mo.cfg = layout.cfg;
+  mo.ulysses = layout.ulysses;
+  mo.ring = layout.ring;
+  mo.store_port = port;
+  mo.timeout = std::chrono::seconds(60);
+  auto mesh_or = DeviceMesh::Create(mo);
+  if (!mesh_or.ok()) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, mesh_or.status().ToString().c_str());
+    return 2;
+  }
+  std::shared_ptr<DeviceMesh> mesh = *mesh_or;
+  ContextParallelAttention backend(mesh);
+  std::ofstream out(out_file);
+  const int parts = mesh->sequence_size();
+  for (const Case& c : kCases) {
+    // 8 heads (divisible by ulysses 2 and 4), head dim 16; k/v same length as q (self-attention).
+    at::Tensor q = Randn({1, 8, c.seq, 16}, 11 + c.seq), k = Randn({1, 8, c.seq, 16}, 12 + c.seq),
+               v = Randn({1, 8, c.seq, 16}, 13 + c.seq);
+    std::optional<at::Tensor> full_mask;
+    if (c.mask) full_mask = RandomMask(c.seq, 14 + c.seq);
+    const at::Tensor ref = at::scaled_dot_product_attention(
+        q, k, v, full_mask ? std::optional<at::Tensor>(full_mask->view({1, 1, 1, c.seq})) : std::nullopt);
+
+    const SequenceSplit split = SplitSequence(c.seq, parts);
+    const int idx = mesh->sequence_index();
+    std::optional<at::Tensor> local_mask;
+    if (c.mask || split.has_padding()) {
+      at::Tensor valid = ShardValidMask(split, idx, at::kCPU).unsqueeze(0);
+      if (c.mask) valid = valid.logical_and(TakeShard(*full_mask, 1, split, idx));
+      local_mask = valid;
+    }
+    at::Tensor local = backend.Attention(TakeShard(q, 2, split, idx), TakeShard(k, 2, split, idx),
+                                         TakeShard(v, 2, split, idx), local_mask);
+    at::Tensor full = GatherShards(*mesh->sequence(), local, 2, split);
+    const double max_abs = (full - ref).abs().max().item<double>();
+    const double norm = ((full - ref).norm() / ref.norm()).item<double>();
+    out << c.seq << " " << c.mask << " " << max_abs << " " << norm << "\n";
+  }
+  // Everyone finishes before anyone tears the groups down.
+  mesh->AnyRank(false);
+  return 0;
+}
+
+class ContextParallelAttentionTest : public ::testing::TestWithParam<Layout> {};
+
+TEST_P(ContextParallelAttentionTest, EqualsSingleRankAttention) {
+  const Layout layout = GetParam();
+  // (No std::filesystem here: libtorch.so exports a broken copy of some of its symbols.)
+  char tmpl[] = "/tmp/ditserve_cp_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto rank_file = [&](int r) { return dir + "/rank" + std::to_string(r); };
+  const int port = testing::FreeTcpPort();
+  ASSERT_GT(port, 0);
+  std::vector<pid_t> pids;
+  for (int r = 0; r < layout.world(); ++r) {
+    pids.push_back(testing::SpawnSelf({"--child", std::to_string(r), std::to_string(layout.cfg),
+                                       std::to_string(layout.ulysses), std::to_string(layout.ring),
+                                       std::to_string(port), rank_file(r)}));
+    ASSERT_GT(pids.back(), 0);
+  }
+  const std::vector<int> codes = testing::WaitChildren(pids, 240);
+  for (int r = 0; r < layout.world(); ++r) {
+    ASSERT_EQ(codes[r], 0) << "rank " << r << " of " << layout.Name();
+    std::ifstream in(rank_file(r));
+    int lines = 0;
+    int64_t seq;
+    int mask;
+    double max_abs, norm;
+    while (in >> seq >> mask >> max_abs >> norm) {
+      ++lines;
+      EXPECT_LE(max_abs, kMaxAbs) << layout.Name() << " rank " << r << " seq " << seq << " mask " << mask;
+      EXPECT_LE(norm, kMaxNorm) << layout.Name() << " rank " << r << " seq " << seq << " mask " << mask;
+      if (r == 0) {
+        std::printf("%-22s seq %2ld mask %d: max|err| %.2e  normalised %.2e\n", layout.Name().c_str(),
+                    static_cast<long>(seq), mask, max_abs, norm);
+      }
+    }
+    EXPECT_EQ(lines, static_cast<int>(kCases.size())) << "rank " << r;
+  }
+  for (int r = 0; r < layout.world(); ++r) std::remove(rank_file(r).c_str());
+  rmdir(dir.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, ContextParallelAttentionTest,
+                         ::testing::Values(Layout{1, 2, 1}, Layout{1, 1, 2}, Layout{1, 4, 1}, Layout{1, 1, 4},
+                                           Layout{1, 2, 2}, Layout{2, 2, 1}, Layout{2, 1, 2}),
+                         [](const auto& info) { return info.param.Name(); });
+
+}  // namespace
+}  // namespace ditserve::torch_engine
+
+int main(int argc, char** argv) {
+  if (argc == 8 && std::strcmp(argv[1], "--child") == 0) {
+    const ditserve::torch_engine::Layout layout{std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5])};
+    try {
+      return ditserve::torch_engine::ChildMain(std::atoi(argv[2]), layout, std::atoi(argv[6]), argv[7]);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "rank %s: %s\n", argv[2], e.what());
+      return 3;
+    }
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
