@@ -24,6 +24,13 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(ServerConfig config, 
     c->models_[m.name] = *info;
   }
   for (const auto& g : c->config_.groups) {
+    // Ulysses splits the attention heads over its ranks: the layout must divide them.
+    const ModelInfo& info = c->models_.at(g.model);
+    if (g.ulysses > 1 && info.attention_heads > 0 && info.attention_heads % g.ulysses != 0) {
+      return InvalidArgument("group " + std::to_string(g.id) + " (model '" + g.model + "'): layout.ulysses " +
+                             std::to_string(g.ulysses) + " must divide the model's " +
+                             std::to_string(info.attention_heads) + " attention heads");
+    }
     const ModelConfig* mc = nullptr;
     for (const auto& m : c->config_.models) {
       if (m.name == g.model) mc = &m;
@@ -54,6 +61,14 @@ StatusOr<std::shared_ptr<Job>> Coordinator::Submit(const v1::GenerateRequest& re
     seed = rng_() & ((1ull << 53) - 1);  // representable exactly in a double (JSON clients)
   }
   ASSIGN_OR_RETURN(v1::GenerateRequest resolved, ValidateAndResolve(request, models_, seed));
+  bool servable = false;
+  for (const auto& g : groups_) servable = servable || g->Accepts(resolved);
+  if (!servable) {
+    return InvalidArgument("model '" + resolved.model() +
+                           "' is served only by CFG-parallel groups (layout cfg=2): true_cfg_scale must be > 1 "
+                           "(allowed 1..100, got " + std::to_string(resolved.true_cfg_scale()) +
+                           ") and negative_prompt must be non-empty");
+  }
   auto job = std::make_shared<Job>("req-" + std::to_string(next_id_++), std::move(resolved));
   if (!queue_.TryPush(job)) {
     if (draining_) return Unavailable("server is shutting down; not accepting new requests");
@@ -84,7 +99,7 @@ void Coordinator::DispatchLoop() {
       WorkerGroup* target = nullptr;
       auto job = queue_.PopFirst([&](const Job& j) {
         for (auto& g : groups_) {
-          if (g->model() == j.request().model() && g->idle()) {
+          if (g->Accepts(j.request()) && g->idle()) {
             target = g.get();
             return true;
           }

@@ -300,6 +300,11 @@ void WorkerGroup::OnWorkerExit(int rank, pid_t pid, int wait_status) {
   cv_.notify_all();
 }
 
+bool WorkerGroup::Accepts(const v1::GenerateRequest& request) const {
+  if (request.model() != model_.name) return false;
+  return group_.cfg == 1 || (request.true_cfg_scale() > 1.f && !request.negative_prompt().empty());
+}
+
 void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
   const auto started = Clock::now();
   const std::string& model = model_.name;
@@ -373,7 +378,19 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
     died = died_;
     died_what = died_what_;
   }
-  if (!died && !leader_status.ok() && leader_status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+  // A failing follower cancels the leader (CancelAll), so the job's error is the first rank error that
+  // is not such a cancellation; a broken stream on any rank may be a dead worker.
+  grpc::Status rank_error = leader_status;
+  bool broken = leader_status.error_code() == grpc::StatusCode::UNAVAILABLE;
+  for (size_t r = 1; r < follower_status.size(); ++r) {
+    const grpc::Status& fs = follower_status[r];
+    broken = broken || fs.error_code() == grpc::StatusCode::UNAVAILABLE;
+    if (!fs.ok() && fs.error_code() != grpc::StatusCode::CANCELLED &&
+        (rank_error.ok() || rank_error.error_code() == grpc::StatusCode::CANCELLED)) {
+      rank_error = fs;
+    }
+  }
+  if (!died && broken) {
     // The stream broke: give the monitor thread a moment to reap a crashed worker.
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, std::chrono::seconds(2), [&] { return died_; });
@@ -387,8 +404,8 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
                                job->id() + ": " + died_what + "; the group is restarting");
   } else if (auto reason = job->cancel_reason()) {
     final_status = *reason;
-  } else if (!leader_status.ok()) {
-    final_status = FromGrpc(leader_status);
+  } else if (!rank_error.ok()) {
+    final_status = FromGrpc(rank_error);
   } else {
     final_status = Internal("worker finished request " + job->id() + " without a result");
   }

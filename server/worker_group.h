@@ -36,6 +36,9 @@ class WorkerGroup {
   bool busy() const;
   bool ready_once() const;  // has been ready at least once
   const std::string& model() const { return model_.name; }
+  // Whether this group's layout can run the request: a CFG-parallel group (cfg > 1) splits the two
+  // CFG branches over its ranks, so it needs a request with true CFG.
+  bool Accepts(const v1::GenerateRequest& request) const;
   int id() const { return group_.id; }
   v1::GroupStatus GetStatus() const;
 

@@ -23,6 +23,7 @@
 #include "engine/src/torch/cp/mesh.h"
 #include "engine/src/torch/cp/sequence_shard.h"
 #include "support/multi_rank.h"
+#include "support/test_env.h"
 
 namespace ditserve::torch_engine {
 namespace {

@@ -169,6 +169,9 @@ StatusOr<ModelInfo> ReadModelInfo(const std::string& dir) {
   ASSIGN_OR_RETURN(const json* transformer, rd.Object(j, "", "transformer", false));
   if (transformer) {
     ASSIGN_OR_RETURN(info.guidance_embeds, rd.Bool(*transformer, "transformer", "guidance_embeds", false));
+    const int64_t unknown_heads = 0;
+    ASSIGN_OR_RETURN(info.attention_heads, rd.Int(*transformer, "transformer", "num_attention_heads", &unknown_heads));
+    if (info.attention_heads < 0) return rd.Error("transformer.num_attention_heads", "must be >= 0");
   }
 
   ASSIGN_OR_RETURN(const json* limits, rd.Object(j, "", "limits", true));

@@ -9,9 +9,6 @@
 
 namespace ditserve::testing {
 
-// A TCP port that was free a moment ago (bind to port 0, read it back, close).
-int FreeTcpPort();
-
 // Starts /proc/self/exe with `args`; returns the pid (or -1).
 pid_t SpawnSelf(const std::vector<std::string>& args);
 

@@ -64,9 +64,20 @@ ServerProcess::ServerProcess(ServerOptions opts) : opts_(std::move(opts)) {
       << ", \"worker_threads\": 1, \"debug_step_delay_ms\": " << opts_.step_delay_ms
       << ", \"drain_timeout_s\": " << opts_.drain_timeout_s << ", \"runtime_dir\": \"" << dir_ << "/run\""
       << ", \"store_base_port\": " << (20000 + FreeTcpPort() % 20000) << "},\n"
-      << " \"models\": [{\"name\": \"" << opts_.model_name << "\", \"path\": \"" << opts_.model_dir << "\"}],\n"
-      << " \"groups\": [{\"model\": \"" << opts_.model_name << "\", \"count\": " << opts_.groups
-      << ", \"ranks\": 1, \"devices\": \"cpu\"}]}\n";
+      << " \"models\": ";
+  if (opts_.models_json.empty()) {
+    cfg << "[{\"name\": \"" << opts_.model_name << "\", \"path\": \"" << opts_.model_dir << "\"}]";
+  } else {
+    cfg << opts_.models_json;
+  }
+  cfg << ",\n \"groups\": ";
+  if (opts_.groups_json.empty()) {
+    cfg << "[{\"model\": \"" << opts_.model_name << "\", \"count\": " << opts_.groups
+        << ", \"ranks\": 1, \"devices\": \"cpu\"}]";
+  } else {
+    cfg << opts_.groups_json;
+  }
+  cfg << "}\n";
   cfg.close();
 
   std::string bin = BinDir() + "/ditserve";

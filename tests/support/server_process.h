@@ -16,6 +16,9 @@ struct ServerOptions {
   std::string model_name = "flux-tiny-dev";
   std::string model_dir;          // default: TestModelsDir()/flux-tiny-dev
   int groups = 2;
+  // When set: the config's "models" and "groups" arrays verbatim (JSON), instead of `groups` one-rank
+  // CPU groups of model_name.
+  std::string models_json, groups_json;
   int queue_capacity = 8;
   int step_delay_ms = 0;
   double drain_timeout_s = 120;

@@ -30,6 +30,7 @@ struct ModelInfo {
   IntRange width, height, num_frames, steps;
   float default_guidance_scale = 3.5f;
   bool guidance_embeds = false;
+  int64_t attention_heads = 0;  // of the transformer; 0 = not stated (Ulysses degree checked at load)
   uint32_t max_prompt_chars = 4096;
   uint32_t default_fps = 0;
 };
