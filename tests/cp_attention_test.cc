@@ -10,8 +10,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstring>
-#include <unistd.h>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -23,7 +21,6 @@
 #include "engine/src/torch/cp/mesh.h"
 #include "engine/src/torch/cp/sequence_shard.h"
 #include "support/multi_rank.h"
-#include "support/test_env.h"
 
 namespace ditserve::torch_engine {
 namespace {
@@ -150,24 +147,11 @@ class ContextParallelAttentionTest : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(ContextParallelAttentionTest, EqualsSingleRankAttention) {
   const Layout layout = GetParam();
-  // (No std::filesystem here: libtorch.so exports a broken copy of some of its symbols.)
-  char tmpl[] = "/tmp/ditserve_cp_XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  auto rank_file = [&](int r) { return dir + "/rank" + std::to_string(r); };
-  const int port = testing::FreeTcpPort();
-  ASSERT_GT(port, 0);
-  std::vector<pid_t> pids;
+  const std::vector<testing::RankResult> ranks = testing::RunRanks(
+      layout.world(), {std::to_string(layout.cfg), std::to_string(layout.ulysses), std::to_string(layout.ring)}, 240);
   for (int r = 0; r < layout.world(); ++r) {
-    pids.push_back(testing::SpawnSelf({"--child", std::to_string(r), std::to_string(layout.cfg),
-                                       std::to_string(layout.ulysses), std::to_string(layout.ring),
-                                       std::to_string(port), rank_file(r)}));
-    ASSERT_GT(pids.back(), 0);
-  }
-  const std::vector<int> codes = testing::WaitChildren(pids, 240);
-  for (int r = 0; r < layout.world(); ++r) {
-    ASSERT_EQ(codes[r], 0) << "rank " << r << " of " << layout.Name();
-    std::ifstream in(rank_file(r));
+    ASSERT_EQ(ranks[r].code, 0) << "rank " << r << " of " << layout.Name();
+    std::istringstream in(ranks[r].output);
     int lines = 0;
     int64_t seq;
     int mask;
@@ -183,8 +167,6 @@ TEST_P(ContextParallelAttentionTest, EqualsSingleRankAttention) {
     }
     EXPECT_EQ(lines, static_cast<int>(kCases.size())) << "rank " << r;
   }
-  for (int r = 0; r < layout.world(); ++r) std::remove(rank_file(r).c_str());
-  rmdir(dir.c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, ContextParallelAttentionTest,
@@ -196,12 +178,14 @@ INSTANTIATE_TEST_SUITE_P(Layouts, ContextParallelAttentionTest,
 }  // namespace ditserve::torch_engine
 
 int main(int argc, char** argv) {
-  if (argc == 8 && std::strcmp(argv[1], "--child") == 0) {
-    const ditserve::torch_engine::Layout layout{std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5])};
+  ditserve::testing::ChildArgs child;
+  if (ditserve::testing::ParseChildArgs(argc, argv, &child) && child.args.size() == 3) {
+    const ditserve::torch_engine::Layout layout{std::stoi(child.args[0]), std::stoi(child.args[1]),
+                                                std::stoi(child.args[2])};
     try {
-      return ditserve::torch_engine::ChildMain(std::atoi(argv[2]), layout, std::atoi(argv[6]), argv[7]);
+      return ditserve::torch_engine::ChildMain(child.rank, layout, child.port, child.output);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "rank %s: %s\n", argv[2], e.what());
+      std::fprintf(stderr, "rank %d: %s\n", child.rank, e.what());
       return 3;
     }
   }

@@ -99,6 +99,8 @@ StatusOr<FluxConfig> FluxConfig::Load(const std::string& dir) {
     c.vae_scale_factor = j.Get<int64_t>("vae.scale_factor");
     c.scaling_factor = j.Get<double>("vae.scaling_factor");
     c.shift_factor = j.Get<double>("vae.shift_factor", 0.0);
+    // Older exports (plain ops) have no "parallel"; unknown layouts from newer exporters decode unsplit.
+    c.vae_parallel_rows = j.Get<std::string>("vae.parallel", "") == "rows";
     if (!j.Find("scheduler")) return InvalidArgument(file + ": key 'scheduler' is missing");
   } catch (const std::runtime_error& e) {
     return InvalidArgument(e.what());

@@ -38,6 +38,7 @@ struct FluxConfig {
   int64_t vae_scale_factor = 8;
   double scaling_factor = 0.3611;
   double shift_factor = 0.1159;
+  bool vae_parallel_rows = false;  // "vae.parallel": "rows": the decoder may be split by rows over ranks
 
   torch_engine::FlowMatchEulerConfig scheduler;
 

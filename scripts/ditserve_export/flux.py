@@ -14,8 +14,9 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from . import ops as _ops  # noqa: F401  (torch.ops.ditserve.attention must exist before scripting)
+from . import ops as _ops  # noqa: F401  (torch.ops.ditserve.* must exist before scripting/tracing)
 from .flux_transformer import FluxTransformer
+from .vae import ParallelDecodeError, ParallelVaeDecode
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEFAULT_T5_MAX_LENGTH = {"dev": 512, "schnell": 256}
@@ -238,8 +239,13 @@ def export_vae_decoder(src: str, out_path: str, dtype: torch.dtype, verify: bool
     c = int(vae.config.latent_channels)
     g = torch.Generator().manual_seed(0)
     wrapper = _VaeDecode(vae).eval()
+    # the traced decoder calls ditserve's split-capable ops (vae.py): the engine may decode it by rows
+    try:
+        split = ParallelVaeDecode(vae).eval()
+    except ParallelDecodeError as e:
+        raise ExportError(f"vae decoder cannot be exported for row-parallel decode: {e}") from e
     # trace at a small non-square size; verify at a different size (the graph must not bake shapes in)
-    traced = _trace(wrapper, torch.randn(1, c, 12, 8, generator=g).to(dtype))
+    traced = _trace(split, torch.randn(1, c, 12, 8, generator=g).to(dtype))
     if verify:
         for shape in ((1, c, 8, 16), (2, c, 10, 6)):
             z = torch.randn(*shape, generator=g).to(dtype)
@@ -249,8 +255,9 @@ def export_vae_decoder(src: str, out_path: str, dtype: torch.dtype, verify: bool
     cfg = vae.config
     info = {"latent_channels": c, "scale_factor": 2 ** (len(cfg.block_out_channels) - 1),
             "scaling_factor": float(cfg.scaling_factor),
-            "shift_factor": float(cfg.shift_factor) if cfg.shift_factor is not None else 0.0}
-    del traced, wrapper, vae
+            "shift_factor": float(cfg.shift_factor) if cfg.shift_factor is not None else 0.0,
+            "parallel": "rows"}
+    del traced, split, wrapper, vae
     gc.collect()
     return info
 

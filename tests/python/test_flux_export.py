@@ -8,6 +8,7 @@ Tolerances (relative = max|got - want| / max|want|):
   key_mask all-True vs None                                    < 1e-6
   masked text tokens vs dropping those tokens (image stream)   < 1e-5
   text_encoder.pt / text_encoder_2.pt / vae_decoder.pt         < 1e-5
+  vae_decoder.pt row-coupled ops are ditserve's split-aware ops (halo_conv2d, group_norm, spatial_attention)
   rotary table flux_rope vs diffusers FluxPosEmbed             == 0
 """
 import json
@@ -210,6 +211,25 @@ def run_variant(root: str, variant: str) -> None:
             assert list(got.shape) == [1, 3, h * sf, w * sf]
             return expect_close(got, want, TOL)
         check(f"{tag} vae_decoder.pt == vae.decode latents {h}x{w}", vae_check)
+
+    def vae_split_ops():
+        # Every row-coupled op of the decoder must be a split-aware ditserve op (scripts/ditserve_export/vae.py);
+        # the only aten convolutions left are 1x1.
+        assert mj["vae"].get("parallel") == "rows", "model.json vae.parallel != 'rows'"
+        kinds = [n.kind() for n in vd.inlined_graph.nodes()]
+        n_1x1 = sum(1 for m in vae.decoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1))
+        n_1x1 += 1 if vae.post_quant_conv is not None else 0
+        n_big = sum(1 for m in vae.decoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+        n_gn = sum(1 for m in vae.decoder.modules() if isinstance(m, torch.nn.GroupNorm))
+        counts = {k: kinds.count(k) for k in ("ditserve::halo_conv2d", "ditserve::group_norm",
+                                               "ditserve::spatial_attention", "aten::_convolution")}
+        want = {"ditserve::halo_conv2d": n_big, "ditserve::group_norm": n_gn, "ditserve::spatial_attention": 1,
+                "aten::_convolution": n_1x1}
+        assert counts == want, f"graph has {counts}, want {want}"
+        for k in ("aten::group_norm", "aten::scaled_dot_product_attention", "aten::conv2d"):
+            assert k not in kinds, f"{k} left in the graph"
+        return ", ".join(f"{k.split('::')[1]} x{v}" for k, v in counts.items())
+    check(f"{tag} vae_decoder.pt uses the split-aware ops", vae_split_ops)
 
     def device_agnostic():
         for f in ("text_encoder.pt", "text_encoder_2.pt", "vae_decoder.pt", "transformer.pt"):

@@ -6,7 +6,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
+
+#include "support/test_env.h"
 
 extern char** environ;
 
@@ -50,6 +57,42 @@ std::vector<int> WaitChildren(const std::vector<pid_t>& pids, double timeout_s) 
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return codes;
+}
+
+std::vector<RankResult> RunRanks(int world, const std::vector<std::string>& args, double timeout_s) {
+  // (No std::filesystem: libtorch.so, linked into these tests, exports a broken copy of some of its symbols.)
+  char tmpl[] = "/tmp/ditserve_ranks_XXXXXX";
+  std::vector<RankResult> results(world);
+  if (mkdtemp(tmpl) == nullptr) return results;
+  const std::string dir = tmpl;
+  auto file = [&](int r) { return dir + "/rank" + std::to_string(r); };
+  const std::string port = std::to_string(FreeTcpPort());
+  std::vector<pid_t> pids;
+  for (int r = 0; r < world; ++r) {
+    std::vector<std::string> child{"--child", std::to_string(r), port, file(r)};
+    child.insert(child.end(), args.begin(), args.end());
+    pids.push_back(SpawnSelf(child));
+  }
+  const std::vector<int> codes = WaitChildren(pids, timeout_s);
+  for (int r = 0; r < world; ++r) {
+    results[r].code = pids[r] > 0 ? codes[r] : -1;
+    std::ifstream in(file(r));
+    std::stringstream text;
+    text << in.rdbuf();
+    results[r].output = text.str();
+    std::remove(file(r).c_str());
+  }
+  rmdir(dir.c_str());
+  return results;
+}
+
+bool ParseChildArgs(int argc, char** argv, ChildArgs* out) {
+  if (argc < 5 || std::strcmp(argv[1], "--child") != 0) return false;
+  out->rank = std::atoi(argv[2]);
+  out->port = std::atoi(argv[3]);
+  out->output = argv[4];
+  out->args.assign(argv + 5, argv + argc);
+  return true;
 }
 
 }  // namespace ditserve::testing
