@@ -24,6 +24,10 @@ struct PipelineOptions {
   int cfg = 1, ulysses = 1, ring = 1;  // context-parallel mesh of the group (all 1 on one rank)
   // The group's process groups; null on a single rank. Its attention backend is already installed.
   std::shared_ptr<torch_engine::DeviceMesh> mesh;
+  // First Block Cache (the threshold is per request): steps always computed first, and the longest run
+  // of skipped steps (0 = no cap).
+  int64_t cache_warmup_steps = 1;
+  int64_t cache_max_consecutive_skips = 0;
 };
 
 class Pipeline {

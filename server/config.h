@@ -34,6 +34,10 @@ struct ServerConfig {
   double drain_timeout_s = 600;
   int worker_threads = 0;        // libtorch intra-op threads per worker; 0 = default
   int store_base_port = 29500;   // TCPStore port of group g = store_base_port + g (multi-rank groups)
+  // First Block Cache limits for every group (the threshold is per request): always-computed warm-up
+  // steps and the longest run of skipped steps (0 = no cap).
+  int cache_warmup_steps = 1;
+  int cache_max_consecutive_skips = 0;
   uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
   std::vector<ModelConfig> models;
   std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)

@@ -213,6 +213,8 @@ bool WorkerGroup::StartWorkers() {
         "--store-port", std::to_string(server_.store_base_port + group_.id), "--cfg", std::to_string(group_.cfg),
         "--ulysses", std::to_string(group_.ulysses), "--ring", std::to_string(group_.ring), "--threads",
         std::to_string(server_.worker_threads), "--step-delay-ms", std::to_string(server_.debug_step_delay_ms),
+        "--cache-warmup-steps", std::to_string(server_.cache_warmup_steps), "--cache-max-skips",
+        std::to_string(server_.cache_max_consecutive_skips),
         "--parent-pid", std::to_string(getpid())};
     rank.process = std::make_unique<WorkerProcess>(
         worker_binary_, args, [this, r](pid_t pid, int st) { OnWorkerExit(r, pid, st); });

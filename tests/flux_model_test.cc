@@ -90,6 +90,20 @@ TEST_F(FluxModelTest, SameSeedSameBytesDifferentSeedDifferentImage) {
   EXPECT_NE(a->data, c->data);
 }
 
+// The cache path that never skips (threshold below any change) runs the blocks in two calls instead of
+// one: the bytes must not change. Threshold 0 is the uncached path itself.
+TEST_F(FluxModelTest, FirstBlockCacheThatNeverSkipsIsBitIdenticalToNoCache) {
+  testing::RecordingJobControl c1, c2;
+  GenerateParams p = Params(64, 64, 5);
+  auto plain = engine_->Generate(p, c1);
+  p.cache_threshold = 1e-9f;
+  auto cached = engine_->Generate(p, c2);
+  ASSERT_TRUE(plain.ok() && cached.ok());
+  EXPECT_EQ(cached->steps_skipped, 0);
+  EXPECT_EQ(cached->steps_computed, p.steps);
+  EXPECT_EQ(plain->data, cached->data);
+}
+
 TEST_F(FluxModelTest, ProgressEventsInOrder) {
   ASSERT_NE(engine_, nullptr);
   GenerateParams p = Params(64, 64, 3);

@@ -58,6 +58,9 @@ struct Case {
   int64_t width, height, steps;
   float guidance, true_cfg;
   uint64_t seed;
+  // First Block Cache: the reference applies the same rule on diffusers' blocks.
+  float cache_threshold = 0.f;
+  int64_t cache_warmup = 1, cache_max_skips = 0;
 };
 
 void RunParity(const Case& c) {
@@ -72,7 +75,8 @@ void RunParity(const Case& c) {
       << " --src " << Quote(models + "/src/" + c.model) << " --out " << Quote(out_dir) << " --prompt "
       << Quote(c.prompt) << " --negative-prompt " << Quote(c.negative_prompt) << " --seed " << c.seed
       << " --width " << c.width << " --height " << c.height << " --steps " << c.steps << " --guidance "
-      << c.guidance << " --true-cfg " << c.true_cfg << " --max-sequence-length " << t5_length << " > " << out_dir << "/log.txt 2>&1";
+      << c.guidance << " --true-cfg " << c.true_cfg << " --max-sequence-length " << t5_length << " --fbcache-threshold " << c.cache_threshold
+      << " --fbcache-warmup " << c.cache_warmup << " --fbcache-max-skips " << c.cache_max_skips << " > " << out_dir << "/log.txt 2>&1";
   ASSERT_EQ(std::system(cmd.str().c_str()), 0) << "reference failed; see " << out_dir << "/log.txt";
   std::ifstream meta_in(out_dir + "/meta.json");
   const auto meta = nlohmann::json::parse(meta_in);
@@ -87,6 +91,8 @@ void RunParity(const Case& c) {
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   PipelineOptions opts;
   opts.info = *info;
+  opts.cache_warmup_steps = c.cache_warmup;
+  opts.cache_max_consecutive_skips = c.cache_max_skips;
   auto pipeline = FluxPipeline::Load(opts);
   ASSERT_TRUE(pipeline.ok()) << pipeline.status().ToString();
   GenerateParams p;
@@ -98,6 +104,7 @@ void RunParity(const Case& c) {
   p.guidance_scale = c.guidance;
   p.true_cfg_scale = c.true_cfg;
   p.seed = c.seed;
+  p.cache_threshold = c.cache_threshold;
   testing::RecordingJobControl control;
   auto got = (*pipeline)->GenerateRaw(p, control, {.record_intermediates = true});
   ASSERT_TRUE(got.ok()) << got.status().ToString();
@@ -113,6 +120,21 @@ void RunParity(const Case& c) {
   ASSERT_EQ(got->t5_embeds.size(), want_t5.size());
   ASSERT_EQ(int64_t(got->step_latents.size()), meta["steps"].get<int64_t>());
   ASSERT_EQ(got->step_latents.size() * want_latents.size(), want_steps.size());
+
+  // The cache skipped exactly the steps the reference rule skipped.
+  const auto want_decisions = meta["cache_decisions"].get<std::vector<bool>>();
+  EXPECT_EQ(got->cache_decisions, want_decisions);
+  const int64_t want_skipped = std::count(want_decisions.begin(), want_decisions.end(), true);
+  EXPECT_EQ(got->steps_skipped, want_skipped);
+  EXPECT_EQ(got->steps_computed + got->steps_skipped, c.steps);
+  if (c.cache_threshold > 0) {
+    EXPECT_GT(want_skipped, 0) << "threshold too low to exercise the cache";
+    EXPECT_LT(want_skipped, c.steps - 1) << "threshold too high to exercise the cache";
+    std::string pattern;
+    for (bool d : got->cache_decisions) pattern += d ? 'S' : 'C';
+    std::printf("[parity] first block cache threshold %g warmup %lld cap %lld: %s (S = skipped)\n", c.cache_threshold,
+                (long long)c.cache_warmup, (long long)c.cache_max_skips, pattern.c_str());
+  }
 
   // Embeddings, then each step: the first step off says where a drift starts.
   const double pooled_rel = RelError(got->pooled_embeds, want_pooled.data(), want_pooled.size());
@@ -161,6 +183,22 @@ TEST(FluxParityTest, Dev96x48ThreeSteps) {
 
 TEST(FluxParityTest, Schnell) {
   RunParity({"flux-tiny-schnell", "a bowl of ramen", "", 64, 48, 2, 0.f, 1.f, 1});
+}
+
+// Thresholds chosen from the tiny model's measured first-block changes (0.19..0.32 between steps) so the
+// pattern mixes skipped and computed steps, with margins > 0.005 to the threshold.
+TEST(FluxParityTest, DevFirstBlockCache) {
+  Case c{"flux-tiny-dev", "a red fox", "", 64, 64, 8, 3.5f, 1.f, 3};
+  c.cache_threshold = 0.3f;
+  RunParity(c);
+}
+
+TEST(FluxParityTest, DevFirstBlockCacheWarmupAndCap) {
+  Case c{"flux-tiny-dev", "a red fox", "", 64, 64, 8, 3.5f, 1.f, 3};
+  c.cache_threshold = 0.3f;
+  c.cache_warmup = 2;
+  c.cache_max_skips = 1;
+  RunParity(c);
 }
 
 TEST(FluxParityTest, DevTrueCfg) {

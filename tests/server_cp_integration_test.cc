@@ -79,7 +79,8 @@ class ContextParallelServing : public ::testing::Test {
     return req;
   }
 
-  static grpc::Status Generate(const v1::GenerateRequest& req, Image* img, double deadline_s = 600) {
+  static grpc::Status Generate(const v1::GenerateRequest& req, Image* img, double deadline_s = 600,
+                               v1::Result* result = nullptr) {
     auto stub = server_->NewStub();
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(int64_t(deadline_s * 1000)));
@@ -87,7 +88,10 @@ class ContextParallelServing : public ::testing::Test {
     v1::GenerateEvent ev;
     std::string png;
     while (reader->Read(&ev)) {
-      if (ev.has_result()) png = ev.result().data();
+      if (ev.has_result()) {
+        png = ev.result().data();
+        if (result != nullptr) *result = ev.result();
+      }
     }
     grpc::Status st = reader->Finish();
     if (st.ok() && img != nullptr) {
@@ -165,6 +169,35 @@ TEST_F(ContextParallelServing, CfgParallelGroupRejectsRequestWithoutCfg) {
   // The group is still healthy afterwards.
   Image img;
   EXPECT_TRUE(Generate(Request("cfg2", 64, 48, true), &img).ok());
+}
+
+// First Block Cache under context parallelism: the residual change is reduced over the whole group, so
+// every layout skips the same steps as one rank and returns the same image (a rank deciding differently
+// would deadlock the group or change the image). Threshold 0.3 gives a mixed pattern on the tiny model.
+TEST_F(ContextParallelServing, FirstBlockCacheDecidesTheSameOnEveryLayout) {
+  for (bool cfg : {false, true}) {
+    v1::GenerateRequest req = Request("l1", 64, 64, cfg);
+    req.set_num_inference_steps(8);
+    req.set_cache_threshold(0.3f);
+    Image ref;
+    v1::Result ref_result;
+    ASSERT_TRUE(Generate(req, &ref, 600, &ref_result).ok());
+    const uint32_t skipped = ref_result.cache().steps_skipped();
+    EXPECT_GT(skipped, 0u);
+    EXPECT_LT(skipped, 7u);
+    std::vector<const char*> layouts = {"u2", "r2", "u2r2"};
+    if (cfg) layouts = {"cfg2", "cfg2u2", "u2r2"};
+    for (const char* model : layouts) {
+      req.set_model(model);
+      Image got;
+      v1::Result result;
+      grpc::Status st = Generate(req, &got, 600, &result);
+      ASSERT_TRUE(st.ok()) << model << ": " << st.error_message();
+      EXPECT_EQ(result.cache().steps_skipped(), skipped) << model;
+      EXPECT_EQ(result.cache().steps_computed(), 8u - skipped) << model;
+      ExpectSameImage(ref, got, std::string(model) + (cfg ? " (CFG)" : "") + " FBCache vs 1 rank");
+    }
+  }
 }
 
 TEST(ContextParallelConfig, UlyssesThatDoesNotDivideTheHeadsIsRejectedAtStart) {

@@ -9,6 +9,7 @@
 #include "engine/io/png.h"
 #include "engine/src/torch/cp/mesh.h"
 #include "engine/src/torch/cp/sequence_shard.h"
+#include "engine/src/torch/first_block_cache.h"
 #include "engine/src/torch/flow_match_euler.h"
 #include "models/flux/flux_config.h"
 #include "models/flux/flux_decode.h"
@@ -98,23 +99,40 @@ struct FluxPipeline::Impl {
   std::unique_ptr<FluxTextEncoder> text;
   torch::jit::Module transformer, vae;
 
-  // One full transformer evaluation on this rank's shard: embed -> double blocks -> single blocks ->
-  // head, then the image tokens gathered from the sequence ranks. `text_hidden` is already sharded.
-  at::Tensor Transformer(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
-                         const at::Tensor& timestep, const at::Tensor& guidance, const SequenceLayout& layout) {
+  // A transformer evaluation on this rank's shard, in two phases so First Block Cache can decide between
+  // them: Begin = embed + double blocks [0, first); End = the remaining blocks + head, then the image
+  // tokens gathered from the sequence ranks. `text_hidden` is already sharded.
+  struct Pass {
+    at::Tensor img_in, img, txt;
+    c10::IValue temb;
+  };
+  Pass Begin(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
+             const at::Tensor& timestep, const at::Tensor& guidance, const SequenceLayout& layout, int64_t first) {
     auto embedded =
         transformer.get_method("embed")({layout.Image(latents), text_hidden, pooled, timestep, guidance});
     const auto& e = embedded.toTupleRef().elements();
-    c10::IValue img = e[0], txt = e[1];
-    const c10::IValue temb = e[2];
+    Pass p{e[0].toTensor(), e[0].toTensor(), e[1].toTensor(), e[2]};
     // FLUX attends to every (padded) T5 token, like diffusers; the mask only hides sequence padding.
     auto d = transformer.get_method("double_blocks")(
-        {int64_t{0}, config.num_layers, img, txt, temb, layout.cos, layout.sin, layout.mask});
-    img = d.toTupleRef().elements()[0];
-    txt = d.toTupleRef().elements()[1];
+        {int64_t{0}, first, p.img, p.txt, p.temb, layout.cos, layout.sin, layout.mask});
+    p.img = d.toTupleRef().elements()[0].toTensor();
+    p.txt = d.toTupleRef().elements()[1].toTensor();
+    return p;
+  }
+  // Runs double blocks [from, end) and all single blocks; returns the final (img, txt) streams.
+  std::pair<at::Tensor, at::Tensor> Rest(const Pass& p, const SequenceLayout& layout, int64_t from) {
+    c10::IValue img = p.img, txt = p.txt;
+    if (from < config.num_layers) {
+      auto d = transformer.get_method("double_blocks")(
+          {from, config.num_layers, img, txt, p.temb, layout.cos, layout.sin, layout.mask});
+      img = d.toTupleRef().elements()[0];
+      txt = d.toTupleRef().elements()[1];
+    }
     auto s = transformer.get_method("single_blocks")(
-        {int64_t{0}, config.num_single_layers, img, txt, temb, layout.cos, layout.sin, layout.mask});
-    img = s.toTupleRef().elements()[0];
+        {int64_t{0}, config.num_single_layers, img, txt, p.temb, layout.cos, layout.sin, layout.mask});
+    return {s.toTupleRef().elements()[0].toTensor(), s.toTupleRef().elements()[1].toTensor()};
+  }
+  at::Tensor Head(const at::Tensor& img, const c10::IValue& temb, const SequenceLayout& layout) {
     return layout.GatherImage(transformer.get_method("head")({img, temb}).toTensor());
   }
 
@@ -209,17 +227,59 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   const at::Tensor guidance =
       at::full({1}, params.guidance_scale, at::TensorOptions().dtype(at::kFloat).device(device)).expand({batch});
 
-  // 3. Denoising loop.
+  // 3. Denoising loop. Branch 0 = this rank's first branch (positive unless cfg rank 1), 1 = negative on
+  // a rank that runs both.
+  struct BranchInputs {
+    const at::Tensor* text;
+    const at::Tensor* pooled;
+  };
+  std::vector<BranchInputs> branches;
+  if (run_positive) branches.push_back({&prompt_text, &prompt.pooled});
+  if (run_negative) branches.push_back({&negative_text, &negative.pooled});
+  torch_engine::FirstBlockCacheOptions cache_opts;
+  cache_opts.threshold = params.cache_threshold;
+  cache_opts.warmup_steps = options.cache_warmup_steps;
+  cache_opts.max_consecutive_skips = options.cache_max_consecutive_skips;
+  torch_engine::FirstBlockCache cache(cache_opts, mesh != nullptr ? mesh->world() : nullptr,
+                                      static_cast<int>(branches.size()));
+  const at::Tensor valid_img =
+      layout.comm != nullptr ? torch_engine::ShardValidMask(layout.img, layout.index, device) : at::Tensor();
+
   const int64_t n = scheduler.num_inference_steps();
   for (int64_t i = 0; i < n; ++i) {
     if (cancelled()) return Cancelled("cancelled before step " + std::to_string(i + 1) + " of " + std::to_string(n));
     const at::Tensor timestep = timesteps.select(0, i).expand({batch}).to(dtype) / 1000;
-    at::Tensor noise_pred, neg;
-    if (run_positive) noise_pred = Transformer(latents, prompt_text, prompt.pooled, timestep, guidance, layout);
-    if (run_negative) neg = Transformer(latents, negative_text, negative.pooled, timestep, guidance, layout);
+    std::vector<at::Tensor> preds;
+    if (!cache.enabled()) {
+      for (const BranchInputs& b : branches) {
+        Pass p = Begin(latents, *b.text, *b.pooled, timestep, guidance, layout, c.num_layers);
+        preds.push_back(Head(Rest(p, layout, c.num_layers).first, p.temb, layout));
+      }
+    } else {
+      std::vector<Pass> passes;
+      for (size_t b = 0; b < branches.size(); ++b) {
+        passes.push_back(Begin(latents, *branches[b].text, *branches[b].pooled, timestep, guidance, layout, 1));
+        cache.Observe(static_cast<int>(b), passes.back().img - passes.back().img_in, valid_img);
+      }
+      const bool skip = cache.Decide(i);
+      for (size_t b = 0; b < branches.size(); ++b) {
+        const Pass& p = passes[b];
+        at::Tensor img;
+        if (skip) {
+          img = cache.Apply(static_cast<int>(b), {p.img, p.txt})[0];
+        } else {
+          auto [img_f, txt_f] = Rest(p, layout, 1);
+          cache.Store(static_cast<int>(b), {p.img, p.txt}, {img_f, txt_f});
+          img = img_f;
+        }
+        preds.push_back(Head(img, p.temb, layout));
+      }
+    }
+    at::Tensor noise_pred = preds[0], neg;
+    if (run_negative) neg = preds.back();
     if (cfg_parallel) {
       // Exchange the branches once per step; both cfg ranks then step identically.
-      at::Tensor both = mesh->cfg()->AllGatherSync(run_positive ? noise_pred : neg);
+      at::Tensor both = mesh->cfg()->AllGatherSync(preds[0]);
       noise_pred = both.select(0, 0);
       neg = both.select(0, 1);
     }
@@ -229,17 +289,25 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
     ++out.steps_computed;
     control.Progress(Stage::kDenoise, i + 1, n);
   }
+  out.steps_skipped = cache.skipped();
+  out.steps_computed -= cache.skipped();
+  out.cache_decisions = cache.decisions();
   SyncDevice(device);
   out.timings.push_back({Stage::kDenoise, Since(t0)});
   if (cancelled()) return Cancelled("cancelled before decoding");
 
   if (raw_options.record_intermediates) out.packed_latents = ToHostFloats(latents, &out.latents_shape);
-  // Only the leader decodes and returns the result.
-  if (mesh != nullptr && !mesh->leader()) return out;
-
-  // 4. Decode + postprocess.
+  // 4. Decode + postprocess. Exports with "vae.parallel": "rows" are decoded split by latent rows over
+  // every rank of the group (all ranks hold the same latents here); older exports decode on the leader.
+  const bool split_decode = mesh != nullptr && mesh->world() != nullptr && c.vae_parallel_rows;
+  if (mesh != nullptr && !mesh->leader() && !split_decode) return out;
   t0 = Clock::now();
-  const at::Tensor image = DecodeLatents(vae, latents, lh, lw, c.scaling_factor, c.shift_factor);
+  const at::Tensor image = DecodeLatentsParallel(vae, latents, lh, lw, c.scaling_factor, c.shift_factor,
+                                                 split_decode ? mesh->world() : nullptr);
+  if (mesh != nullptr && !mesh->leader()) {
+    out.timings.push_back({Stage::kDecode, Since(t0)});
+    return out;  // followers' rows are in the leader's image; only the leader returns the result
+  }
   const at::Tensor pixels = PostprocessImage(image);  // CPU uint8 [H, W, 3]
   out.height = pixels.size(0);
   out.width = pixels.size(1);
@@ -267,6 +335,7 @@ StatusOr<GenerateOutput> FluxPipeline::Generate(const GenerateParams& params, Jo
   if (impl_->options.mesh != nullptr && !impl_->options.mesh->leader()) {
     out.timings = std::move(raw.timings);
     out.steps_computed = raw.steps_computed;
+    out.steps_skipped = raw.steps_skipped;
     return out;  // followers return no data
   }
   const auto t0 = Clock::now();
@@ -292,7 +361,7 @@ StatusOr<GenerateOutput> FluxPipeline::Generate(const GenerateParams& params, Jo
   out.timings = std::move(raw.timings);
   out.timings.push_back({Stage::kEncode, Since(t0)});
   out.steps_computed = raw.steps_computed;
-  out.steps_skipped = 0;
+  out.steps_skipped = raw.steps_skipped;
   control.Progress(Stage::kEncode, 1, 1);
   return out;
 }

@@ -20,7 +20,9 @@ struct FluxRawOutput {
                                        // (only with FluxRawOptions::record_intermediates)
   std::vector<int64_t> latents_shape;  // {1, N, 4C}
   std::vector<StageTime> timings;      // text_encode, denoise, decode
-  int64_t steps_computed = 0;
+  int64_t steps_computed = 0;  // steps whose transformer ran in full
+  int64_t steps_skipped = 0;   // steps First Block Cache served from its cached residuals
+  std::vector<bool> cache_decisions;  // per step, true = skipped (empty with the cache off)
 
   // Only with FluxRawOptions::record_intermediates (empty otherwise), all float32 row-major.
   std::vector<std::vector<float>> step_latents;  // packed latents after each step, each latents_shape

@@ -67,6 +67,10 @@ struct EngineOptions {
   int store_port = 0;
   int cfg = 1, ulysses = 1, ring = 1;  // context-parallel mesh, product == world_size
   int intra_op_threads = 0;            // 0 = libtorch default
+  // First Block Cache limits (the threshold comes with each request): always-computed warm-up steps and
+  // the longest run of skipped steps (0 = no cap).
+  int cache_warmup_steps = 1;
+  int cache_max_consecutive_skips = 0;
 };
 
 class Engine {

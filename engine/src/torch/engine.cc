@@ -86,6 +86,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   ASSIGN_OR_RETURN(ModelInfo info, ReadModelInfo(options.model_dir));
   ASSIGN_OR_RETURN(at::Device device, ParseDevice(options.device));
   if (options.intra_op_threads < 0) return InvalidArgument("intra_op_threads must be >= 0");
+  if (options.cache_warmup_steps < 1 || options.cache_max_consecutive_skips < 0) {
+    return InvalidArgument("cache_warmup_steps must be >= 1 and cache_max_consecutive_skips >= 0");
+  }
   if (options.intra_op_threads > 0) at::set_num_threads(options.intra_op_threads);
   std::shared_ptr<torch_engine::DeviceMesh> mesh;
   if (options.world_size > 1) {
@@ -115,6 +118,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   popts.ulysses = options.ulysses;
   popts.ring = options.ring;
   popts.mesh = mesh;
+  popts.cache_warmup_steps = options.cache_warmup_steps;
+  popts.cache_max_consecutive_skips = options.cache_max_consecutive_skips;
   try {
     ASSIGN_OR_RETURN(std::unique_ptr<models::Pipeline> pipeline, models::CreatePipeline(popts));
     return std::unique_ptr<Engine>(new TorchEngine(std::move(info), std::move(pipeline)));

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# FLUX.1-dev side-by-side benchmark on a GPU host: ditserve (served end to end through gRPC) and the
+# reference systems (diffusers eager, diffusers + torch.compile; ParaAttention ulysses2/ring2 eager and
+# compiled when 2+ GPUs are visible), same GPU(s), same shapes (1024x1024, random bf16 weights), same run.
+# Called by scripts/gpu_host.sh bench (which exports DITSERVE_BUILD_DIR, DITSERVE_PYTHON, DITSERVE_HOST_PYTHON,
+# PYTHONPATH, LD_LIBRARY_PATH). Prints a table; writes records.jsonl and <date>-<gpu>.json to $BENCH_OUT.
+#
+# Usage: scripts/bench_gpu.sh [model|ditserve|references|report|all]...   (no argument: all)
+#   model       random-weight FLUX.1-dev checkpoint (weights initialised on the GPU) exported to $BENCH_MODEL
+#   ditserve    start ditserve on 1 GPU (time to ready), 1 warm-up + $BENCH_RUNS requests: e2e, stages,
+#               step time, peak GPU memory
+#   references  ../shared/anchors' flux_bench.py (scripts/bench/flux_reference.py): ms per transformer forward
+#   report      table + JSON records
+# Settings: BENCH_OUT (default /tmp/ditserve-bench), BENCH_MODEL (default /tmp/ditserve-bench-model/flux-dev),
+#           BENCH_SRC (checkpoint scratch, default /dev/shm/ditserve-bench-src, deleted after export),
+#           BENCH_RUNS (default 3), BENCH_STEPS (default 28), BENCH_RES (default 1024).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+BUILD=${DITSERVE_BUILD_DIR:-$REPO/build-gpu}
+PY=${DITSERVE_PYTHON:-python3}
+HOST_PY=${DITSERVE_HOST_PYTHON:-$PY}
+OUT=${BENCH_OUT:-/tmp/ditserve-bench}
+MODEL=${BENCH_MODEL:-/tmp/ditserve-bench-model/flux-dev}
+SRC=${BENCH_SRC:-/dev/shm/ditserve-bench-src}
+RUNS=${BENCH_RUNS:-3}
+STEPS=${BENCH_STEPS:-28}
+RES=${BENCH_RES:-1024}
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+mkdir -p "$OUT"
+RECORDS=$OUT/records.jsonl
+log() { echo "bench: $*" >&2; }
+
+# record SYSTEM GPUS LAYOUT METRIC VALUE UNIT [NOTE]
+record() {
+  printf '{"system":"%s","model":"flux.1-dev","gpus":%s,"layout":"%s","metric":"%s","value":%s,"unit":"%s","note":"%s"}\n' \
+    "$1" "$2" "$3" "$4" "$5" "$6" "${7:-}" >> "$RECORDS"
+}
+
+do_model() {
+  if [ -f "$MODEL/model.json" ]; then log "model: $MODEL exists"; return 0; fi
+  local t0=$SECONDS
+  rm -rf "$SRC"
+  "$PY" scripts/make_fullsize_flux.py --out "$SRC" --variant dev --device cuda || return 1
+  log "checkpoint written in $((SECONDS - t0)) s"
+  t0=$SECONDS
+  "$PY" scripts/export_model.py --family flux --src "$SRC" --out "$MODEL" --dtype bfloat16 --name flux-dev --no-verify || return 1
+  log "exported in $((SECONDS - t0)) s"
+  rm -rf "$SRC"
+}
+
+# Polls the GPUs' used memory (MiB) into $1 until the file $2 disappears.
+poll_gpu_mem() {
+  local out=$1 flag=$2 max=0 v
+  while [ -f "$flag" ]; do
+    v=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | sort -n | tail -1)
+    [ "${v:-0}" -gt "$max" ] && max=$v && echo "$max" > "$out"
+    sleep 0.2
+  done
+}
+
+do_ditserve() {
+  [ -f "$MODEL/model.json" ] || { log "no model at $MODEL: run 'model' first"; return 1; }
+  local dir=$OUT/ditserve port=$((51000 + RANDOM % 1000)) gpus=1
+  mkdir -p "$dir"
+  cat > "$dir/config.json" <<JSON
+{"server": {"grpc_address": "127.0.0.1:$port", "metrics_address": "", "queue_capacity": 4},
+ "models": [{"name": "flux-dev", "path": "$MODEL"}],
+ "groups": [{"model": "flux-dev", "ranks": 1, "devices": ["cuda:0"]}]}
+JSON
+  local ctl="$BUILD/server/ditctl --server 127.0.0.1:$port"
+  local flag=$dir/polling; touch "$flag"; echo 0 > "$dir/peak_mib"
+  poll_gpu_mem "$dir/peak_mib" "$flag" &
+  local poller=$!
+  local t0; t0=$(date +%s.%N)
+  "$BUILD/server/ditserve" --config "$dir/config.json" > "$dir/server.log" 2>&1 &
+  local pid=$!
+  until $ctl health --timeout 2 > /dev/null 2>&1; do
+    kill -0 $pid 2>/dev/null || { log "ditserve exited"; tail -20 "$dir/server.log"; rm -f "$flag"; return 1; }
+    sleep 0.2
+  done
+  local ready; ready=$(awk -v a="$t0" -v b="$(date +%s.%N)" "BEGIN{printf \"%.2f\", b - a}")
+  log "ready in ${ready} s"
+  record ditserve $gpus single ready_s "$ready" s "process start to gRPC health SERVING (model load)"
+  local i
+  for i in $(seq 0 "$RUNS"); do
+    local a b; a=$(date +%s.%N)
+    $ctl generate -p "a red fox in fresh snow, golden hour" -W "$RES" -H "$RES" -s "$STEPS" --seed $((i + 1)) \
+      -o "$dir/out$i.png" -q --json > "$dir/result$i.json" || { log "generate failed"; tail -20 "$dir/server.log"; break; }
+    b=$(date +%s.%N)
+    echo "{\"client_s\": $(awk -v a="$a" -v b="$b" "BEGIN{printf \"%.3f\", b - a}")}" > "$dir/client$i.json"
+  done
+  rm -f "$flag"; wait $poller 2>/dev/null
+  kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
+  "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" <<'PYEOF'
+import json, statistics, sys
+d, runs, steps, records, peak = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+res = []
+for i in range(1, runs + 1):  # run 0 is the warm-up
+    try:
+        r = json.load(open(f"{d}/result{i}.json")); c = json.load(open(f"{d}/client{i}.json"))
+    except Exception:
+        continue
+    r["client_s"] = c["client_s"]; res.append(r)
+if not res:
+    sys.exit("no successful timed runs")
+med = lambda k: statistics.median(x["timings"].get(k, 0.0) for x in res)
+rows = [("e2e_s", statistics.median(x["client_s"] for x in res), "s", "client wall time: request in -> PNG written"),
+        ("step_ms", 1000 * med("denoise") / steps, "ms", f"denoise stage / {steps} steps"),
+        ("text_encode_s", med("text_encode"), "s", ""), ("denoise_s", med("denoise"), "s", ""),
+        ("decode_s", med("decode"), "s", "VAE decode + postprocess"), ("encode_s", med("encode"), "s", "PNG encode"),
+        ("peak_mem_gb", peak / 1024, "GB", "nvidia-smi memory.used peak (incl. CUDA context)")]
+with open(records, "a") as f:
+    for m, v, u, note in rows:
+        f.write(json.dumps({"system": "ditserve", "model": "flux.1-dev", "gpus": 1, "layout": "single", "metric": m,
+                            "value": round(v, 4), "unit": u, "note": note}) + "\n")
+PYEOF
+  # One file per kind: the results and client timings of every run, one image.
+  for i in $(seq 0 "$RUNS"); do cat "$dir/result$i.json" "$dir/client$i.json" 2>/dev/null; done > "$dir/runs.jsonl"
+  rm -f "$dir"/result*.json "$dir"/client*.json "$dir"/out[1-9]*.png
+}
+
+do_references() {
+  local mode
+  for mode in single compile; do
+    log "reference: diffusers $mode"
+    local line
+    line=$("$PY" scripts/bench/flux_reference.py $mode 2> "$OUT/ref_$mode.log" | tail -1)
+    echo "$line" >> "$OUT/references.jsonl"
+    local sys=diffusers; [ $mode = compile ] && sys=diffusers-compile
+    local ms; ms=$(echo "$line" | "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(round(d["median_s"]*1000,2))') || continue
+    local mem; mem=$(echo "$line" | "$PY" -c 'import json,sys; print(round(json.loads(sys.stdin.read())["max_mem_gb"],2))')
+    record $sys 1 single step_ms "$ms" ms "transformer forward, median of 10"
+    record $sys 1 single peak_mem_gb "$mem" GB "torch.cuda.max_memory_allocated"
+  done
+  if [ "$NGPU" -ge 2 ]; then
+    for mode in ulysses ring ulysses_compile ring_compile; do
+      log "reference: para-attn $mode (2 GPUs)"
+      local line
+      line=$("$HOST_PY" -m torch.distributed.run --nproc_per_node=2 scripts/bench/flux_reference.py $mode 2> "$OUT/ref_$mode.log" | tail -1)
+      echo "$line" >> "$OUT/references.jsonl"
+      local sys=para-attn; [[ $mode == *compile ]] && sys=para-attn-compile
+      local ms; ms=$(echo "$line" | "$PY" -c 'import json,sys; print(round(json.loads(sys.stdin.read())["median_s"]*1000,2))') || continue
+      record $sys 2 "${mode%_compile}2" step_ms "$ms" ms "transformer forward, median of 10"
+    done
+  else
+    log "1 GPU visible: ParaAttention (2-GPU) references not run"
+  fi
+}
+
+do_report() {
+  local commit gpu date
+  commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+  date=$(date -u +%Y-%m-%d)
+  "$PY" scripts/bench/report.py "$RECORDS" --commit "$commit" --gpu "$gpu" --gpus "$NGPU" --date "$date" --out "$OUT"
+}
+
+[ $# -eq 0 ] && set -- all
+for a in "$@"; do
+  case $a in
+    model) do_model ;; ditserve) do_ditserve ;; references) do_references ;; report) do_report ;;
+    all) do_model && do_ditserve; do_references; do_report ;;
+    *) echo "unknown action $a" >&2; exit 2 ;;
+  esac
+done
