@@ -28,6 +28,8 @@ struct PipelineOptions {
   // of skipped steps (0 = no cap).
   int64_t cache_warmup_steps = 1;
   int64_t cache_max_consecutive_skips = 0;
+  // Replay the transformer step from CUDA graphs (CUDA, single rank, cache off).
+  bool cuda_graphs = false;
 };
 
 class Pipeline {

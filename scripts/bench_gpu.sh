@@ -86,10 +86,23 @@ JSON
   for i in $(seq 0 "$RUNS"); do
     local a b; a=$(date +%s.%N)
     $ctl generate -p "a red fox in fresh snow, golden hour" -W "$RES" -H "$RES" -s "$STEPS" --seed $((i + 1)) \
-      -o "$dir/out$i.png" -q --json > "$dir/result$i.json" || { log "generate failed"; tail -20 "$dir/server.log"; break; }
+      -o "$dir/out$i.png" -q --json > "$dir/result$i.json" || { log "generate $i failed"; tail -20 "$dir/server.log"; }
     b=$(date +%s.%N)
     echo "{\"client_s\": $(awk -v a="$a" -v b="$b" "BEGIN{printf \"%.3f\", b - a}")}" > "$dir/client$i.json"
   done
+  # First Block Cache (hit rates depend on real weights: random weights change little between steps or a
+  # lot, so these say what the cache costs and saves here, not what it does on a real checkpoint) and a
+  # 2048x2048 request for the VAE decode at that size.
+  local thr
+  for thr in ${BENCH_CACHE_THRESHOLDS:-0.08 0.12}; do
+    local a b; a=$(date +%s.%N)
+    $ctl generate -p "a red fox in fresh snow, golden hour" -W "$RES" -H "$RES" -s "$STEPS" --seed 1 \
+      --cache-threshold "$thr" -o "$dir/cache$thr.png" -q --json > "$dir/cache$thr.json" || break
+    b=$(date +%s.%N)
+    echo "{\"client_s\": $(awk -v a="$a" -v b="$b" "BEGIN{printf \"%.3f\", b - a}"), \"threshold\": $thr}" >> "$dir/cache$thr.json"
+  done
+  $ctl generate -p "a red fox in fresh snow, golden hour" -W 2048 -H 2048 -s 2 --seed 1 -o "$dir/big.png" -q --json \
+    > "$dir/big.json" || log "2048x2048 request failed"
   rm -f "$flag"; wait $poller 2>/dev/null
   kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
   "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" <<'PYEOF'
@@ -109,7 +122,23 @@ rows = [("e2e_s", statistics.median(x["client_s"] for x in res), "s", "client wa
         ("step_ms", 1000 * med("denoise") / steps, "ms", f"denoise stage / {steps} steps"),
         ("text_encode_s", med("text_encode"), "s", ""), ("denoise_s", med("denoise"), "s", ""),
         ("decode_s", med("decode"), "s", "VAE decode + postprocess"), ("encode_s", med("encode"), "s", "PNG encode"),
-        ("peak_mem_gb", peak / 1024, "GB", "nvidia-smi memory.used peak (incl. CUDA context)")]
+        ("peak_mem_gb", peak / 1024, "GB", "nvidia-smi memory.used peak (incl. CUDA context, 2048x2048 request too)")]
+import glob, os
+for path in sorted(glob.glob(f"{d}/cache*.json")):
+    lines = [json.loads(l) for l in open(path) if l.strip()]
+    if len(lines) < 2:
+        continue
+    r, c = lines[0], lines[1]
+    thr = c["threshold"]
+    rows.append((f"e2e_s", c["client_s"], "s", f"first block cache threshold {thr}: "
+                 f"{r['cache']['steps_skipped']} of {steps} steps skipped (random weights)"))
+    rows.append((f"step_ms", 1000 * r["timings"]["denoise"] / steps, "ms", f"first block cache threshold {thr}"))
+if os.path.exists(f"{d}/big.json"):
+    try:
+        big = json.load(open(f"{d}/big.json"))
+        rows.append(("decode_s", big["timings"]["decode"], "s", "VAE decode + postprocess at 2048x2048 (1 GPU)"))
+    except Exception:
+        pass
 with open(records, "a") as f:
     for m, v, u, note in rows:
         f.write(json.dumps({"system": "ditserve", "model": "flux.1-dev", "gpus": 1, "layout": "single", "metric": m,
@@ -117,7 +146,8 @@ with open(records, "a") as f:
 PYEOF
   # One file per kind: the results and client timings of every run, one image.
   for i in $(seq 0 "$RUNS"); do cat "$dir/result$i.json" "$dir/client$i.json" 2>/dev/null; done > "$dir/runs.jsonl"
-  rm -f "$dir"/result*.json "$dir"/client*.json "$dir"/out[1-9]*.png
+  cat "$dir"/cache*.json "$dir/big.json" >> "$dir/runs.jsonl" 2>/dev/null
+  rm -f "$dir"/result*.json "$dir"/client*.json "$dir"/out[1-9]*.png "$dir"/cache*.json "$dir"/cache*.png "$dir/big.json" "$dir/big.png"
 }
 
 do_references() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to a generated image: install, build, make + export a tiny random-weight
-# FLUX model, start ditserve (coordinator + 2 one-rank CPU worker groups), generate a PNG with ditctl,
+# FLUX model, start ditserve (coordinator + one worker group of 2 CPU ranks running ring attention over
+# Gloo), generate a PNG with ditctl (First Block Cache on),
 # show status and metrics, then shut the server down with SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ for _ in $(seq 1 600); do
 done
 build/server/ditctl models
 build/server/ditctl generate --prompt "a red fox in fresh snow, golden hour" --seed 42 \
-  --width 128 --height 128 --steps 4 --out out/quickstart.png
+  --width 128 --height 128 --steps 8 --cache-threshold 0.3 --out out/quickstart.png
 build/server/ditctl status
 echo "--- /metrics (excerpt)"
 curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^ditserve_(requests_total|queue_depth|group_up)' || true

@@ -49,7 +49,8 @@ Status ParseServer(const json& s, ServerConfig& c) {
   RETURN_IF_ERROR(CheckKeys(s, "server",
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
                              "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
-                             "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips"}));
+                             "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
+                             "cuda_graphs"}));
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
   RETURN_IF_ERROR(Get(s, "server", "metrics_address", c.metrics_address));
   int64_t cap = c.queue_capacity;
@@ -70,6 +71,7 @@ Status ParseServer(const json& s, ServerConfig& c) {
   RETURN_IF_ERROR(IntInRange("server.cache_warmup_steps", c.cache_warmup_steps, 1, 1000));
   RETURN_IF_ERROR(Get(s, "server", "cache_max_consecutive_skips", c.cache_max_consecutive_skips));
   RETURN_IF_ERROR(IntInRange("server.cache_max_consecutive_skips", c.cache_max_consecutive_skips, 0, 1000));
+  RETURN_IF_ERROR(Get(s, "server", "cuda_graphs", c.cuda_graphs));
   int64_t delay = 0;
   RETURN_IF_ERROR(Get(s, "server", "debug_step_delay_ms", delay));
   RETURN_IF_ERROR(IntInRange("server.debug_step_delay_ms", delay, 0, 60000));

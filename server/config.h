@@ -38,6 +38,9 @@ struct ServerConfig {
   // steps and the longest run of skipped steps (0 = no cap).
   int cache_warmup_steps = 1;
   int cache_max_consecutive_skips = 0;
+  // Workers replay the transformer step from CUDA graphs (CUDA devices). Experimental: off by default
+  // until its GPU test (flux_cuda_graph_model_gpu_test) has run on a GPU host.
+  bool cuda_graphs = false;
   uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
   std::vector<ModelConfig> models;
   std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)

@@ -214,7 +214,7 @@ bool WorkerGroup::StartWorkers() {
         "--ulysses", std::to_string(group_.ulysses), "--ring", std::to_string(group_.ring), "--threads",
         std::to_string(server_.worker_threads), "--step-delay-ms", std::to_string(server_.debug_step_delay_ms),
         "--cache-warmup-steps", std::to_string(server_.cache_warmup_steps), "--cache-max-skips",
-        std::to_string(server_.cache_max_consecutive_skips),
+        std::to_string(server_.cache_max_consecutive_skips), "--cuda-graphs", server_.cuda_graphs ? "1" : "0",
         "--parent-pid", std::to_string(getpid())};
     rank.process = std::make_unique<WorkerProcess>(
         worker_binary_, args, [this, r](pid_t pid, int st) { OnWorkerExit(r, pid, st); });

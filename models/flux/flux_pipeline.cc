@@ -1,6 +1,7 @@
 #include "models/flux/flux_pipeline.h"
 
 #include <chrono>
+#include <cstdio>
 #include <string>
 
 #include <c10/core/impl/DeviceGuardImplInterface.h>
@@ -9,6 +10,9 @@
 #include "engine/io/png.h"
 #include "engine/src/torch/cp/mesh.h"
 #include "engine/src/torch/cp/sequence_shard.h"
+#ifdef DITSERVE_HAVE_CUDA_GRAPHS
+#include "engine/src/torch/cuda_graph_cache.h"
+#endif
 #include "engine/src/torch/first_block_cache.h"
 #include "engine/src/torch/flow_match_euler.h"
 #include "models/flux/flux_config.h"
@@ -98,6 +102,9 @@ struct FluxPipeline::Impl {
   at::Device device{at::kCPU};
   std::unique_ptr<FluxTextEncoder> text;
   torch::jit::Module transformer, vae;
+#ifdef DITSERVE_HAVE_CUDA_GRAPHS
+  std::unique_ptr<torch_engine::CudaGraphCache> graphs;  // single-rank CUDA pipelines only
+#endif
 
   // A transformer evaluation on this rank's shard, in two phases so First Block Cache can decide between
   // them: Begin = embed + double blocks [0, first); End = the remaining blocks + head, then the image
@@ -135,6 +142,33 @@ struct FluxPipeline::Impl {
   at::Tensor Head(const at::Tensor& img, const c10::IValue& temb, const SequenceLayout& layout) {
     return layout.GatherImage(transformer.get_method("head")({img, temb}).toTensor());
   }
+  // One full evaluation without the cache, replayed from a CUDA graph where available (both CFG
+  // branches share the graph: inputs are copied in, the output copied out).
+  at::Tensor Full(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
+                  const at::Tensor& timestep, const at::Tensor& guidance, const SequenceLayout& layout) {
+#ifdef DITSERVE_HAVE_CUDA_GRAPHS
+    if (graphs != nullptr && layout.comm == nullptr) {
+      try {
+        return graphs->Run("flux", {latents, text_hidden, pooled, timestep, guidance, layout.cos, layout.sin},
+                         [this](const std::vector<at::Tensor>& in) {
+                           SequenceLayout l;
+                           l.cos = in[5];
+                           l.sin = in[6];
+                           Pass p = Begin(in[0], in[1], in[2], in[3], in[4], l, config.num_layers);
+                           return Head(Rest(p, l, config.num_layers).first, p.temb, l);
+                         });
+      } catch (const c10::Error& e) {
+        // A model the graph cannot capture still serves, eagerly. (stderr: spdlog's fmt clashes with
+        // the copy of fmt inside torch's headers.)
+        std::fprintf(stderr, "flux: CUDA graph capture failed, running eagerly from now on: %s\n",
+                     e.what_without_backtrace());
+        graphs.reset();
+      }
+    }
+#endif
+    Pass p = Begin(latents, text_hidden, pooled, timestep, guidance, layout, config.num_layers);
+    return Head(Rest(p, layout, config.num_layers).first, p.temb, layout);
+  }
 
   StatusOr<FluxRawOutput> Run(const GenerateParams& params, JobControl& control, const FluxRawOptions& raw_options);
 };
@@ -155,6 +189,11 @@ StatusOr<std::unique_ptr<FluxPipeline>> FluxPipeline::Load(const PipelineOptions
   ASSIGN_OR_RETURN(impl->text, FluxTextEncoder::Load(c, impl->device));
   ASSIGN_OR_RETURN(impl->transformer, LoadTorchScript(c.Path(c.transformer_file), impl->device));
   ASSIGN_OR_RETURN(impl->vae, LoadTorchScript(c.Path(c.vae_file), impl->device));
+#ifdef DITSERVE_HAVE_CUDA_GRAPHS
+  if (options.cuda_graphs && impl->device.is_cuda() && options.mesh == nullptr) {
+    impl->graphs = std::make_unique<torch_engine::CudaGraphCache>();
+  }
+#endif
   if (options.ulysses > 1 && c.num_attention_heads % options.ulysses != 0) {
     return InvalidArgument("ulysses=" + std::to_string(options.ulysses) + " must divide the transformer's " +
                            std::to_string(c.num_attention_heads) + " attention heads");
@@ -252,8 +291,7 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
     std::vector<at::Tensor> preds;
     if (!cache.enabled()) {
       for (const BranchInputs& b : branches) {
-        Pass p = Begin(latents, *b.text, *b.pooled, timestep, guidance, layout, c.num_layers);
-        preds.push_back(Head(Rest(p, layout, c.num_layers).first, p.temb, layout));
+        preds.push_back(Full(latents, *b.text, *b.pooled, timestep, guidance, layout));
       }
     } else {
       std::vector<Pass> passes;

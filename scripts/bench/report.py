@@ -26,7 +26,7 @@ def main() -> None:
     print(f"\nFLUX.1-dev 1024x1024, random bf16 weights | {a.gpu} x{a.gpus} | commit {a.commit} | {a.date}")
     print(f"{'system':<20} {'gpus':>4} {'layout':<10} {'metric':<14} {'value':>10}  unit")
     for r in recs:
-        print(f"{r['system']:<20} {r['gpus']:>4} {r['layout']:<10} {r['metric']:<14} {r['value']:>10}  {r['unit']}")
+        print(f"{r['system']:<20} {r['gpus']:>4} {r['layout']:<10} {r['metric']:<14} {r['value']:>10}  {r['unit']:<3} {r.get('note', '')}")
     print(f"records: {path}")
 
 

@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
                                           {"--store-host", "127.0.0.1"}, {"--store-port", "29500"},
                                           {"--cfg", "1"},        {"--ulysses", "1"},   {"--ring", "1"},
                                           {"--threads", "0"},    {"--step-delay-ms", "0"}, {"--parent-pid", "0"},
-                                          {"--cache-warmup-steps", "1"}, {"--cache-max-skips", "0"}};
+                                          {"--cache-warmup-steps", "1"}, {"--cache-max-skips", "0"},
+                                          {"--cuda-graphs", "0"}};
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     if (!a.count(k) || i + 1 >= argc) {
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   opts.intra_op_threads = std::stoi(a["--threads"]);
   opts.cache_warmup_steps = std::stoi(a["--cache-warmup-steps"]);
   opts.cache_max_consecutive_skips = std::stoi(a["--cache-max-skips"]);
+  opts.cuda_graphs = a["--cuda-graphs"] != "0";
   auto engine = ditserve::Engine::Create(opts);
   if (!engine.ok()) {
     spdlog::error("cannot load model {}: {}", opts.model_dir, engine.status().ToString());

@@ -71,6 +71,9 @@ struct EngineOptions {
   // the longest run of skipped steps (0 = no cap).
   int cache_warmup_steps = 1;
   int cache_max_consecutive_skips = 0;
+  // Replay each transformer evaluation from a CUDA graph captured per shape (CUDA devices). Off by
+  // default until tests/flux_cuda_graph_model_gpu_test has passed on a GPU host.
+  bool cuda_graphs = false;
 };
 
 class Engine {
