@@ -73,5 +73,26 @@ TEST(Config, MissingFileIsNotFound) {
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
 }
 
+// The shipped example configs stay valid as the schema evolves.
+TEST(Config, ExampleConfigsParse) {
+  for (const char* name : {"quickstart.json", "flux-dev-h100x2.json", "flux-dev-2gpu-ulysses2.json"}) {
+    auto c = LoadConfig(std::string(DITSERVE_SOURCE_DIR) + "/configs/" + name);
+    EXPECT_TRUE(c.ok()) << name << ": " << c.status().ToString();
+  }
+}
+
+TEST(Config, CacheAndGraphSettings) {
+  auto c = ParseConfig(R"({"server": {"cache_warmup_steps": 2, "cache_max_consecutive_skips": 3, "cuda_graphs": true},
+    "models": [{"name": "m", "path": "/m"}], "groups": [{"model": "m", "devices": "cpu"}]})", "/");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->cache_warmup_steps, 2);
+  EXPECT_EQ(c->cache_max_consecutive_skips, 3);
+  EXPECT_TRUE(c->cuda_graphs);
+  auto bad = ParseConfig(R"({"server": {"cache_warmup_steps": 0}, "models": [{"name": "m", "path": "/m"}],
+    "groups": [{"model": "m", "devices": "cpu"}]})", "/");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("server.cache_warmup_steps"), std::string::npos) << bad.status().ToString();
+}
+
 }  // namespace
 }  // namespace ditserve::server
