@@ -11,7 +11,9 @@
 #               step time, peak GPU memory
 #   references  ../shared/anchors' flux_bench.py (scripts/bench/flux_reference.py): ms per transformer forward
 #   report      table + JSON records
-# Settings: BENCH_OUT (default /tmp/ditserve-bench), BENCH_MODEL (default /tmp/ditserve-bench-model/flux-dev),
+# Settings: BENCH_DEVICE (cuda|cpu), BENCH_GPUS (default: nvidia-smi's count), BENCH_CUDA_GRAPHS (true|false),
+#           BENCH_CACHE_THRESHOLDS (default "0.08 0.12"), BENCH_BIG (0 skips the 2048x2048 request),
+#           BENCH_OUT (default /tmp/ditserve-bench), BENCH_MODEL (default /tmp/ditserve-bench-model/flux-dev),
 #           BENCH_SRC (checkpoint scratch, default /dev/shm/ditserve-bench-src, deleted after export),
 #           BENCH_RUNS (default 3), BENCH_STEPS (default 28), BENCH_RES (default 1024).
 set -uo pipefail
@@ -26,7 +28,9 @@ SRC=${BENCH_SRC:-/dev/shm/ditserve-bench-src}
 RUNS=${BENCH_RUNS:-3}
 STEPS=${BENCH_STEPS:-28}
 RES=${BENCH_RES:-1024}
-NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+DEVICE=${BENCH_DEVICE:-cuda}        # cpu: a dry run of the script on a CPU machine (tiny model)
+GRAPHS=${BENCH_CUDA_GRAPHS:-false}  # server.cuda_graphs
+NGPU=${BENCH_GPUS:-$(nvidia-smi -L 2>/dev/null | wc -l)}
 mkdir -p "$OUT"
 RECORDS=$OUT/records.jsonl
 log() { echo "bench: $*" >&2; }
@@ -59,14 +63,31 @@ poll_gpu_mem() {
   done
 }
 
+# ditserve on every layout the host allows: 1 GPU, and ulysses2 / ring2 groups when 2+ GPUs are visible
+# (the layouts ParaAttention is measured with).
 do_ditserve() {
+  run_ditserve single 1 1 1 || return 1
+  if [ "$NGPU" -ge 2 ]; then
+    run_ditserve ulysses2 2 2 1
+    run_ditserve ring2 2 1 2
+  fi
+}
+
+# run_ditserve LAYOUT RANKS ULYSSES RING
+run_ditserve() {
   [ -f "$MODEL/model.json" ] || { log "no model at $MODEL: run 'model' first"; return 1; }
-  local dir=$OUT/ditserve port=$((51000 + RANDOM % 1000)) gpus=1
+  local layout=$1 gpus=$2 ulysses=$3 ring=$4
+  local dir=$OUT/ditserve-$layout port=$((51000 + RANDOM % 1000)) devices="" r
+  for ((r = 0; r < gpus; r++)); do
+    if [ "$DEVICE" = cpu ]; then devices+="${devices:+, }\"cpu\""; else devices+="${devices:+, }\"$DEVICE:$r\""; fi
+  done
   mkdir -p "$dir"
   cat > "$dir/config.json" <<JSON
-{"server": {"grpc_address": "127.0.0.1:$port", "metrics_address": "", "queue_capacity": 4},
+{"server": {"grpc_address": "127.0.0.1:$port", "metrics_address": "", "queue_capacity": 4,
+            "store_base_port": $((30000 + RANDOM % 20000)), "cuda_graphs": $GRAPHS},
  "models": [{"name": "flux-dev", "path": "$MODEL"}],
- "groups": [{"model": "flux-dev", "ranks": 1, "devices": ["cuda:0"]}]}
+ "groups": [{"model": "flux-dev", "ranks": $gpus, "devices": [$devices],
+             "layout": {"cfg": 1, "ulysses": $ulysses, "ring": $ring}}]}
 JSON
   local ctl="$BUILD/server/ditctl --server 127.0.0.1:$port"
   local flag=$dir/polling; touch "$flag"; echo 0 > "$dir/peak_mib"
@@ -81,7 +102,7 @@ JSON
   done
   local ready; ready=$(awk -v a="$t0" -v b="$(date +%s.%N)" "BEGIN{printf \"%.2f\", b - a}")
   log "ready in ${ready} s"
-  record ditserve $gpus single ready_s "$ready" s "process start to gRPC health SERVING (model load)"
+  record ditserve $gpus $layout ready_s "$ready" s "process start to gRPC health SERVING (model load)"
   local i
   for i in $(seq 0 "$RUNS"); do
     local a b; a=$(date +%s.%N)
@@ -94,20 +115,25 @@ JSON
   # lot, so these say what the cache costs and saves here, not what it does on a real checkpoint) and a
   # 2048x2048 request for the VAE decode at that size.
   local thr
+  [ "$layout" = single ] || BENCH_CACHE_THRESHOLDS=none
   for thr in ${BENCH_CACHE_THRESHOLDS:-0.08 0.12}; do
+    [ "$thr" = none ] && break
     local a b; a=$(date +%s.%N)
     $ctl generate -p "a red fox in fresh snow, golden hour" -W "$RES" -H "$RES" -s "$STEPS" --seed 1 \
       --cache-threshold "$thr" -o "$dir/cache$thr.png" -q --json > "$dir/cache$thr.json" || break
     b=$(date +%s.%N)
     echo "{\"client_s\": $(awk -v a="$a" -v b="$b" "BEGIN{printf \"%.3f\", b - a}"), \"threshold\": $thr}" >> "$dir/cache$thr.json"
   done
-  $ctl generate -p "a red fox in fresh snow, golden hour" -W 2048 -H 2048 -s 2 --seed 1 -o "$dir/big.png" -q --json \
-    > "$dir/big.json" || log "2048x2048 request failed"
+  if [ "$layout" = single ] && [ "${BENCH_BIG:-1}" = 1 ]; then
+    $ctl generate -p "a red fox in fresh snow, golden hour" -W 2048 -H 2048 -s 2 --seed 1 -o "$dir/big.png" -q \
+      --json > "$dir/big.json" || log "2048x2048 request failed"
+  fi
   rm -f "$flag"; wait $poller 2>/dev/null
   kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
-  "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" <<'PYEOF'
+  "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" "$gpus" "$layout" <<'PYEOF'
 import json, statistics, sys
 d, runs, steps, records, peak = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+gpus, layout = int(sys.argv[6]), sys.argv[7]
 res = []
 for i in range(1, runs + 1):  # run 0 is the warm-up
     try:
@@ -141,7 +167,7 @@ if os.path.exists(f"{d}/big.json"):
         pass
 with open(records, "a") as f:
     for m, v, u, note in rows:
-        f.write(json.dumps({"system": "ditserve", "model": "flux.1-dev", "gpus": 1, "layout": "single", "metric": m,
+        f.write(json.dumps({"system": "ditserve", "model": "flux.1-dev", "gpus": gpus, "layout": layout, "metric": m,
                             "value": round(v, 4), "unit": u, "note": note}) + "\n")
 PYEOF
   # One file per kind: the results and client timings of every run, one image.
@@ -181,16 +207,22 @@ do_references() {
 do_report() {
   local commit gpu date
   commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1); gpu=${gpu:-cpu}
   date=$(date -u +%Y-%m-%d)
-  "$PY" scripts/bench/report.py "$RECORDS" --commit "$commit" --gpu "$gpu" --gpus "$NGPU" --date "$date" --out "$OUT"
+  "$PY" scripts/bench/report.py "$RECORDS" --commit "$commit" --gpu "$gpu" --gpus "$NGPU" --date "$date" --out "$OUT" \
+    --title "FLUX.1-dev ${RES}x${RES}, $STEPS steps, $(basename "$MODEL")"
 }
 
 [ $# -eq 0 ] && set -- all
+failed=0
 for a in "$@"; do
   case $a in
-    model) do_model ;; ditserve) do_ditserve ;; references) do_references ;; report) do_report ;;
-    all) do_model && do_ditserve; do_references; do_report ;;
+    model) do_model || failed=1 ;;
+    ditserve) do_ditserve || failed=1 ;;
+    references) do_references || failed=1 ;;
+    report) do_report || failed=1 ;;
+    all) { do_model && do_ditserve; } || failed=1; do_references || failed=1; do_report || failed=1 ;;
     *) echo "unknown action $a" >&2; exit 2 ;;
   esac
 done
+exit $failed

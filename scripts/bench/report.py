@@ -15,6 +15,7 @@ def main() -> None:
     p.add_argument("--gpus", type=int, default=1)
     p.add_argument("--date", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--title", default="FLUX.1-dev")
     a = p.parse_args()
     recs = [json.loads(l) for l in open(a.records) if l.strip()]
     for r in recs:
@@ -23,7 +24,7 @@ def main() -> None:
     path = os.path.join(a.out, f"{a.date}-{slug}.json")
     with open(path, "w") as f:
         json.dump(recs, f, indent=1)
-    print(f"\nFLUX.1-dev 1024x1024, random bf16 weights | {a.gpu} x{a.gpus} | commit {a.commit} | {a.date}")
+    print(f"\n{a.title} | {a.gpu} x{a.gpus} | commit {a.commit} | {a.date}")
     print(f"{'system':<20} {'gpus':>4} {'layout':<10} {'metric':<14} {'value':>10}  unit")
     for r in recs:
         print(f"{r['system']:<20} {r['gpus']:>4} {r['layout']:<10} {r['metric']:<14} {r['value']:>10}  {r['unit']:<3} {r.get('note', '')}")
