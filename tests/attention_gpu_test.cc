@@ -12,6 +12,7 @@
 
 #include "engine/src/torch/attention_op.h"
 #include "engine/src/torch/cp/local_attention.h"
+#include "support/cuda_timing.h"
 
 namespace ditserve::torch_engine {
 namespace {
@@ -59,23 +60,15 @@ TEST(AttentionGpu, MergedBlocksMatchReferenceWithMask) {
   EXPECT_LT(err, 1e-2);
 }
 
-double TimeMs(const std::function<void()>& f, int iters = 20) {
-  for (int i = 0; i < 3; ++i) f();
-  at::cuda::getCurrentCUDAStream().synchronize();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) f();
-  at::cuda::getCurrentCUDAStream().synchronize();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters;
-}
 
 TEST(AttentionGpu, DISABLED_Perf) {
   for (int64_t seq : {4608, 32896}) {
     Qkv x = Random(24, seq);
     const double flop = 4.0 * 24 * seq * seq * 128;
     SdpaAttentionBackend backend;
-    const double sdpa = TimeMs([&] { at::scaled_dot_product_attention(x.q, x.k, x.v); });
-    const double cudnn = TimeMs([&] { backend.Attention(x.q, x.k, x.v, std::nullopt); });
-    const double ring2 = TimeMs([&] {
+    const double sdpa = testing::CudaTimeMs([&] { at::scaled_dot_product_attention(x.q, x.k, x.v); });
+    const double cudnn = testing::CudaTimeMs([&] { backend.Attention(x.q, x.k, x.v, std::nullopt); });
+    const double ring2 = testing::CudaTimeMs([&] {
       at::Tensor out, lse;
       for (int64_t s : {int64_t{0}, seq / 2}) {
         MergeAttention(out, lse, AttentionWithLse(x.q, x.k.narrow(2, s, seq / 2), x.v.narrow(2, s, seq / 2), std::nullopt));
