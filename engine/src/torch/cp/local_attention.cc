@@ -43,8 +43,12 @@ AttentionPartial AttentionWithLse(const at::Tensor& q, const at::Tensor& k, cons
                                                       0.0, false, false);
       return {std::get<0>(r), std::get<1>(r).view({q.size(0), q.size(1), q.size(2)})};
     }
-    // Memory-efficient attention takes an additive bias and returns the LSE (padded to 32 queries).
-    at::Tensor expanded = bias->expand({q.size(0), q.size(1), q.size(2), k.size(2)});
+    // Memory-efficient attention takes an additive bias and returns the LSE (padded to 32 queries). Its
+    // kernel wants the bias rows 16-element aligned: pad the storage, view the real keys (as SDPA does).
+    const int64_t sk = k.size(2), aligned = (sk + 15) / 16 * 16;
+    at::Tensor storage = at::zeros({q.size(0), 1, 1, aligned}, bias->options());
+    storage.narrow(3, 0, sk).copy_(*bias);
+    at::Tensor expanded = storage.narrow(3, 0, sk).expand({q.size(0), q.size(1), q.size(2), sk});
     auto r = at::_scaled_dot_product_efficient_attention(q, k, v, expanded, /*compute_log_sumexp=*/true);
     return {std::get<0>(r), std::get<1>(r).narrow(2, 0, q.size(2))};
   }
