@@ -21,6 +21,7 @@
 #include "engine/src/torch/cp/mesh.h"
 #include "engine/src/torch/cp/sequence_shard.h"
 #include "support/multi_rank.h"
+#include "support/test_mesh.h"
 
 namespace ditserve::torch_engine {
 namespace {
@@ -97,20 +98,7 @@ struct Layout {
 // Child: joins the mesh, runs every case on its shard, gathers and compares with the full attention.
 // Writes "seq mask max_abs norm_err" lines to `out_file`. Exit code 0 unless something threw.
 int ChildMain(int rank, const Layout& layout, int port, const std::string& out_file) {
-  at::set_num_threads(1);
-  MeshOptions mo;
-  mo.rank = rank;
-  mo.cfg = layout.cfg;
-  mo.ulysses = layout.ulysses;
-  mo.ring = layout.ring;
-  mo.store_port = port;
-  mo.timeout = std::chrono::seconds(60);
-  auto mesh_or = DeviceMesh::Create(mo);
-  if (!mesh_or.ok()) {
-    std::fprintf(stderr, "rank %d: %s\n", rank, mesh_or.status().ToString().c_str());
-    return 2;
-  }
-  std::shared_ptr<DeviceMesh> mesh = *mesh_or;
+  std::shared_ptr<DeviceMesh> mesh = testing::JoinTestMesh(rank, port, layout.cfg, layout.ulysses, layout.ring);
   ContextParallelAttention backend(mesh);
   std::ofstream out(out_file);
   const int parts = mesh->sequence_size();

@@ -20,6 +20,7 @@
 #include "engine/src/torch/cp/sequence_shard.h"
 #include "support/cuda_timing.h"
 #include "support/multi_rank.h"
+#include "support/test_mesh.h"
 
 namespace ditserve::torch_engine {
 namespace {
@@ -35,16 +36,8 @@ int ChildMain(const testing::ChildArgs& a) {
   const int ulysses = a.args[0] == "ulysses2" ? 2 : 1, ring = a.args[0] == "ring2" ? 2 : 1;
   c10::cuda::set_device(a.rank);
   const at::Device dev(at::kCUDA, a.rank);
-  MeshOptions mo;
-  mo.rank = a.rank;
-  mo.ulysses = ulysses;
-  mo.ring = ring;
-  mo.store_port = a.port;
-  mo.device = dev;
-  mo.timeout = std::chrono::seconds(120);
-  auto mesh = DeviceMesh::Create(mo);
-  if (!mesh.ok()) throw std::runtime_error(mesh.status().ToString());
-  ContextParallelAttention backend(*mesh);
+  auto mesh = testing::JoinTestMesh(a.rank, a.port, 1, ulysses, ring, dev);
+  ContextParallelAttention backend(mesh);
   std::ofstream out(a.output);
   for (size_t i = 1; i < a.args.size(); ++i) {
     const int64_t seq = std::stoll(a.args[i]);
@@ -53,18 +46,18 @@ int ChildMain(const testing::ChildArgs& a) {
     const at::Tensor q = bf(1), k = bf(2), v = bf(3);
     const at::Tensor ref = at::scaled_dot_product_attention(q, k, v);
     const SequenceSplit split = SplitSequence(seq, 2);
-    const int idx = (*mesh)->sequence_index();
+    const int idx = mesh->sequence_index();
     std::optional<at::Tensor> mask;
     if (split.has_padding()) mask = ShardValidMask(split, idx, dev).unsqueeze(0);
     const at::Tensor lq = TakeShard(q, 2, split, idx), lk = TakeShard(k, 2, split, idx), lv = TakeShard(v, 2, split, idx);
-    const at::Tensor full = GatherShards(*(*mesh)->sequence(), backend.Attention(lq, lk, lv, mask), 2, split);
+    const at::Tensor full = GatherShards(*mesh->sequence(), backend.Attention(lq, lk, lv, mask), 2, split);
     const double err = ((full.to(at::kFloat) - ref.to(at::kFloat)).norm() / ref.to(at::kFloat).norm()).item<double>();
     const int iters = seq > 10000 ? 5 : 20;
     const double cp_ms = testing::CudaTimeMs([&] { backend.Attention(lq, lk, lv, mask); }, iters);
     const double single_ms = testing::CudaTimeMs([&] { at::scaled_dot_product_attention(q, k, v); }, iters);
     out << seq << " " << masked << " " << err << " " << cp_ms << " " << single_ms << "\n";
   }
-  (*mesh)->AnyRank(false);
+  mesh->AnyRank(false);
   return 0;
 }
 

@@ -18,6 +18,7 @@
 #include "engine/src/torch/cp/mesh.h"
 #include "models/flux/flux_pipeline.h"
 #include "support/multi_rank.h"
+#include "support/test_mesh.h"
 #include "support/recording_job_control.h"
 #include "support/test_env.h"
 
@@ -69,21 +70,12 @@ std::string RunPipeline(const std::shared_ptr<torch_engine::DeviceMesh>& mesh, b
 }
 
 int ChildMain(const testing::ChildArgs& a) {
-  at::set_num_threads(1);
-  torch_engine::MeshOptions mo;
-  mo.rank = a.rank;
-  mo.cfg = std::stoi(a.args[0]);
-  mo.ulysses = std::stoi(a.args[1]);
-  mo.ring = std::stoi(a.args[2]);
-  mo.store_port = a.port;
-  mo.timeout = std::chrono::seconds(120);
-  auto mesh = torch_engine::DeviceMesh::Create(mo);
-  if (!mesh.ok()) throw std::runtime_error(mesh.status().ToString());
-  if ((*mesh)->sequence_size() > 1) {
-    torch_engine::SetAttentionBackend(std::make_shared<torch_engine::ContextParallelAttention>(*mesh));
+  auto mesh = testing::JoinTestMesh(a.rank, a.port, std::stoi(a.args[0]), std::stoi(a.args[1]), std::stoi(a.args[2]));
+  if (mesh->sequence_size() > 1) {
+    torch_engine::SetAttentionBackend(std::make_shared<torch_engine::ContextParallelAttention>(mesh));
   }
-  std::ofstream(a.output) << RunPipeline(*mesh, a.args[3] == "1");
-  (*mesh)->AnyRank(false);  // nobody tears the groups down while another rank still uses them
+  std::ofstream(a.output) << RunPipeline(mesh, a.args[3] == "1");
+  mesh->AnyRank(false);  // nobody tears the groups down while another rank still uses them
   return 0;
 }
 

@@ -26,6 +26,7 @@
 #include "models/flux/flux_decode.h"
 #include "models/flux/flux_latents.h"
 #include "support/multi_rank.h"
+#include "support/test_mesh.h"
 #include "support/test_env.h"
 
 namespace ditserve::torch_engine {
@@ -170,19 +171,8 @@ void DecoderCases(Child& c, int world) {
 }
 
 int ChildMain(int rank, int world, int port, const std::string& out_file) {
-  at::set_num_threads(1);
   c10::InferenceMode inference;
-  MeshOptions mo;
-  mo.rank = rank;
-  mo.ring = world;
-  mo.store_port = port;
-  mo.timeout = std::chrono::seconds(60);
-  auto mesh_or = DeviceMesh::Create(mo);
-  if (!mesh_or.ok()) {
-    std::fprintf(stderr, "rank %d: %s\n", rank, mesh_or.status().ToString().c_str());
-    return 2;
-  }
-  Child child(*mesh_or, out_file);
+  Child child(testing::JoinTestMesh(rank, port, 1, 1, world), out_file);
   OpCases(child, world);
   DecoderCases(child, world);
   child.mesh().AnyRank(false);  // everyone finishes before anyone tears the groups down
