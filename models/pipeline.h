@@ -19,10 +19,8 @@ namespace ditserve::models {
 struct PipelineOptions {
   ModelInfo info;
   std::string device = "cpu";  // "cpu" or "cuda:N"
-  int rank = 0;
-  int world_size = 1;
-  int cfg = 1, ulysses = 1, ring = 1;  // context-parallel mesh of the group (all 1 on one rank)
-  // The group's process groups; null on a single rank. Its attention backend is already installed.
+  // The group's cfg x ulysses x ring mesh and process groups; null on a single rank. Its attention
+  // backend is already installed.
   std::shared_ptr<torch_engine::DeviceMesh> mesh;
   // First Block Cache (the threshold is per request): steps always computed first, and the longest run
   // of skipped steps (0 = no cap).

@@ -50,13 +50,6 @@ std::string RunPipeline(const std::shared_ptr<torch_engine::DeviceMesh>& mesh, b
   PipelineOptions opts;
   opts.info = *info;
   opts.mesh = mesh;
-  if (mesh) {
-    opts.world_size = mesh->world_size();
-    opts.rank = mesh->rank();
-    opts.cfg = mesh->cfg_size();
-    opts.ulysses = mesh->ulysses_size();
-    opts.ring = mesh->ring_size();
-  }
   auto pipeline = FluxPipeline::Load(opts);
   if (!pipeline.ok()) throw std::runtime_error(pipeline.status().ToString());
   testing::RecordingJobControl control;

@@ -194,8 +194,9 @@ StatusOr<std::unique_ptr<FluxPipeline>> FluxPipeline::Load(const PipelineOptions
     impl->graphs = std::make_unique<torch_engine::CudaGraphCache>();
   }
 #endif
-  if (options.ulysses > 1 && c.num_attention_heads % options.ulysses != 0) {
-    return InvalidArgument("ulysses=" + std::to_string(options.ulysses) + " must divide the transformer's " +
+  const int ulysses = options.mesh != nullptr ? options.mesh->ulysses_size() : 1;
+  if (ulysses > 1 && c.num_attention_heads % ulysses != 0) {
+    return InvalidArgument("ulysses=" + std::to_string(ulysses) + " must divide the transformer's " +
                            std::to_string(c.num_attention_heads) + " attention heads");
   }
   for (const char* method : {"embed", "double_blocks", "single_blocks", "head"}) {

@@ -112,11 +112,6 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   models::PipelineOptions popts;
   popts.info = info;
   popts.device = device.str();
-  popts.rank = options.rank;
-  popts.world_size = options.world_size;
-  popts.cfg = options.cfg;
-  popts.ulysses = options.ulysses;
-  popts.ring = options.ring;
   popts.mesh = mesh;
   popts.cache_warmup_steps = options.cache_warmup_steps;
   popts.cache_max_consecutive_skips = options.cache_max_consecutive_skips;
