@@ -5,10 +5,11 @@
 # Called by scripts/gpu_host.sh bench (which exports DITSERVE_BUILD_DIR, DITSERVE_PYTHON, DITSERVE_HOST_PYTHON,
 # PYTHONPATH, LD_LIBRARY_PATH). Prints a table; writes records.jsonl and <date>-<gpu>.json to $BENCH_OUT.
 #
-# Usage: scripts/bench_gpu.sh [model|ditserve|references|report|all]...   (no argument: all)
+# Usage: scripts/bench_gpu.sh [model|ditserve|profile|references|report|all]...   (no argument: all)
 #   model       random-weight FLUX.1-dev checkpoint (weights initialised on the GPU) exported to $BENCH_MODEL
 #   ditserve    start ditserve on 1 GPU (time to ready), 1 warm-up + $BENCH_RUNS requests: e2e, stages,
 #               step time, peak GPU memory
+#   profile     one profiled transformer evaluation: device time by kind (GEMM / attention / other), top ops
 #   references  ../shared/anchors' flux_bench.py (scripts/bench/flux_reference.py): ms per transformer forward
 #   report      table + JSON records
 # Settings: BENCH_DEVICE (cuda|cpu), BENCH_GPUS (default: nvidia-smi's count), BENCH_CUDA_GRAPHS (true|false),
@@ -204,6 +205,14 @@ do_references() {
   fi
 }
 
+# Where a step's device time goes: one profiled evaluation of the exported transformer (same TorchScript
+# graph and kernels as the engine's single-rank path).
+do_profile() {
+  [ -f "$MODEL/model.json" ] || { log "no model at $MODEL: run 'model' first"; return 1; }
+  "$PY" scripts/bench/profile_step.py "$MODEL" --res "$RES" --device "$DEVICE" --json "$OUT/profile.json" \
+    2> "$OUT/profile.log" | tee "$OUT/profile.txt"
+}
+
 do_report() {
   local commit gpu date
   commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -220,8 +229,10 @@ for a in "$@"; do
     model) do_model || failed=1 ;;
     ditserve) do_ditserve || failed=1 ;;
     references) do_references || failed=1 ;;
+    profile) do_profile || failed=1 ;;
     report) do_report || failed=1 ;;
-    all) { do_model && do_ditserve; } || failed=1; do_references || failed=1; do_report || failed=1 ;;
+    all) { do_model && do_ditserve; } || failed=1; do_profile || failed=1; do_references || failed=1
+         do_report || failed=1 ;;
     *) echo "unknown action $a" >&2; exit 2 ;;
   esac
 done

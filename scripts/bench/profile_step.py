@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Profile one transformer evaluation of an exported ditserve FLUX model: where a step's time goes.
+
+  profile_step.py MODEL_DIR [--res 1024] [--text-len 512] [--device cuda] [--top 25] [--json OUT]
+
+Loads MODEL_DIR/transformer.pt (the TorchScript module the C++ engine runs, with the same kernels;
+torch.ops.ditserve.attention is the single-rank reference = SDPA, which the engine also uses on one
+rank), runs 3 warm-up evaluations on random inputs at the request shape, then one under
+torch.profiler, and prints the top ops by device time with their share of the step, grouped into
+GEMM / attention / other, and the step's wall time. Used by scripts/bench_gpu.sh profile.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from ditserve_export import ops as _ops  # noqa: E402,F401  (registers torch.ops.ditserve.*)
+from ditserve_export.flux_transformer import flux_rope  # noqa: E402
+
+
+def category(name: str) -> str:
+    n = name.lower()
+    if any(k in n for k in ("attention", "sdpa", "flash", "cudnn", "fmha")):
+        return "attention"
+    if any(k in n for k in ("mm", "gemm", "matmul", "linear", "addmm", "cutlass", "sm90_xmma", "nvjet")):
+        return "gemm"
+    return "other"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model_dir")
+    p.add_argument("--res", type=int, default=1024)
+    p.add_argument("--text-len", type=int, default=512)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--json")
+    a = p.parse_args()
+    meta = json.load(open(os.path.join(a.model_dir, "model.json")))
+    t = meta["transformer"]
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[meta.get("dtype", "float32")]
+    dev = torch.device(a.device)
+    torch.set_grad_enabled(False)
+    model = torch.jit.load(os.path.join(a.model_dir, t.get("file", "transformer.pt")), map_location=dev).eval()
+
+    vae_scale = meta["vae"]["scale_factor"]
+    side = 2 * (a.res // (vae_scale * 2)) // 2  # packed latent grid side
+    n_img = side * side
+    ids = torch.cat([torch.zeros(a.text_len, 3),
+                     torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(side).float(), torch.arange(side).float(),
+                                                indexing="ij"), -1).reshape(-1, 3)])
+    cos, sin = flux_rope(ids, t["axes_dims_rope"], float(t.get("rope_theta", 10000)))
+    args = (torch.randn(1, n_img, t["in_channels"], dtype=dtype, device=dev),
+            torch.randn(1, a.text_len, t["joint_attention_dim"], dtype=dtype, device=dev),
+            torch.randn(1, t["pooled_projection_dim"], dtype=dtype, device=dev),
+            torch.full((1,), 0.5, dtype=dtype, device=dev), torch.full((1,), 3.5, dtype=torch.float32, device=dev),
+            cos.to(dev), sin.to(dev))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    for _ in range(3):
+        model(*args)
+    sync()
+    t0 = time.perf_counter()
+    model(*args)
+    sync()
+    wall_ms = (time.perf_counter() - t0) * 1000
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with torch.profiler.profile(activities=acts) as prof:
+        model(*args)
+        sync()
+    key = "device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    rows = [(e.key, getattr(e, key) / 1000.0, e.count) for e in prof.key_averages()]
+    if dev.type == "cuda":
+        # Device kernels only (ATen ops also carry their kernels' time: keep the kernels).
+        kernels = {e.key for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}
+        rows = [r for r in rows if r[0] in kernels]
+    rows.sort(key=lambda r: -r[1])
+    total = sum(r[1] for r in rows) or 1.0
+    groups = {}
+    for name, ms, _ in rows:
+        groups[category(name)] = groups.get(category(name), 0.0) + ms
+    print(f"one transformer evaluation at {a.res}x{a.res} ({n_img} image + {a.text_len} text tokens), {dtype}, "
+          f"{dev}: wall {wall_ms:.1f} ms, profiled {'device' if dev.type == 'cuda' else 'cpu'} time {total:.1f} ms")
+    print("  by kind: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / total:.0f}%)" for k, v in sorted(groups.items())))
+    for name, ms, count in rows[:a.top]:
+        print(f"  {ms:9.2f} ms {100 * ms / total:5.1f}%  x{count:<5} {name[:100]}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"wall_ms": wall_ms, "profiled_ms": total, "by_kind_ms": groups,
+                       "top": [{"name": n, "ms": m, "count": c} for n, m, c in rows[:a.top]]}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
