@@ -106,9 +106,9 @@ struct FluxPipeline::Impl {
   std::unique_ptr<torch_engine::CudaGraphCache> graphs;  // single-rank CUDA pipelines only
 #endif
 
-  // A transformer evaluation on this rank's shard, in two phases so First Block Cache can decide between
-  // them: Begin = embed + double blocks [0, first); End = the remaining blocks + head, then the image
-  // tokens gathered from the sequence ranks. `text_hidden` is already sharded.
+  // A transformer evaluation on this rank's shard, in phases so First Block Cache can decide between
+  // them: Begin = embed + double blocks [0, first); Rest = the remaining blocks; Head = output
+  // projection, then the image tokens gathered from the sequence ranks. `text_hidden` is already sharded.
   struct Pass {
     at::Tensor img_in, img, txt;
     c10::IValue temb;
@@ -142,6 +142,12 @@ struct FluxPipeline::Impl {
   at::Tensor Head(const at::Tensor& img, const c10::IValue& temb, const SequenceLayout& layout) {
     return layout.GatherImage(transformer.get_method("head")({img, temb}).toTensor());
   }
+  // One full evaluation without the cache, run op by op.
+  at::Tensor Eager(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
+                   const at::Tensor& timestep, const at::Tensor& guidance, const SequenceLayout& layout) {
+    Pass p = Begin(latents, text_hidden, pooled, timestep, guidance, layout, config.num_layers);
+    return Head(Rest(p, layout, config.num_layers).first, p.temb, layout);
+  }
   // One full evaluation without the cache, replayed from a CUDA graph where available (both CFG
   // branches share the graph: inputs are copied in, the output copied out).
   at::Tensor Full(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
@@ -154,8 +160,7 @@ struct FluxPipeline::Impl {
                            SequenceLayout l;
                            l.cos = in[5];
                            l.sin = in[6];
-                           Pass p = Begin(in[0], in[1], in[2], in[3], in[4], l, config.num_layers);
-                           return Head(Rest(p, l, config.num_layers).first, p.temb, l);
+                           return Eager(in[0], in[1], in[2], in[3], in[4], l);
                          });
       } catch (const c10::Error& e) {
         // A model the graph cannot capture still serves, eagerly. (stderr: spdlog's fmt clashes with
@@ -166,8 +171,7 @@ struct FluxPipeline::Impl {
       }
     }
 #endif
-    Pass p = Begin(latents, text_hidden, pooled, timestep, guidance, layout, config.num_layers);
-    return Head(Rest(p, layout, config.num_layers).first, p.temb, layout);
+    return Eager(latents, text_hidden, pooled, timestep, guidance, layout);
   }
 
   StatusOr<FluxRawOutput> Run(const GenerateParams& params, JobControl& control, const FluxRawOptions& raw_options);
