@@ -209,8 +209,10 @@ do_references() {
 # graph and kernels as the engine's single-rank path).
 do_profile() {
   [ -f "$MODEL/model.json" ] || { log "no model at $MODEL: run 'model' first"; return 1; }
-  "$PY" scripts/bench/profile_step.py "$MODEL" --res "$RES" --device "$DEVICE" --json "$OUT/profile.json" \
-    2> "$OUT/profile.log" | tee "$OUT/profile.txt"
+  local lib=$BUILD/engine/libditserve_engine.so
+  [ -f "$lib" ] || { log "no $lib: build first"; return 1; }
+  "$PY" scripts/bench/profile_step.py "$MODEL" --engine-lib "$lib" --res "$RES" --device "$DEVICE" \
+    --json "$OUT/profile.json" 2> "$OUT/profile.log" | tee "$OUT/profile.txt"
 }
 
 do_report() {

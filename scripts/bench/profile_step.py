@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Profile one transformer evaluation of an exported ditserve FLUX model: where a step's time goes.
 
-  profile_step.py MODEL_DIR [--res 1024] [--text-len 512] [--device cuda] [--top 25] [--json OUT]
+  profile_step.py MODEL_DIR [--engine-lib libditserve_engine.so] [--res 1024] [--text-len 512]
+                  [--device cuda] [--top 25] [--json OUT]
 
-Loads MODEL_DIR/transformer.pt (the TorchScript module the C++ engine runs, with the same kernels;
-torch.ops.ditserve.attention is the single-rank reference = SDPA, which the engine also uses on one
-rank), runs 3 warm-up evaluations on random inputs at the request shape, then one under
+Loads MODEL_DIR/transformer.pt (the TorchScript module the C++ engine runs). With --engine-lib the
+torch.ops.ditserve.* ops are the engine's own (its attention backend and fused CUDA kernels: the same
+kernels as a served single-rank step); without it, ops.py's Python references (unfused). Then it runs 3 warm-up evaluations on random inputs at the request shape, then one under
 torch.profiler, and prints the top ops by device time with their share of the step, grouped into
 GEMM / attention / other, and the step's wall time. Used by scripts/bench_gpu.sh profile.
 """
@@ -18,7 +19,21 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from ditserve_export import ops as _ops  # noqa: E402,F401  (registers torch.ops.ditserve.*)
+
+
+def _engine_lib_arg() -> str:
+    # The engine's ops must be registered before ops.py defines its Python references (it skips defined ones).
+    for i, a in enumerate(sys.argv):
+        if a == "--engine-lib" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--engine-lib="):
+            return a.split("=", 1)[1]
+    return ""
+
+
+if _engine_lib_arg():
+    torch.ops.load_library(_engine_lib_arg())
+from ditserve_export import ops as _ops  # noqa: E402,F401  (registers the ops the engine did not)
 from ditserve_export.flux_transformer import flux_rope  # noqa: E402
 
 
@@ -34,6 +49,7 @@ def category(name: str) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir")
+    p.add_argument("--engine-lib", default="", help="libditserve_engine.so: profile the engine's op kernels")
     p.add_argument("--res", type=int, default=1024)
     p.add_argument("--text-len", type=int, default=512)
     p.add_argument("--device", default="cuda")

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from . import ops as _ops  # noqa: F401  (torch.ops.ditserve.* must exist before scripting/tracing)
-from .flux_transformer import FluxTransformer
+from .flux_transformer import FluxTransformer, fuse_diffusers_state_dict
 from .vae import ParallelDecodeError, ParallelVaeDecode
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -84,8 +84,8 @@ def build_flux_transformer(tdir: str, dtype: torch.dtype) -> FluxTransformer:
         model = FluxTransformer.from_diffusers_config(cfg)
     sd = _load_state_dict_in(_transformer_weight_files(tdir), dtype)
     try:
-        model.load_state_dict(sd, strict=True, assign=True)
-    except RuntimeError as e:
+        model.load_state_dict(fuse_diffusers_state_dict(sd), strict=True, assign=True)
+    except (KeyError, RuntimeError) as e:
         raise ExportError(f"transformer weights in {tdir} do not match FluxTransformer2DModel: {e}") from e
     del sd
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):

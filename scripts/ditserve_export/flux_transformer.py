@@ -1,13 +1,15 @@
 """ditserve's TorchScript-able FLUX transformer.
 
-Numerically it follows diffusers 0.34 ``FluxTransformer2DModel`` and it uses the same parameter names,
-so ``FluxTransformer.from_diffusers_config(cfg).load_state_dict(diffusers_model.state_dict())`` works
-with ``strict=True``.  Differences, all deliberate (see docs/model_format.md):
+Numerically it follows diffusers 0.34 ``FluxTransformer2DModel``; its parameters are diffusers' with the
+projections that read the same input stacked into one GEMM (``fuse_diffusers_state_dict`` maps a diffusers
+state dict, see ``FUSED_PROJECTIONS``).  Differences, all deliberate (see docs/model_format.md):
 
 * the rotary table (cos, sin) is an input, computed by the caller from the position ids
   (``flux_rope`` below is the Python reference of what the C++ adapter computes);
 * attention is ``torch.ops.ditserve.attention(q, k, v, key_mask)`` so the engine can swap the kernel
   (plain SDPA, Ulysses, ring) without re-exporting;
+* the memory-bound chains are ditserve ops (``rms_rope``: q/k RMSNorm + RoPE; ``layer_norm_modulate``:
+  adaLN) that the engine runs as single CUDA kernels; their references (ops.py) have the unfused roundings;
 * the model can be run in pieces: ``embed``, ``double_blocks(start, end, ...)``,
   ``single_blocks(start, end, ...)``, ``head``; ``forward`` chains them.
 """
@@ -42,17 +44,6 @@ def flux_rope(ids: torch.Tensor, axes_dims: Sequence[int], theta: float = 10000.
         coss.append(torch.repeat_interleave(angles.cos(), 2, dim=1).to(torch.float32))
         sins.append(torch.repeat_interleave(angles.sin(), 2, dim=1).to(torch.float32))
     return torch.cat(coss, dim=-1), torch.cat(sins, dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x [B, H, S, D]; cos/sin float32 [S, D] in repeat-interleaved form."""
-    b, h, s, d = x.shape
-    pairs = x.reshape(b, h, s, d // 2, 2)
-    even = pairs[..., 0]
-    odd = pairs[..., 1]
-    rotated = torch.stack([-odd, even], dim=-1).reshape(b, h, s, d)
-    out = x.float() * cos[None, None] + rotated.float() * sin[None, None]
-    return out.to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,8 +134,9 @@ class FeedForward(nn.Module):
         return x
 
 
-def _layer_norm(x: torch.Tensor) -> torch.Tensor:
-    return F.layer_norm(x, [x.shape[-1]], None, None, 1e-6)
+def _ln_modulate(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """LN(x) * (1 + scale[:, None]) + shift[:, None], FLUX's eps (adaLN and norm_out)"""
+    return torch.ops.ditserve.layer_norm_modulate(x, scale, shift, 1e-6)
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -163,18 +155,18 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 # attention modules (parameter names of diffusers' Attention)
 # ----------------------------------------------------------------------------------------------
 class JointAttention(nn.Module):
+    """Double-stream attention. ``to_qkv`` / ``add_qkv_proj`` stack diffusers' to_q/to_k/to_v and
+    add_q_proj/add_k_proj/add_v_proj (one GEMM per stream)."""
+
     def __init__(self, dim: int, heads: int, head_dim: int):
         super().__init__()
         self.heads = heads
-        inner = heads * head_dim
-        self.to_q = nn.Linear(dim, inner)
-        self.to_k = nn.Linear(dim, inner)
-        self.to_v = nn.Linear(dim, inner)
+        self.inner = heads * head_dim
+        inner = self.inner
+        self.to_qkv = nn.Linear(dim, 3 * inner)
         self.norm_q = RMSNorm(head_dim)
         self.norm_k = RMSNorm(head_dim)
-        self.add_q_proj = nn.Linear(dim, inner)
-        self.add_k_proj = nn.Linear(dim, inner)
-        self.add_v_proj = nn.Linear(dim, inner)
+        self.add_qkv_proj = nn.Linear(dim, 3 * inner)
         self.norm_added_q = RMSNorm(head_dim)
         self.norm_added_k = RMSNorm(head_dim)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
@@ -182,43 +174,30 @@ class JointAttention(nn.Module):
 
     def forward(self, img: torch.Tensor, txt: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        h = self.heads
-        q = torch.cat([self.norm_added_q(_heads(self.add_q_proj(txt), h)),
-                       self.norm_q(_heads(self.to_q(img), h))], dim=2)
-        k = torch.cat([self.norm_added_k(_heads(self.add_k_proj(txt), h)),
-                       self.norm_k(_heads(self.to_k(img), h))], dim=2)
-        v = torch.cat([_heads(self.add_v_proj(txt), h), _heads(self.to_v(img), h)], dim=2)
-        q = apply_rope(q, cos, sin)
-        k = apply_rope(k, cos, sin)
+        n = self.inner
+        i = self.to_qkv(img)
+        t = self.add_qkv_proj(txt)
+        # text rows first, then image rows (diffusers' concatenation order)
+        q = torch.ops.ditserve.rms_rope(t[:, :, :n], self.norm_added_q.weight, cos, sin, self.norm_q.eps,
+                                        i[:, :, :n], self.norm_q.weight)
+        k = torch.ops.ditserve.rms_rope(t[:, :, n:2 * n], self.norm_added_k.weight, cos, sin, self.norm_k.eps,
+                                        i[:, :, n:2 * n], self.norm_k.weight)
+        v = torch.cat([_heads(t[:, :, 2 * n:], self.heads), _heads(i[:, :, 2 * n:], self.heads)], dim=2)
         o = torch.ops.ditserve.attention(q, k, v, key_mask)
         o = _merge_heads(o).to(q.dtype)
-        t = txt.shape[1]
-        txt_out = self.to_add_out(o[:, :t])
-        img_out = self.to_out[0](o[:, t:])
+        s_txt = txt.shape[1]
+        txt_out = self.to_add_out(o[:, :s_txt])
+        img_out = self.to_out[0](o[:, s_txt:])
         return img_out, txt_out
 
 
 class SelfAttention(nn.Module):
-    """pre-only attention of the single-stream blocks (no output projection)."""
+    """The single-stream blocks' q/k norms (their q/k/v projections live in the block's fused proj_in)."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int):
+    def __init__(self, head_dim: int):
         super().__init__()
-        self.heads = heads
-        inner = heads * head_dim
-        self.to_q = nn.Linear(dim, inner)
-        self.to_k = nn.Linear(dim, inner)
-        self.to_v = nn.Linear(dim, inner)
         self.norm_q = RMSNorm(head_dim)
         self.norm_k = RMSNorm(head_dim)
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                key_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        h = self.heads
-        q = apply_rope(self.norm_q(_heads(self.to_q(x), h)), cos, sin)
-        k = apply_rope(self.norm_k(_heads(self.to_k(x), h)), cos, sin)
-        v = _heads(self.to_v(x), h)
-        o = torch.ops.ditserve.attention(q, k, v, key_mask)
-        return _merge_heads(o).to(q.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,8 +213,7 @@ class AdaNormZero(nn.Module):
     def forward(self, x: torch.Tensor, temb: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         m = self.linear(F.silu(temb)).chunk(6, dim=1)
-        y = _layer_norm(x) * (1 + m[1][:, None]) + m[0][:, None]
-        return y, m[2], m[3], m[4], m[5]
+        return _ln_modulate(x, m[1], m[0]), m[2], m[3], m[4], m[5]
 
 
 class AdaNormZeroSingle(nn.Module):
@@ -245,7 +223,7 @@ class AdaNormZeroSingle(nn.Module):
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         m = self.linear(F.silu(temb)).chunk(3, dim=1)
-        return _layer_norm(x) * (1 + m[1][:, None]) + m[0][:, None], m[2]
+        return _ln_modulate(x, m[1], m[0]), m[2]
 
 
 class AdaNormOut(nn.Module):
@@ -257,7 +235,7 @@ class AdaNormOut(nn.Module):
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         m = self.linear(F.silu(temb).to(x.dtype)).chunk(2, dim=1)
-        return _layer_norm(x) * (1 + m[0])[:, None, :] + m[1][:, None, :]
+        return _ln_modulate(x, m[0], m[1])
 
 
 class DoubleStreamBlock(nn.Module):
@@ -275,33 +253,41 @@ class DoubleStreamBlock(nn.Module):
         txt_n, txt_gate, txt_shift2, txt_scale2, txt_gate2 = self.norm1_context(txt, temb)
         img_a, txt_a = self.attn(img_n, txt_n, cos, sin, key_mask)
 
-        img = img + img_gate.unsqueeze(1) * img_a
-        img_n2 = _layer_norm(img) * (1 + img_scale2[:, None]) + img_shift2[:, None]
-        img = img + img_gate2.unsqueeze(1) * self.ff(img_n2)
+        # gated residuals as one addcmul each (x + gate * y, no rounded product in between)
+        img = torch.addcmul(img, img_gate.unsqueeze(1), img_a)
+        img = torch.addcmul(img, img_gate2.unsqueeze(1), self.ff(_ln_modulate(img, img_scale2, img_shift2)))
 
-        txt = txt + txt_gate.unsqueeze(1) * txt_a
-        txt_n2 = _layer_norm(txt) * (1 + txt_scale2[:, None]) + txt_shift2[:, None]
-        txt = txt + txt_gate2.unsqueeze(1) * self.ff_context(txt_n2)
+        txt = torch.addcmul(txt, txt_gate.unsqueeze(1), txt_a)
+        txt = torch.addcmul(txt, txt_gate2.unsqueeze(1), self.ff_context(_ln_modulate(txt, txt_scale2, txt_shift2)))
         if txt.dtype == torch.float16:
             txt = txt.clip(-65504, 65504)
         return img, txt
 
 
 class SingleStreamBlock(nn.Module):
+    """``proj_in`` stacks diffusers' attn.to_q / attn.to_k / attn.to_v / proj_mlp (one GEMM)."""
+
     def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0):
         super().__init__()
         hidden = int(dim * mlp_ratio)
+        self.heads = heads
+        self.inner = heads * head_dim
         self.norm = AdaNormZeroSingle(dim)
-        self.proj_mlp = nn.Linear(dim, hidden)
+        self.proj_in = nn.Linear(dim, 3 * self.inner + hidden)
         self.proj_out = nn.Linear(dim + hidden, dim)
-        self.attn = SelfAttention(dim, heads, head_dim)
+        self.attn = SelfAttention(head_dim)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        n = self.inner
         xn, gate = self.norm(x, temb)
-        mlp = F.gelu(self.proj_mlp(xn), approximate="tanh")
-        a = self.attn(xn, cos, sin, key_mask)
-        x = x + gate.unsqueeze(1) * self.proj_out(torch.cat([a, mlp], dim=2))
+        h = self.proj_in(xn)
+        q = torch.ops.ditserve.rms_rope(h[:, :, :n], self.attn.norm_q.weight, cos, sin, self.attn.norm_q.eps)
+        k = torch.ops.ditserve.rms_rope(h[:, :, n:2 * n], self.attn.norm_k.weight, cos, sin, self.attn.norm_k.eps)
+        v = _heads(h[:, :, 2 * n:3 * n], self.heads).contiguous()
+        a = _merge_heads(torch.ops.ditserve.attention(q, k, v, key_mask)).to(q.dtype)
+        mlp = F.gelu(h[:, :, 3 * n:], approximate="tanh")
+        x = torch.addcmul(x, gate.unsqueeze(1), self.proj_out(torch.cat([a, mlp], dim=2)))
         if x.dtype == torch.float16:
             x = x.clip(-65504, 65504)
         return x
@@ -310,6 +296,34 @@ class SingleStreamBlock(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # the model
 # ----------------------------------------------------------------------------------------------
+# fused parameter -> the diffusers parameters whose output rows it stacks, in order, per block list
+FUSED_PROJECTIONS: Dict[str, Dict[str, Tuple[str, ...]]] = {
+    "transformer_blocks": {"attn.to_qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+                           "attn.add_qkv_proj": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")},
+    "single_transformer_blocks": {"proj_in": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")},
+}
+
+
+def fuse_diffusers_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """diffusers FluxTransformer2DModel state dict -> FluxTransformer's (in place: sources are popped as
+    they are stacked, so peak memory grows by one projection)."""
+    for blocks, fusions in FUSED_PROJECTIONS.items():
+        indices = sorted({int(k.split(".")[1]) for k in sd if k.startswith(blocks + ".")})
+        for i in indices:
+            prefix = f"{blocks}.{i}."
+            for fused, sources in fusions.items():
+                for param in ("weight", "bias"):
+                    names = [f"{prefix}{src}.{param}" for src in sources]
+                    present = [n for n in names if n in sd]
+                    if not present:
+                        continue  # load_state_dict(strict=True) names the missing fused parameter
+                    if len(present) != len(names):
+                        missing = sorted(set(names) - set(present))
+                        raise KeyError(f"{missing[0]} missing (stacked into {prefix}{fused}.{param})")
+                    sd[f"{prefix}{fused}.{param}"] = torch.cat([sd.pop(n) for n in names], dim=0)
+    return sd
+
+
 class FluxTransformer(nn.Module):
     def __init__(self, in_channels: int = 64, out_channels: Optional[int] = None, num_layers: int = 19,
                  num_single_layers: int = 38, attention_head_dim: int = 128, num_attention_heads: int = 24,

@@ -9,6 +9,11 @@ tracing and the Python checks can run the exported modules.  Import it before ``
   halo_conv2d        stride-1 conv2d (engine: exchanges halo rows when the decoder is split by rows)
   group_norm         F.group_norm (engine: statistics all-reduced over the row-split ranks)
   spatial_attention  SDPA over all spatial tokens (engine: keys/values all-gathered over the ranks)
+  rms_rope           per-head RMSNorm + RoPE of q/k into [B, H, S, D] (engine: one CUDA kernel for bf16)
+  layer_norm_modulate  LN(x) * (1 + scale) + shift, adaLN (engine: one CUDA kernel for bf16)
+
+The references here compose torch ops with exactly the roundings of the unfused modules (as the engine's
+CPU path does), so fp32 exports stay bit-identical to diffusers-faithful eager code.
 """
 from typing import List, Optional
 
@@ -42,6 +47,42 @@ def spatial_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     return F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
 
 
+def _head_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """[B, S, H*D] -> RMSNorm over each head's D values (diffusers RMSNorm), as [B, H, S, D]."""
+    d = weight.numel()
+    xh = x.reshape(x.shape[0], x.shape[1], x.shape[2] // d, d).transpose(1, 2)
+    var = xh.to(torch.float32).pow(2).mean(-1, keepdim=True)
+    y = xh * torch.rsqrt(var + eps)
+    if weight.dtype in (torch.float16, torch.bfloat16):
+        y = y.to(weight.dtype)
+    return y * weight
+
+
+def rms_rope_reference(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float,
+                       x2: Optional[torch.Tensor] = None, weight2: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """RMSNorm of x [B, S1, H*D] (then x2 [B, S2, H*D] with weight2) + FLUX RoPE (cos/sin fp32 [S1+S2, D],
+    pairs repeat-interleaved) -> [B, H, S1+S2, D]."""
+    y = _head_rms_norm(x, weight, eps)
+    if x2 is not None:
+        y = torch.cat([y, _head_rms_norm(x2, weight2, eps)], dim=2)
+    b, h, s, d = y.shape
+    pairs = y.reshape(b, h, s, d // 2, 2)
+    rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).reshape(b, h, s, d)
+    return (y.float() * cos[None, None] + rotated.float() * sin[None, None]).to(y.dtype)
+
+
+def layer_norm_modulate_reference(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                                  eps: float) -> torch.Tensor:
+    """LayerNorm without affine over the last dim of x [B, S, D], then * (1 + scale) + shift ([B, D])."""
+    return F.layer_norm(x, [x.shape[-1]], None, None, eps) * (1 + scale[:, None]) + shift[:, None]
+
+
+def _rms_rope_meta(x, weight, cos, sin, eps, x2=None, weight2=None):
+    d = weight.numel()
+    s = x.shape[1] + (x2.shape[1] if x2 is not None else 0)
+    return x.new_empty((x.shape[0], x.shape[2] // d, s, d))
+
+
 def _same_as_q(q, *args):
     return torch.empty_like(q)
 
@@ -62,6 +103,10 @@ OPS = {
                    group_norm_reference, _same_as_q),
     "spatial_attention": ("spatial_attention(Tensor q, Tensor k, Tensor v) -> Tensor",
                           spatial_attention_reference, _same_as_q),
+    "rms_rope": ("rms_rope(Tensor x, Tensor weight, Tensor cos, Tensor sin, float eps, Tensor? x2=None, "
+                 "Tensor? weight2=None) -> Tensor", rms_rope_reference, _rms_rope_meta),
+    "layer_norm_modulate": ("layer_norm_modulate(Tensor x, Tensor scale, Tensor shift, float eps) -> Tensor",
+                            layer_norm_modulate_reference, _same_as_q),
 }
 SCHEMA = OPS["attention"][0]
 

@@ -1,0 +1,163 @@
+// The fused DiT ops on a GPU (ditserve::rms_rope, ditserve::layer_norm_modulate; engine/src/torch/fused_ops.h):
+// the kernels against an fp64 reference by normalised error and against the unfused bf16 composition
+// (the CPU path / the eager graph) they replace, on fresh random inputs with strided (column-slice) and
+// two-part inputs; the raw kernel writes into a NaN-poisoned buffer whose guard must stay untouched.
+// Perf (--gtest_also_run_disabled_tests --gtest_filter='*Perf*'): at FLUX's shape, the kernel vs the
+// composition it replaces, and GB/s against a device copy of the same bytes in the same run.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+
+#include "engine/src/torch/fused_ops.h"
+#include "rms_rope.cuh"
+#include "support/cuda_timing.h"
+
+namespace ditserve::torch_engine {
+namespace {
+
+uint64_t Seed() {  // fresh inputs every run, reproducible from the printed seed
+  static uint64_t next = [] {
+    const char* env = std::getenv("DITSERVE_KERNEL_SEED");
+    return env ? std::strtoull(env, nullptr, 10) : uint64_t(std::random_device{}());
+  }();
+  std::printf("seed %llu\n", static_cast<unsigned long long>(next));
+  return next++;
+}
+
+at::TensorOptions Bf16() { return at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA); }
+
+double NormError(const at::Tensor& got, const at::Tensor& want) {
+  return ((got.to(at::kDouble).cpu() - want.to(at::kDouble).cpu()).norm() / want.to(at::kDouble).cpu().norm())
+      .item<double>();
+}
+
+struct RopeInputs {
+  at::Tensor x1, w1, x2, w2, cos, sin;  // x1/x2: column slices of wider projections
+};
+
+RopeInputs MakeRope(int64_t b, int64_t s1, int64_t s2, int64_t h, int64_t d) {
+  at::manual_seed(Seed());
+  RopeInputs r;
+  const int64_t hd = h * d;
+  r.x1 = (at::randn({b, s1, 3 * hd}, Bf16()) * 3).narrow(2, hd, hd);  // like k of a fused qkv
+  r.x2 = (at::randn({b, s2, 3 * hd + 8}, Bf16()) * 3).narrow(2, 8, hd);
+  r.w1 = at::rand({d}, Bf16()) + 0.5;
+  r.w2 = at::rand({d}, Bf16()) + 0.5;
+  const at::Tensor angles = at::rand({s1 + s2, d}, at::TensorOptions().dtype(at::kDouble)) * 6.3;
+  r.cos = angles.cos().to(at::kFloat).cuda();
+  r.sin = angles.sin().to(at::kFloat).cuda();
+  return r;
+}
+
+// The math in fp64, no intermediate rounding.
+at::Tensor RopeFp64(const RopeInputs& r, bool two) {
+  auto norm = [](const at::Tensor& x, const at::Tensor& w) {
+    const int64_t d = w.numel();
+    at::Tensor xh = x.to(at::kDouble).cpu().reshape({x.size(0), x.size(1), x.size(2) / d, d}).transpose(1, 2);
+    return xh * at::rsqrt(xh.pow(2).mean(-1, true) + 1e-6) * w.to(at::kDouble).cpu();
+  };
+  at::Tensor y = norm(r.x1, r.w1);
+  if (two) y = at::cat({y, norm(r.x2, r.w2)}, 2);
+  const int64_t s = y.size(2);
+  const at::Tensor c = r.cos.to(at::kDouble).cpu().narrow(0, 0, s), sn = r.sin.to(at::kDouble).cpu().narrow(0, 0, s);
+  at::Tensor even = y.slice(-1, 0, y.size(-1), 2), odd = y.slice(-1, 1, y.size(-1), 2);
+  at::Tensor out = at::empty_like(y);
+  out.slice(-1, 0, y.size(-1), 2).copy_(even * c.slice(-1, 0, c.size(-1), 2) - odd * sn.slice(-1, 0, c.size(-1), 2));
+  out.slice(-1, 1, y.size(-1), 2).copy_(odd * c.slice(-1, 1, c.size(-1), 2) + even * sn.slice(-1, 1, c.size(-1), 2));
+  return out;
+}
+
+TEST(FusedOpsGpu, RmsRopeKernelMatchesReferences) {
+  struct Shape { int64_t b, s1, s2, h, d; };
+  for (const Shape sh : {Shape{1, 512, 4096, 24, 128}, Shape{2, 7, 45, 3, 128}, Shape{1, 0, 33, 5, 64},
+                         Shape{2, 13, 0, 2, 256}, Shape{1, 1, 1, 1, 128}}) {
+    SCOPED_TRACE(::testing::Message() << "B=" << sh.b << " S1=" << sh.s1 << " S2=" << sh.s2 << " H=" << sh.h
+                                      << " D=" << sh.d);
+    RopeInputs r = MakeRope(sh.b, sh.s1, sh.s2, sh.h, sh.d);
+    const int64_t s = sh.s1 + sh.s2, n = sh.b * sh.h * s * sh.d, guard = 128;
+    // Raw kernel into a poisoned buffer (0xFFFF = NaN) with a guard after the output.
+    at::Tensor buf = at::full({n + guard}, -1, at::TensorOptions().dtype(at::kShort).device(at::kCUDA));
+    kernels::RmsRopePart p1{r.x1.data_ptr(), r.w1.data_ptr(), sh.s1, r.x1.stride(0), r.x1.stride(1)};
+    kernels::RmsRopePart p2{r.x2.data_ptr(), r.w2.data_ptr(), sh.s2, r.x2.stride(0), r.x2.stride(1)};
+    ASSERT_EQ(kernels::RmsRopeBf16(p1, p2, r.cos.data_ptr<float>(), r.sin.data_ptr<float>(), buf.data_ptr(), sh.b,
+                                   sh.h, sh.d, 1e-6f, at::cuda::getCurrentCUDAStream()),
+              cudaSuccess);
+    at::cuda::getCurrentCUDAStream().synchronize();
+    EXPECT_TRUE(buf.narrow(0, n, guard).eq(-1).all().item<bool>()) << "kernel wrote past its output";
+    const at::Tensor got = buf.narrow(0, 0, n).view(at::kBFloat16).view({sh.b, sh.h, s, sh.d});
+    EXPECT_FALSE(got.isnan().any().item<bool>()) << "output not fully written";
+
+    const double err = NormError(got, RopeFp64(r, true));
+    // vs the unfused bf16 composition (same roundings): only the fp32 mean's summation order differs
+    const at::Tensor composed = RmsRopeReference(r.x1, r.w1, r.cos, r.sin, 1e-6, r.x2, r.w2);
+    const double err_composed = NormError(got, composed);
+    std::printf("rms_rope B=%lld S=%lld+%lld H=%lld D=%lld: vs fp64 %.2e, vs unfused bf16 %.2e\n", (long long)sh.b,
+                (long long)sh.s1, (long long)sh.s2, (long long)sh.h, (long long)sh.d, err, err_composed);
+    EXPECT_LT(err, 6e-3);  // three bf16 roundings: ~3e-3 expected
+    EXPECT_LT(err_composed, 1e-3);
+    // The op picks the kernel for this layout and returns the same values.
+    EXPECT_TRUE(at::equal(RmsRope(r.x1, r.w1, r.cos, r.sin, 1e-6, r.x2, r.w2), got));
+  }
+}
+
+TEST(FusedOpsGpu, RmsRopeOnePartAndFallbacks) {
+  RopeInputs r = MakeRope(1, 300, 0, 4, 128);
+  const at::Tensor cos = r.cos.narrow(0, 0, 300), sin = r.sin.narrow(0, 0, 300);
+  const at::Tensor got = RmsRope(r.x1, r.w1, cos, sin, 1e-6, std::nullopt, std::nullopt);
+  EXPECT_LT(NormError(got, RopeFp64(r, false)), 6e-3);
+  // fp32 on CUDA has no kernel: the composed path, equal to itself computed on the CPU
+  const at::Tensor x32 = r.x1.to(at::kFloat), w32 = r.w1.to(at::kFloat);
+  const at::Tensor gpu32 = RmsRope(x32, w32, cos, sin, 1e-6, std::nullopt, std::nullopt);
+  const at::Tensor cpu32 = RmsRope(x32.cpu(), w32.cpu(), cos.cpu(), sin.cpu(), 1e-6, std::nullopt, std::nullopt);
+  EXPECT_LT(NormError(gpu32, cpu32), 1e-6);
+  EXPECT_THROW(RmsRope(r.x1, r.w1, cos.narrow(0, 0, 299), sin.narrow(0, 0, 299), 1e-6, std::nullopt, std::nullopt),
+               c10::Error);
+}
+
+TEST(FusedOpsGpu, LayerNormModulateMatchesReferences) {
+  at::manual_seed(Seed());
+  for (int64_t b : {1, 2}) {
+    const int64_t s = 777, d = 3072;
+    const at::Tensor x = at::randn({b, s, d}, Bf16()) * 2 + 3;
+    const at::Tensor m = at::randn({b, 6 * d}, Bf16()) * 0.5;  // adaLN projection; chunks are strided for B=2
+    const at::Tensor shift = m.narrow(1, 0, d), scale = m.narrow(1, d, d);
+    const at::Tensor got = LayerNormModulate(x, scale, shift, 1e-6);
+    const at::Tensor xd = x.to(at::kDouble).cpu();
+    const at::Tensor want = at::layer_norm(xd, {d}, {}, {}, 1e-6) * (1 + scale.to(at::kDouble).cpu().unsqueeze(1)) +
+                            shift.to(at::kDouble).cpu().unsqueeze(1);
+    const double err = NormError(got, want);
+    const double err_composed = NormError(got, LayerNormModulateReference(x, scale, shift, 1e-6));
+    std::printf("layer_norm_modulate B=%lld: vs fp64 %.2e, vs unfused bf16 %.2e\n", (long long)b, err, err_composed);
+    EXPECT_LT(err, 4e-3);
+    EXPECT_LT(err_composed, 6e-3);  // the composition rounds three times
+  }
+}
+
+TEST(FusedOpsGpu, DISABLED_Perf) {
+  // FLUX.1 at 1024x1024: 512 text + 4096 image tokens, 24 heads x 128, q of fused qkv projections
+  RopeInputs r = MakeRope(1, 512, 4096, 24, 128);
+  const double bytes = 2.0 * 2 * (512 + 4096) * 24 * 128;  // bf16 read + write
+  const double fused = ditserve::testing::CudaTimeMs([&] { RmsRope(r.x1, r.w1, r.cos, r.sin, 1e-6, r.x2, r.w2); }, 50);
+  const double composed =
+      ditserve::testing::CudaTimeMs([&] { RmsRopeReference(r.x1, r.w1, r.cos, r.sin, 1e-6, r.x2, r.w2); }, 50);
+  at::Tensor src = at::empty({int64_t(bytes / 4)}, Bf16()), dst = at::empty_like(src);
+  const double copy = ditserve::testing::CudaTimeMs([&] { dst.copy_(src); }, 50);
+  std::printf("rms_rope (512+4096 tokens, 24x128): fused %.1f us (%.0f GB/s), unfused composition %.1f us, "
+              "copy of the same bytes %.1f us (%.0f GB/s)\n", fused * 1e3, bytes / fused / 1e6, composed * 1e3,
+              copy * 1e3, bytes / copy / 1e6);
+  const at::Tensor x = at::randn({1, 4608, 3072}, Bf16()), m = at::randn({1, 6 * 3072}, Bf16());
+  const double ln = ditserve::testing::CudaTimeMs(
+      [&] { LayerNormModulate(x, m.narrow(1, 3072, 3072), m.narrow(1, 0, 3072), 1e-6); }, 50);
+  const double ln_composed = ditserve::testing::CudaTimeMs(
+      [&] { LayerNormModulateReference(x, m.narrow(1, 3072, 3072), m.narrow(1, 0, 3072), 1e-6); }, 50);
+  std::printf("layer_norm_modulate (4608x3072): fused %.1f us, unfused composition %.1f us\n", ln * 1e3,
+              ln_composed * 1e3);
+  EXPECT_LT(fused, composed);
+}
+
+}  // namespace
+}  // namespace ditserve::torch_engine
