@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kWarps * 32) RmsRopeKernel(RmsRopePart p1, Rms
         sq = fmaf(f[j].x, f[j].x, fmaf(f[j].y, f[j].y, sq));
       }
       const float r = rsqrtf(WarpSum(sq) * inv_d + eps);
-      __nv_bfloat162* o = out + ((b * H + h0 + u) * S + s) * kD2;
+      __nv_bfloat162* o = out + ((b * S + s) * H + h0 + u) * kD2;
 #pragma unroll
       for (int j = 0; j < kPairs; ++j) {
         // the eager graph's roundings: x * rsqrt -> bf16, * weight -> bf16, rotation in fp32 -> bf16

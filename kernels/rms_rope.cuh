@@ -2,11 +2,12 @@
 //
 // For every batch b, token s of the concatenation [part 1 rows, part 2 rows] and head h:
 //   n   = bf16(bf16(x * rsqrt(mean(x^2) + eps)) * w)                (RMSNorm over the head's D values)
-//   out[b, h, s, 2i]   = bf16(n[2i] * cos[s, 2i]     - n[2i+1] * sin[s, 2i])
-//   out[b, h, s, 2i+1] = bf16(n[2i+1] * cos[s, 2i+1] + n[2i] * sin[s, 2i+1])
+//   out[b, s, h, 2i]   = bf16(n[2i] * cos[s, 2i]     - n[2i+1] * sin[s, 2i])
+//   out[b, s, h, 2i+1] = bf16(n[2i+1] * cos[s, 2i+1] + n[2i] * sin[s, 2i+1])
 // i.e. FLUX's RMSNorm (fp32 statistics, the eager path's two bf16 roundings) followed by its
 // repeat-interleaved RoPE, reading straight from a projection's output ([B, S, H*D] with any row and
-// batch strides: a column slice of a fused QKV GEMM) and writing the attention layout [B, H, S1+S2, D].
+// batch strides: a column slice of a fused QKV GEMM) and writing [B, S1+S2, H, D] (the "BSHD" layout
+// that attention kernels read as [B, H, S, D] with strides, and whose output then needs no transpose).
 // Part 2 (optional, its own weight) lets the joint attention of the double-stream blocks write text and
 // image heads into one tensor without a concatenation.
 #pragma once
@@ -27,7 +28,7 @@ struct RmsRopePart {
   int64_t row_stride = 0;    // in elements
 };
 
-// cos, sin: fp32 [S1 + S2, D] contiguous. out: bf16 [B, H, S1 + S2, D] contiguous.
+// cos, sin: fp32 [S1 + S2, D] contiguous. out: bf16 [B, S1 + S2, H, D] contiguous.
 // Requirements (else cudaErrorInvalidValue, nothing launched): D in {64, 128, 256}; B, H >= 1;
 // strides even and pointers 4-byte aligned (bf16 pairs are loaded as one 32-bit word); B*(S1+S2) < 2^31.
 cudaError_t RmsRopeBf16(const RmsRopePart& part1, const RmsRopePart& part2, const float* cos, const float* sin,

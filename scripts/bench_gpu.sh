@@ -16,7 +16,8 @@
 #           BENCH_CACHE_THRESHOLDS (default "0.08 0.12"), BENCH_BIG (0 skips the 2048x2048 request),
 #           BENCH_OUT (default /tmp/ditserve-bench), BENCH_MODEL (default /tmp/ditserve-bench-model/flux-dev),
 #           BENCH_SRC (checkpoint scratch, default /dev/shm/ditserve-bench-src, deleted after export),
-#           BENCH_RUNS (default 3), BENCH_STEPS (default 28), BENCH_RES (default 1024).
+#           BENCH_RUNS (default 3), BENCH_STEPS (default 28), BENCH_RES (default 1024),
+#           BENCH_COMMIT (recorded commit; default: git rev-parse --short HEAD).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -211,13 +212,13 @@ do_profile() {
   [ -f "$MODEL/model.json" ] || { log "no model at $MODEL: run 'model' first"; return 1; }
   local lib=$BUILD/engine/libditserve_engine.so
   [ -f "$lib" ] || { log "no $lib: build first"; return 1; }
-  "$PY" scripts/bench/profile_step.py "$MODEL" --engine-lib "$lib" --res "$RES" --device "$DEVICE" \
+  "$PY" scripts/bench/profile_step.py "$MODEL" --engine-lib "$lib" --compare-unfused --res "$RES" --device "$DEVICE" \
     --json "$OUT/profile.json" 2> "$OUT/profile.log" | tee "$OUT/profile.txt"
 }
 
 do_report() {
   local commit gpu date
-  commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  commit=${BENCH_COMMIT:-$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)}
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1); gpu=${gpu:-cpu}
   date=$(date -u +%Y-%m-%d)
   "$PY" scripts/bench/report.py "$RECORDS" --commit "$commit" --gpu "$gpu" --gpus "$NGPU" --date "$date" --out "$OUT" \

@@ -88,7 +88,8 @@ TEST(FusedOpsGpu, RmsRopeKernelMatchesReferences) {
               cudaSuccess);
     at::cuda::getCurrentCUDAStream().synchronize();
     EXPECT_TRUE(buf.narrow(0, n, guard).eq(-1).all().item<bool>()) << "kernel wrote past its output";
-    const at::Tensor got = buf.narrow(0, 0, n).view(at::kBFloat16).view({sh.b, sh.h, s, sh.d});
+    // stored [B, S, H, D]; compared as [B, H, S, D]
+    const at::Tensor got = buf.narrow(0, 0, n).view(at::kBFloat16).view({sh.b, s, sh.h, sh.d}).transpose(1, 2);
     EXPECT_FALSE(got.isnan().any().item<bool>()) << "output not fully written";
 
     const double err = NormError(got, RopeFp64(r, true));
@@ -100,7 +101,9 @@ TEST(FusedOpsGpu, RmsRopeKernelMatchesReferences) {
     EXPECT_LT(err, 6e-3);  // three bf16 roundings: ~3e-3 expected
     EXPECT_LT(err_composed, 1e-3);
     // The op picks the kernel for this layout and returns the same values.
-    EXPECT_TRUE(at::equal(RmsRope(r.x1, r.w1, r.cos, r.sin, 1e-6, r.x2, r.w2), got));
+    const at::Tensor op = RmsRope(r.x1, r.w1, r.cos, r.sin, 1e-6, r.x2, r.w2);
+    EXPECT_EQ(op.strides(), got.strides());
+    EXPECT_TRUE(at::equal(op, got));
   }
 }
 
@@ -137,6 +140,19 @@ TEST(FusedOpsGpu, LayerNormModulateMatchesReferences) {
   }
 }
 
+TEST(FusedOpsGpu, LinearGeluMatchesReferences) {
+  at::manual_seed(Seed());
+  const at::Tensor x = at::randn({1, 333, 3072}, Bf16()), w = at::randn({12288, 3072}, Bf16()) * 0.02,
+                   b = at::randn({12288}, Bf16()) * 0.1;
+  const at::Tensor got = LinearGelu(x, w, b);
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{1, 333, 12288}));
+  const at::Tensor want = at::gelu(at::linear(x.to(at::kDouble), w.to(at::kDouble), b.to(at::kDouble)), "tanh");
+  const double err = NormError(got, want), err_composed = NormError(got, LinearGeluReference(x, w, b));
+  std::printf("linear_gelu (333x3072 -> 12288): vs fp64 %.2e, vs unfused bf16 %.2e\n", err, err_composed);
+  EXPECT_LT(err, 6e-3);
+  EXPECT_LT(err_composed, 6e-3);
+}
+
 TEST(FusedOpsGpu, DISABLED_Perf) {
   // FLUX.1 at 1024x1024: 512 text + 4096 image tokens, 24 heads x 128, q of fused qkv projections
   RopeInputs r = MakeRope(1, 512, 4096, 24, 128);
@@ -156,6 +172,11 @@ TEST(FusedOpsGpu, DISABLED_Perf) {
       [&] { LayerNormModulateReference(x, m.narrow(1, 3072, 3072), m.narrow(1, 0, 3072), 1e-6); }, 50);
   std::printf("layer_norm_modulate (4608x3072): fused %.1f us, unfused composition %.1f us\n", ln * 1e3,
               ln_composed * 1e3);
+  const at::Tensor w = at::randn({12288, 3072}, Bf16()) * 0.02, b = at::randn({12288}, Bf16());
+  const double lg = ditserve::testing::CudaTimeMs([&] { LinearGelu(x, w, b); }, 20);
+  const double lg_composed = ditserve::testing::CudaTimeMs([&] { LinearGeluReference(x, w, b); }, 20);
+  std::printf("linear_gelu (4608x3072 -> 12288): epilogue %.1f us (%.0f TFLOP/s), GEMM + gelu %.1f us\n", lg * 1e3,
+              2.0 * 4608 * 3072 * 12288 / lg / 1e9, lg_composed * 1e3);
   EXPECT_LT(fused, composed);
 }
 

@@ -31,8 +31,19 @@ def _engine_lib_arg() -> str:
     return ""
 
 
+def _defined(name: str) -> bool:
+    try:
+        torch._C._dispatch_find_schema_or_throw(f"ditserve::{name}", "")
+        return True
+    except RuntimeError:
+        return False
+
+
+FUSED_OPS = ("rms_rope", "layer_norm_modulate", "linear_gelu")
+ENGINE_FUSED_OPS = []  # the fused ops this engine build provides (an older build may lack some)
 if _engine_lib_arg():
     torch.ops.load_library(_engine_lib_arg())
+    ENGINE_FUSED_OPS = [n for n in FUSED_OPS if _defined(n)]
 from ditserve_export import ops as _ops  # noqa: E402,F401  (registers the ops the engine did not)
 from ditserve_export.flux_transformer import flux_rope  # noqa: E402
 
@@ -55,6 +66,9 @@ def main() -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--json")
+    p.add_argument("--compare-unfused", action="store_true",
+                   help="also run the step with ops.py's unfused references in place of the engine's kernels "
+                        "and print the normalised difference of the outputs (needs --engine-lib)")
     a = p.parse_args()
     meta = json.load(open(os.path.join(a.model_dir, "model.json")))
     t = meta["transformer"]
@@ -103,10 +117,28 @@ def main() -> int:
     print("  by kind: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / total:.0f}%)" for k, v in sorted(groups.items())))
     for name, ms, count in rows[:a.top]:
         print(f"  {ms:9.2f} ms {100 * ms / total:5.1f}%  x{count:<5} {name[:100]}")
+    summary = {"wall_ms": wall_ms, "profiled_ms": total, "by_kind_ms": groups,
+               "top": [{"name": n, "ms": m, "count": c} for n, m, c in rows[:a.top]]}
+    if a.compare_unfused and _engine_lib_arg():
+        fused = model(*args).float()
+        # Replace the engine's fused kernels by the unfused compositions for this device (attention stays).
+        lib = torch.library.Library("ditserve", "IMPL")
+        key = "CUDA" if dev.type == "cuda" else "CPU"
+        for name in ENGINE_FUSED_OPS:
+            lib.impl(name, _ops.OPS[name][1], key)
+        unfused = model(*args).float()
+        sync()
+        t0 = time.perf_counter()
+        model(*args)
+        sync()
+        err = ((fused - unfused).norm() / unfused.norm()).item()
+        summary["unfused_wall_ms"] = (time.perf_counter() - t0) * 1000
+        summary["fused_vs_unfused_norm_err"] = err
+        print(f"  fused vs unfused ops: transformer output normalised difference {err:.2e}; "
+              f"unfused step wall {summary['unfused_wall_ms']:.1f} ms")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"wall_ms": wall_ms, "profiled_ms": total, "by_kind_ms": groups,
-                       "top": [{"name": n, "ms": m, "count": c} for n, m, c in rows[:a.top]]}, f, indent=1)
+            json.dump(summary, f, indent=1)
     return 0
 
 

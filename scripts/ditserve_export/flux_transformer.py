@@ -118,7 +118,7 @@ class GeluProj(nn.Module):
         self.proj = nn.Linear(dim, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(self.proj(x), approximate="tanh")
+        return torch.ops.ditserve.linear_gelu(x, self.proj.weight, self.proj.bias)
 
 
 class FeedForward(nn.Module):
@@ -182,7 +182,7 @@ class JointAttention(nn.Module):
                                         i[:, :, :n], self.norm_q.weight)
         k = torch.ops.ditserve.rms_rope(t[:, :, n:2 * n], self.norm_added_k.weight, cos, sin, self.norm_k.eps,
                                         i[:, :, n:2 * n], self.norm_k.weight)
-        v = torch.cat([_heads(t[:, :, 2 * n:], self.heads), _heads(i[:, :, 2 * n:], self.heads)], dim=2)
+        v = _heads(torch.cat([t[:, :, 2 * n:], i[:, :, 2 * n:]], dim=1), self.heads)
         o = torch.ops.ditserve.attention(q, k, v, key_mask)
         o = _merge_heads(o).to(q.dtype)
         s_txt = txt.shape[1]
@@ -284,10 +284,15 @@ class SingleStreamBlock(nn.Module):
         h = self.proj_in(xn)
         q = torch.ops.ditserve.rms_rope(h[:, :, :n], self.attn.norm_q.weight, cos, sin, self.attn.norm_q.eps)
         k = torch.ops.ditserve.rms_rope(h[:, :, n:2 * n], self.attn.norm_k.weight, cos, sin, self.attn.norm_k.eps)
-        v = _heads(h[:, :, 2 * n:3 * n], self.heads).contiguous()
+        v = _heads(h[:, :, 2 * n:3 * n], self.heads)  # a strided view: attention reads it in place
         a = _merge_heads(torch.ops.ditserve.attention(q, k, v, key_mask)).to(q.dtype)
         mlp = F.gelu(h[:, :, 3 * n:], approximate="tanh")
-        x = torch.addcmul(x, gate.unsqueeze(1), self.proj_out(torch.cat([a, mlp], dim=2)))
+        # proj_out(cat([a, mlp])) as two GEMMs over its weight's column blocks, the second accumulating
+        # into the first's output: no concatenated copy of the 15360-wide activations.
+        w = self.proj_out.weight
+        y = F.linear(a, w[:, :n], self.proj_out.bias)
+        y.view(-1, y.shape[-1]).addmm_(mlp.reshape(-1, mlp.shape[-1]), w[:, n:].t())
+        x = torch.addcmul(x, gate.unsqueeze(1), y)
         if x.dtype == torch.float16:
             x = x.clip(-65504, 65504)
         return x

@@ -11,6 +11,7 @@ tracing and the Python checks can run the exported modules.  Import it before ``
   spatial_attention  SDPA over all spatial tokens (engine: keys/values all-gathered over the ranks)
   rms_rope           per-head RMSNorm + RoPE of q/k into [B, H, S, D] (engine: one CUDA kernel for bf16)
   layer_norm_modulate  LN(x) * (1 + scale) + shift, adaLN (engine: one CUDA kernel for bf16)
+  linear_gelu        gelu_tanh(linear(x)) (engine: one cuBLASLt GEMM with a bias + GELU epilogue on CUDA)
 
 The references here compose torch ops with exactly the roundings of the unfused modules (as the engine's
 CPU path does), so fp32 exports stay bit-identical to diffusers-faithful eager code.
@@ -68,7 +69,8 @@ def rms_rope_reference(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor,
     b, h, s, d = y.shape
     pairs = y.reshape(b, h, s, d // 2, 2)
     rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).reshape(b, h, s, d)
-    return (y.float() * cos[None, None] + rotated.float() * sin[None, None]).to(y.dtype)
+    out = (y.float() * cos[None, None] + rotated.float() * sin[None, None]).to(y.dtype)
+    return out.transpose(1, 2).contiguous().transpose(1, 2)  # stored [B, S, H, D], as the engine's kernel
 
 
 def layer_norm_modulate_reference(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
@@ -77,10 +79,18 @@ def layer_norm_modulate_reference(x: torch.Tensor, scale: torch.Tensor, shift: t
     return F.layer_norm(x, [x.shape[-1]], None, None, eps) * (1 + scale[:, None]) + shift[:, None]
 
 
+def linear_gelu_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return F.gelu(F.linear(x, weight, bias), approximate="tanh")
+
+
+def _linear_gelu_meta(x, weight, bias):
+    return x.new_empty(tuple(x.shape[:-1]) + (weight.shape[0],))
+
+
 def _rms_rope_meta(x, weight, cos, sin, eps, x2=None, weight2=None):
     d = weight.numel()
     s = x.shape[1] + (x2.shape[1] if x2 is not None else 0)
-    return x.new_empty((x.shape[0], x.shape[2] // d, s, d))
+    return x.new_empty((x.shape[0], s, x.shape[2] // d, d)).transpose(1, 2)
 
 
 def _same_as_q(q, *args):
@@ -107,6 +117,8 @@ OPS = {
                  "Tensor? weight2=None) -> Tensor", rms_rope_reference, _rms_rope_meta),
     "layer_norm_modulate": ("layer_norm_modulate(Tensor x, Tensor scale, Tensor shift, float eps) -> Tensor",
                             layer_norm_modulate_reference, _same_as_q),
+    "linear_gelu": ("linear_gelu(Tensor x, Tensor weight, Tensor bias) -> Tensor", linear_gelu_reference,
+                    _linear_gelu_meta),
 }
 SCHEMA = OPS["attention"][0]
 

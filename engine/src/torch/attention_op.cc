@@ -14,6 +14,14 @@ std::shared_ptr<AttentionBackend>& BackendSlot() {
   return *slot;
 }
 
+// cuDNN's fused attention needs a unit stride on D and 16-byte aligned pointers and strides (8 x 16 bits);
+// anything else is copied.
+at::Tensor CudnnReadable(const at::Tensor& t) {
+  bool ok = t.stride(3) == 1 && (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15u) == 0;
+  for (int i = 0; i < 3 && ok; ++i) ok = t.size(i) == 1 || t.stride(i) % 8 == 0;
+  return ok ? t : t.contiguous();
+}
+
 at::Tensor AttentionKernel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const std::optional<at::Tensor>& key_mask) {
   CheckAttentionArgs(q, k, v, key_mask);
@@ -46,9 +54,12 @@ at::Tensor SdpaAttentionBackend::Attention(const at::Tensor& q, const at::Tensor
   const bool masked = key_mask.has_value() && key_mask->defined();
   if (q.is_cuda() && !masked && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf)) {
     // cuDNN's fused attention directly: SDPA's dispatcher picks FlashAttention-2 on Hopper, which ran
-    // at about half cuDNN's throughput at FLUX's shape (331 vs 647 TFLOP/s on an H200).
-    return std::get<0>(at::_scaled_dot_product_cudnn_attention(q, k, v, std::nullopt, /*compute_log_sumexp=*/false,
-                                                               0.0, false, false));
+    // at about half cuDNN's throughput at FLUX's shape (331 vs 647 TFLOP/s on an H200). cuDNN reads
+    // strided q/k/v (the exported graph passes [B, S, H, D]-stored views and column slices of fused
+    // projections) and returns its output in q's layout.
+    return std::get<0>(at::_scaled_dot_product_cudnn_attention(CudnnReadable(q), CudnnReadable(k), CudnnReadable(v),
+                                                               std::nullopt, /*compute_log_sumexp=*/false, 0.0,
+                                                               false, false));
   }
   std::optional<at::Tensor> attn_mask;
   if (key_mask.has_value() && key_mask->defined()) {

@@ -4,6 +4,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/csrc/jit/codegen/fuser/interface.h>
+#include <torch/csrc/jit/passes/tensorexpr_fuser.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include "engine/src/torch/attention_op.h"
 #include "engine/src/torch/cp/cp_attention.h"
@@ -12,6 +15,18 @@
 
 namespace ditserve {
 namespace {
+
+// TorchScript runs the exported graphs as exported: no profiling executor and no JIT fusers. With them,
+// the first requests of every new shape recompiled fusion groups (NVRTC: seconds for the text encoders
+// and the VAE) and the generated kernels were slower than the engine's (a gelu + cat group at ~1 TB/s);
+// the memory-bound chains that matter are the ditserve ops' own kernels. Process-wide: one engine per
+// worker process.
+void UseAsExportedTorchScript() {
+  torch::jit::getProfilingMode() = false;
+  torch::jit::setTensorExprFuserEnabled(false);
+  torch::jit::overrideCanFuseOnGPU(false);
+  torch::jit::overrideCanFuseOnCPU(false);
+}
 
 StatusOr<at::Device> ParseDevice(const std::string& spec) {
   at::Device device(at::kCPU);
@@ -90,6 +105,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
     return InvalidArgument("cache_warmup_steps must be >= 1 and cache_max_consecutive_skips >= 0");
   }
   if (options.intra_op_threads > 0) at::set_num_threads(options.intra_op_threads);
+  UseAsExportedTorchScript();
   std::shared_ptr<torch_engine::DeviceMesh> mesh;
   if (options.world_size > 1) {
     torch_engine::MeshOptions mo;

@@ -88,8 +88,10 @@ at::Tensor RmsRopeReference(const at::Tensor& x, const at::Tensor& weight, const
   const int64_t b = y.size(0), h = y.size(1), s = y.size(2), d = y.size(3);
   const at::Tensor pairs = y.reshape({b, h, s, d / 2, 2});
   const at::Tensor rotated = at::stack({-pairs.select(-1, 1), pairs.select(-1, 0)}, -1).reshape({b, h, s, d});
-  return (y.to(at::kFloat) * cos.unsqueeze(0).unsqueeze(0) + rotated.to(at::kFloat) * sin.unsqueeze(0).unsqueeze(0))
-      .to(y.scalar_type());
+  const at::Tensor out = (y.to(at::kFloat) * cos.unsqueeze(0).unsqueeze(0) +
+                          rotated.to(at::kFloat) * sin.unsqueeze(0).unsqueeze(0))
+                             .to(y.scalar_type());
+  return out.transpose(1, 2).contiguous().transpose(1, 2);  // the kernel's layout on every device
 }
 
 at::Tensor RmsRope(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& cos, const at::Tensor& sin,
@@ -100,14 +102,14 @@ at::Tensor RmsRope(const at::Tensor& x, const at::Tensor& weight, const at::Tens
     const c10::cuda::CUDAGuard guard(x.device());
     const bool two = x2.has_value() && x2->defined();
     const int64_t d = weight.numel(), h = x.size(2) / d, s = x.size(1) + (two ? x2->size(1) : 0);
-    at::Tensor out = at::empty({x.size(0), h, s, d}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    at::Tensor out = at::empty({x.size(0), s, h, d}, x.options().memory_format(at::MemoryFormat::Contiguous));
     const at::Tensor c = cos.contiguous(), sn = sin.contiguous();
     const kernels::RmsRopePart p1 = Part(x, weight);
     const kernels::RmsRopePart p2 = two ? Part(*x2, *weight2) : kernels::RmsRopePart{};
     CheckLaunch(kernels::RmsRopeBf16(p1, p2, c.data_ptr<float>(), sn.data_ptr<float>(), out.data_ptr(), x.size(0), h,
                                      d, float(eps), at::cuda::getCurrentCUDAStream(x.device().index())),
                 "rms_rope");
-    return out;
+    return out.transpose(1, 2);
   }
 #endif
   return RmsRopeReference(x, weight, cos, sin, eps, x2, weight2);
@@ -145,20 +147,41 @@ at::Tensor LayerNormModulate(const at::Tensor& x, const at::Tensor& scale, const
   return LayerNormModulateReference(x, scale, shift, eps);
 }
 
+at::Tensor LinearGeluReference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return at::gelu(at::linear(x, weight, bias), "tanh");
+}
+
+at::Tensor LinearGelu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  TORCH_CHECK(x.dim() >= 2 && weight.dim() == 2 && x.size(-1) == weight.size(1) && bias.dim() == 1 &&
+                  bias.size(0) == weight.size(0),
+              "ditserve::linear_gelu: x [..., K], weight [N, K], bias [N]; got ", x.sizes(), ", ", weight.sizes(),
+              ", ", bias.sizes());
+  if (x.is_cuda() && x.numel() > 0) {
+    std::vector<int64_t> out_shape = x.sizes().vec();
+    out_shape.back() = weight.size(0);
+    return at::_addmm_activation(bias, x.reshape({-1, x.size(-1)}), weight.t(), 1, 1, /*use_gelu=*/true)
+        .view(out_shape);
+  }
+  return LinearGeluReference(x, weight, bias);
+}
+
 }  // namespace ditserve::torch_engine
 
 TORCH_LIBRARY_FRAGMENT(ditserve, m) {
   m.def("rms_rope(Tensor x, Tensor weight, Tensor cos, Tensor sin, float eps, Tensor? x2=None, "
         "Tensor? weight2=None) -> Tensor");
   m.def("layer_norm_modulate(Tensor x, Tensor scale, Tensor shift, float eps) -> Tensor");
+  m.def("linear_gelu(Tensor x, Tensor weight, Tensor bias) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CPU, m) {
   m.impl("rms_rope", &ditserve::torch_engine::RmsRope);
   m.impl("layer_norm_modulate", &ditserve::torch_engine::LayerNormModulate);
+  m.impl("linear_gelu", &ditserve::torch_engine::LinearGelu);
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CUDA, m) {
   m.impl("rms_rope", &ditserve::torch_engine::RmsRope);
   m.impl("layer_norm_modulate", &ditserve::torch_engine::LayerNormModulate);
+  m.impl("linear_gelu", &ditserve::torch_engine::LinearGelu);
 }
