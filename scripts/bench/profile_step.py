@@ -31,19 +31,11 @@ def _engine_lib_arg() -> str:
     return ""
 
 
-def _defined(name: str) -> bool:
-    try:
-        torch._C._dispatch_find_schema_or_throw(f"ditserve::{name}", "")
-        return True
-    except RuntimeError:
-        return False
-
-
 FUSED_OPS = ("rms_rope", "layer_norm_modulate", "linear_gelu")
 ENGINE_FUSED_OPS = []  # the fused ops this engine build provides (an older build may lack some)
 if _engine_lib_arg():
     torch.ops.load_library(_engine_lib_arg())
-    ENGINE_FUSED_OPS = [n for n in FUSED_OPS if _defined(n)]
+    ENGINE_FUSED_OPS = [n for n in FUSED_OPS if hasattr(torch.ops.ditserve, n)]
 from ditserve_export import ops as _ops  # noqa: E402,F401  (registers the ops the engine did not)
 from ditserve_export.flux_transformer import flux_rope  # noqa: E402
 
