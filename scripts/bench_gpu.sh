@@ -213,7 +213,10 @@ do_profile() {
   local lib=$BUILD/engine/libditserve_engine.so
   [ -f "$lib" ] || { log "no $lib: build first"; return 1; }
   "$PY" scripts/bench/profile_step.py "$MODEL" --engine-lib "$lib" --compare-unfused --res "$RES" --device "$DEVICE" \
-    --json "$OUT/profile.json" 2> "$OUT/profile.log" | tee "$OUT/profile.txt"
+    --json "$OUT/profile.json" 2> "$OUT/profile.log" | tee "$OUT/profile.txt" || return 1
+  # The transformer forward alone, measured like the references (median of 10 synchronised forwards).
+  local ms; ms=$("$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["wall_ms"], 2))' "$OUT/profile.json") &&
+    record ditserve 1 single step_ms "$ms" ms "transformer forward alone, median of 10 (the references' method)"
 }
 
 do_report() {

@@ -13,6 +13,7 @@ GEMM / attention / other, and the step's wall time. Used by scripts/bench_gpu.sh
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -67,6 +68,11 @@ def main() -> int:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[meta.get("dtype", "float32")]
     dev = torch.device(a.device)
     torch.set_grad_enabled(False)
+    # The engine's TorchScript settings (engine.cc UseAsExportedTorchScript): graphs run as exported.
+    torch._C._jit_set_profiling_executor(False)
+    torch._C._jit_set_texpr_fuser_enabled(False)
+    torch._C._jit_override_can_fuse_on_gpu(False)
+    torch._C._jit_override_can_fuse_on_cpu(False)
     model = torch.jit.load(os.path.join(a.model_dir, t.get("file", "transformer.pt")), map_location=dev).eval()
 
     vae_scale = meta["vae"]["scale_factor"]
@@ -85,10 +91,14 @@ def main() -> int:
     for _ in range(3):
         model(*args)
     sync()
-    t0 = time.perf_counter()
-    model(*args)
-    sync()
-    wall_ms = (time.perf_counter() - t0) * 1000
+    # The references' method (flux_reference.py): median of 10 synchronised forwards.
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        model(*args)
+        sync()
+        times.append((time.perf_counter() - t0) * 1000)
+    wall_ms = statistics.median(times)
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with torch.profiler.profile(activities=acts) as prof:
         model(*args)
@@ -105,7 +115,7 @@ def main() -> int:
     for name, ms, _ in rows:
         groups[category(name)] = groups.get(category(name), 0.0) + ms
     print(f"one transformer evaluation at {a.res}x{a.res} ({n_img} image + {a.text_len} text tokens), {dtype}, "
-          f"{dev}: wall {wall_ms:.1f} ms, profiled {'device' if dev.type == 'cuda' else 'cpu'} time {total:.1f} ms")
+          f"{dev}: wall {wall_ms:.1f} ms (median of 10), profiled {'device' if dev.type == 'cuda' else 'cpu'} time {total:.1f} ms")
     print("  by kind: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / total:.0f}%)" for k, v in sorted(groups.items())))
     for name, ms, count in rows[:a.top]:
         print(f"  {ms:9.2f} ms {100 * ms / total:5.1f}%  x{count:<5} {name[:100]}")

@@ -192,10 +192,12 @@ class JointAttention(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """The single-stream blocks' q/k norms (their q/k/v projections live in the block's fused proj_in)."""
+    """The single-stream blocks' q/k/v projection (``to_qkv`` stacks diffusers' to_q/to_k/to_v) and q/k
+    norms; the attention itself runs in the block."""
 
-    def __init__(self, head_dim: int):
+    def __init__(self, dim: int, heads: int, head_dim: int):
         super().__init__()
+        self.to_qkv = nn.Linear(dim, 3 * heads * head_dim)
         self.norm_q = RMSNorm(head_dim)
         self.norm_k = RMSNorm(head_dim)
 
@@ -265,28 +267,27 @@ class DoubleStreamBlock(nn.Module):
 
 
 class SingleStreamBlock(nn.Module):
-    """``proj_in`` stacks diffusers' attn.to_q / attn.to_k / attn.to_v / proj_mlp (one GEMM)."""
-
     def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0):
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.heads = heads
         self.inner = heads * head_dim
         self.norm = AdaNormZeroSingle(dim)
-        self.proj_in = nn.Linear(dim, 3 * self.inner + hidden)
+        self.proj_mlp = nn.Linear(dim, hidden)
         self.proj_out = nn.Linear(dim + hidden, dim)
-        self.attn = SelfAttention(head_dim)
+        self.attn = SelfAttention(dim, heads, head_dim)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> torch.Tensor:
         n = self.inner
         xn, gate = self.norm(x, temb)
-        h = self.proj_in(xn)
-        q = torch.ops.ditserve.rms_rope(h[:, :, :n], self.attn.norm_q.weight, cos, sin, self.attn.norm_q.eps)
-        k = torch.ops.ditserve.rms_rope(h[:, :, n:2 * n], self.attn.norm_k.weight, cos, sin, self.attn.norm_k.eps)
-        v = _heads(h[:, :, 2 * n:3 * n], self.heads)  # a strided view: attention reads it in place
+        qkv = self.attn.to_qkv(xn)
+        q = torch.ops.ditserve.rms_rope(qkv[:, :, :n], self.attn.norm_q.weight, cos, sin, self.attn.norm_q.eps)
+        k = torch.ops.ditserve.rms_rope(qkv[:, :, n:2 * n], self.attn.norm_k.weight, cos, sin, self.attn.norm_k.eps)
+        v = _heads(qkv[:, :, 2 * n:], self.heads)  # a strided view: attention reads it in place
         a = _merge_heads(torch.ops.ditserve.attention(q, k, v, key_mask)).to(q.dtype)
-        mlp = F.gelu(h[:, :, 3 * n:], approximate="tanh")
+        # The MLP's GELU rides in its GEMM's epilogue (a separate GEMM from q/k/v for that reason).
+        mlp = torch.ops.ditserve.linear_gelu(xn, self.proj_mlp.weight, self.proj_mlp.bias)
         # proj_out(cat([a, mlp])) as two GEMMs over its weight's column blocks, the second accumulating
         # into the first's output: no concatenated copy of the 15360-wide activations.
         w = self.proj_out.weight
@@ -305,7 +306,7 @@ class SingleStreamBlock(nn.Module):
 FUSED_PROJECTIONS: Dict[str, Dict[str, Tuple[str, ...]]] = {
     "transformer_blocks": {"attn.to_qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
                            "attn.add_qkv_proj": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")},
-    "single_transformer_blocks": {"proj_in": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")},
+    "single_transformer_blocks": {"attn.to_qkv": ("attn.to_q", "attn.to_k", "attn.to_v")},
 }
 
 
