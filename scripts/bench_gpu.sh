@@ -133,7 +133,7 @@ JSON
   rm -f "$flag"; wait $poller 2>/dev/null
   kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
   "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" "$gpus" "$layout" <<'PYEOF'
-import json, statistics, sys
+import glob, json, os, statistics, sys
 d, runs, steps, records, peak = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 gpus, layout = int(sys.argv[6]), sys.argv[7]
 res = []
@@ -150,8 +150,8 @@ rows = [("e2e_s", statistics.median(x["client_s"] for x in res), "s", "client wa
         ("step_ms", 1000 * med("denoise") / steps, "ms", f"denoise stage / {steps} steps"),
         ("text_encode_s", med("text_encode"), "s", ""), ("denoise_s", med("denoise"), "s", ""),
         ("decode_s", med("decode"), "s", "VAE decode + postprocess"), ("encode_s", med("encode"), "s", "PNG encode"),
-        ("peak_mem_gb", peak / 1024, "GB", "nvidia-smi memory.used peak (incl. CUDA context, 2048x2048 request too)")]
-import glob, os
+        ("peak_mem_gb", peak / 1024, "GB", "nvidia-smi memory.used peak (incl. CUDA context"
+         + (", 2048x2048 request too)" if os.path.exists(f"{d}/big.json") else ")"))]
 for path in sorted(glob.glob(f"{d}/cache*.json")):
     lines = [json.loads(l) for l in open(path) if l.strip()]
     if len(lines) < 2:
