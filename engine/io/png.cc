@@ -2,9 +2,12 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <thread>
+#include <vector>
 
 // stb_image_write, private to this translation unit (static functions: no clash with another TU that
 // also embeds it), deflating with zlib instead of stb's own compressor (smaller, faster).
@@ -20,18 +23,80 @@ static unsigned char* DitserveZlibCompress(unsigned char* data, int len, int* ou
 #include <stb/stb_image_write.h>
 #pragma GCC diagnostic pop
 
+namespace {
+
+// One zlib stream for `data`, deflated on up to kMaxPieces threads the way pigz does it: the input is cut
+// into pieces of >= kMinPiece bytes; each is raw-deflated with the 32 KiB before it as its dictionary and
+// ends on a byte boundary (sync flush; the last piece finishes the stream); the pieces go behind one zlib
+// header, followed by the adler32 of the whole input combined from the pieces'. Any zlib decoder reads
+// it; the size is within a fraction of a percent of a serial deflate. Empty on failure.
+// Level 3: on a 1024x1024 photo-like image (gradients + grain) level 6 took 470 ms for 4% less than
+// level 3's 115 ms (level 1: 71 ms, +7% over level 3); on noise (random-weight outputs) all levels take
+// the same time, since nothing compresses.
+constexpr size_t kMinPiece = size_t{1} << 18;
+constexpr unsigned kMaxPieces = 8;
+constexpr int kLevel = 3;
+
+bool DeflatePiece(const uint8_t* data, size_t start, size_t n, bool last, std::vector<uint8_t>& out) {
+  z_stream s{};
+  if (deflateInit2(&s, kLevel, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
+  bool ok = true;
+  if (start > 0) {
+    const size_t dict = start < 32768 ? start : 32768;
+    ok = deflateSetDictionary(&s, data + start - dict, static_cast<uInt>(dict)) == Z_OK;
+  }
+  out.resize(deflateBound(&s, static_cast<uLong>(n)) + 64);  // + the sync flush's empty stored block
+  s.next_in = const_cast<Bytef*>(data + start);
+  s.avail_in = static_cast<uInt>(n);
+  s.next_out = out.data();
+  s.avail_out = static_cast<uInt>(out.size());
+  if (ok) {
+    const int rc = deflate(&s, last ? Z_FINISH : Z_SYNC_FLUSH);
+    ok = (last ? rc == Z_STREAM_END : rc == Z_OK) && s.avail_in == 0 && s.avail_out > 0;
+  }
+  out.resize(out.size() - s.avail_out);
+  deflateEnd(&s);
+  return ok;
+}
+
+std::vector<uint8_t> ParallelZlib(const uint8_t* data, size_t len) {
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  const size_t pieces = std::max<size_t>(1, std::min<size_t>({len / kMinPiece, hw, kMaxPieces}));
+  std::vector<std::vector<uint8_t>> out(pieces);
+  std::vector<uLong> adler(pieces);
+  std::vector<char> ok(pieces, 0);
+  const size_t step = (len + pieces - 1) / pieces;
+  auto work = [&](size_t i) {
+    const size_t start = i * step, n = std::min(step, len - start);
+    ok[i] = DeflatePiece(data, start, n, i + 1 == pieces, out[i]);
+    adler[i] = adler32_z(adler32_z(0, nullptr, 0), data + start, n);
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < pieces; ++i) threads.emplace_back(work, i);
+  work(0);
+  for (std::thread& t : threads) t.join();
+  std::vector<uint8_t> z = {0x78, 0x5e};  // deflate, 32 KiB window, "fast" level class; 0x785e % 31 == 0
+  uLong sum = adler[0];
+  for (size_t i = 0; i < pieces; ++i) {
+    if (!ok[i]) return {};
+    z.insert(z.end(), out[i].begin(), out[i].end());
+    if (i > 0) sum = adler32_combine(sum, adler[i], static_cast<z_off_t>(std::min(step, len - i * step)));
+  }
+  for (int sh = 24; sh >= 0; sh -= 8) z.push_back(static_cast<uint8_t>(sum >> sh));
+  return z;
+}
+
+}  // namespace
+
 static unsigned char* DitserveZlibCompress(unsigned char* data, int len, int* out_len, int quality) {
   (void)quality;
-  uLongf cap = compressBound(static_cast<uLong>(len));
-  auto* out = static_cast<unsigned char*>(STBIW_MALLOC(cap));
+  if (len < 0) return nullptr;
+  const std::vector<uint8_t> z = ParallelZlib(data, static_cast<size_t>(len));
+  if (z.empty() || z.size() > static_cast<size_t>(std::numeric_limits<int>::max())) return nullptr;
+  auto* out = static_cast<unsigned char*>(STBIW_MALLOC(z.size()));
   if (out == nullptr) return nullptr;
-  // Level 6: zlib's default; level 9 costs ~3x the time for ~1% on diffusion outputs.
-  if (compress2(out, &cap, data, static_cast<uLong>(len), 6) != Z_OK ||
-      cap > static_cast<uLongf>(std::numeric_limits<int>::max())) {
-    STBIW_FREE(out);
-    return nullptr;
-  }
-  *out_len = static_cast<int>(cap);
+  std::memcpy(out, z.data(), z.size());
+  *out_len = static_cast<int>(z.size());
   return out;
 }
 
