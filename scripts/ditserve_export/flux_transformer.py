@@ -9,7 +9,8 @@ state dict, see ``FUSED_PROJECTIONS``).  Differences, all deliberate (see docs/m
 * attention is ``torch.ops.ditserve.attention(q, k, v, key_mask)`` so the engine can swap the kernel
   (plain SDPA, Ulysses, ring) without re-exporting;
 * the memory-bound chains are ditserve ops (``rms_rope``: q/k RMSNorm + RoPE; ``layer_norm_modulate``:
-  adaLN) that the engine runs as single CUDA kernels; their references (ops.py) have the unfused roundings;
+  adaLN; ``linear_gelu``: GEMM + GELU epilogue) that the engine runs as single CUDA kernels; their
+  references (ops.py) have the unfused roundings;
 * the model can be run in pieces: ``embed``, ``double_blocks(start, end, ...)``,
   ``single_blocks(start, end, ...)``, ``head``; ``forward`` chains them.
 """
