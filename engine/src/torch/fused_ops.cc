@@ -43,6 +43,21 @@ void CheckRmsRopeArgs(const at::Tensor& x, const at::Tensor& weight, const at::T
               "ditserve::rms_rope: cos/sin must be [", s, ", ", d, "], got ", cos.sizes(), " / ", sin.sizes());
 }
 
+// The torch-op composition, arguments already checked.
+at::Tensor ComposedRmsRope(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& cos,
+                           const at::Tensor& sin, double eps, const std::optional<at::Tensor>& x2,
+                           const std::optional<at::Tensor>& weight2) {
+  at::Tensor y = HeadRmsNorm(x, weight, eps);
+  if (x2.has_value() && x2->defined()) y = at::cat({y, HeadRmsNorm(*x2, *weight2, eps)}, 2);
+  const int64_t b = y.size(0), h = y.size(1), s = y.size(2), d = y.size(3);
+  const at::Tensor pairs = y.reshape({b, h, s, d / 2, 2});
+  const at::Tensor rotated = at::stack({-pairs.select(-1, 1), pairs.select(-1, 0)}, -1).reshape({b, h, s, d});
+  const at::Tensor out = (y.to(at::kFloat) * cos.unsqueeze(0).unsqueeze(0) +
+                          rotated.to(at::kFloat) * sin.unsqueeze(0).unsqueeze(0))
+                             .to(y.scalar_type());
+  return out.transpose(1, 2).contiguous().transpose(1, 2);  // the kernel's layout on every device
+}
+
 #ifdef DITSERVE_HAVE_CUDA_KERNELS
 bool IsBf16Cuda(const at::Tensor& t) { return t.is_cuda() && t.scalar_type() == at::kBFloat16; }
 
@@ -83,21 +98,13 @@ at::Tensor RmsRopeReference(const at::Tensor& x, const at::Tensor& weight, const
                             const at::Tensor& sin, double eps, const std::optional<at::Tensor>& x2,
                             const std::optional<at::Tensor>& weight2) {
   CheckRmsRopeArgs(x, weight, cos, sin, x2, weight2);
-  at::Tensor y = HeadRmsNorm(x, weight, eps);
-  if (x2.has_value() && x2->defined()) y = at::cat({y, HeadRmsNorm(*x2, *weight2, eps)}, 2);
-  const int64_t b = y.size(0), h = y.size(1), s = y.size(2), d = y.size(3);
-  const at::Tensor pairs = y.reshape({b, h, s, d / 2, 2});
-  const at::Tensor rotated = at::stack({-pairs.select(-1, 1), pairs.select(-1, 0)}, -1).reshape({b, h, s, d});
-  const at::Tensor out = (y.to(at::kFloat) * cos.unsqueeze(0).unsqueeze(0) +
-                          rotated.to(at::kFloat) * sin.unsqueeze(0).unsqueeze(0))
-                             .to(y.scalar_type());
-  return out.transpose(1, 2).contiguous().transpose(1, 2);  // the kernel's layout on every device
+  return ComposedRmsRope(x, weight, cos, sin, eps, x2, weight2);
 }
 
 at::Tensor RmsRope(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& cos, const at::Tensor& sin,
                    double eps, const std::optional<at::Tensor>& x2, const std::optional<at::Tensor>& weight2) {
-#ifdef DITSERVE_HAVE_CUDA_KERNELS
   CheckRmsRopeArgs(x, weight, cos, sin, x2, weight2);
+#ifdef DITSERVE_HAVE_CUDA_KERNELS
   if (RmsRopeKernelApplies(x, weight, cos, sin, x2, weight2)) {
     const c10::cuda::CUDAGuard guard(x.device());
     const bool two = x2.has_value() && x2->defined();
@@ -112,7 +119,7 @@ at::Tensor RmsRope(const at::Tensor& x, const at::Tensor& weight, const at::Tens
     return out.transpose(1, 2);
   }
 #endif
-  return RmsRopeReference(x, weight, cos, sin, eps, x2, weight2);
+  return ComposedRmsRope(x, weight, cos, sin, eps, x2, weight2);
 }
 
 at::Tensor LayerNormModulateReference(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
