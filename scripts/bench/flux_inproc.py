@@ -20,15 +20,32 @@ def parse_args(doc: str) -> argparse.Namespace:
     return p.parse_args()
 
 
-def setup(a: argparse.Namespace):
-    """Loads the engine's ops (ops.py then only fills gaps), applies the engine's TorchScript settings
-    (engine.cc UseAsExportedTorchScript) and returns the ops module."""
-    torch.ops.load_library(a.engine_lib)
+FUSED_OPS = ("rms_rope", "layer_norm_modulate", "linear_gelu")  # the engine's fused ops (ops.py has references)
+
+
+def load_engine_ops(engine_lib: str):
+    """Registers the engine's ditserve ops from engine_lib (if given) before ops.py defines Python references
+    for the rest; returns (the ops module, the fused ops the engine provides: an older build may lack some)."""
+    provided = []
+    if engine_lib:
+        torch.ops.load_library(engine_lib)
+        provided = [n for n in FUSED_OPS if hasattr(torch.ops.ditserve, n)]
     from ditserve_export import ops
+    return ops, provided
+
+
+def use_engine_torchscript_settings() -> None:
+    """engine.cc UseAsExportedTorchScript: graphs run as exported (no profiling executor, no JIT fusers)."""
     torch._C._jit_set_profiling_executor(False)
     torch._C._jit_set_texpr_fuser_enabled(False)
     torch._C._jit_override_can_fuse_on_gpu(False)
     torch._C._jit_override_can_fuse_on_cpu(False)
+
+
+def setup(a: argparse.Namespace):
+    """The engine's ops and TorchScript settings, no autograd; returns the ops module."""
+    ops, _ = load_engine_ops(a.engine_lib)
+    use_engine_torchscript_settings()
     torch.set_grad_enabled(False)
     return ops
 

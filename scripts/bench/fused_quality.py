@@ -13,9 +13,6 @@ import torch
 
 import flux_inproc
 
-FUSED = ("rms_rope", "layer_norm_modulate", "linear_gelu")
-
-
 def main() -> int:
     a = flux_inproc.parse_args(__doc__)
     ops = flux_inproc.setup(a)
@@ -23,7 +20,7 @@ def main() -> int:
     low = torch.jit.script(copy.deepcopy(model).to(torch.bfloat16))
     fused = low(*flux_inproc.inputs(a, torch.bfloat16)).double()
     lib = torch.library.Library("ditserve", "IMPL")
-    for name in FUSED:  # from here on the compositions (ops.py) run on CUDA, for bf16 and the fp32 reference
+    for name in flux_inproc.FUSED_OPS:  # from here on the compositions (ops.py) run on CUDA, for bf16 and the fp32 reference
         lib.impl(name, ops.OPS[name][1], "CUDA" if a.device.startswith("cuda") else "CPU")
     unfused = low(*flux_inproc.inputs(a, torch.bfloat16)).double()
     del low

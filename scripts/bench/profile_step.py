@@ -19,26 +19,7 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-
-def _engine_lib_arg() -> str:
-    # The engine's ops must be registered before ops.py defines its Python references (it skips defined ones).
-    for i, a in enumerate(sys.argv):
-        if a == "--engine-lib" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if a.startswith("--engine-lib="):
-            return a.split("=", 1)[1]
-    return ""
-
-
-FUSED_OPS = ("rms_rope", "layer_norm_modulate", "linear_gelu")
-ENGINE_FUSED_OPS = []  # the fused ops this engine build provides (an older build may lack some)
-if _engine_lib_arg():
-    torch.ops.load_library(_engine_lib_arg())
-    ENGINE_FUSED_OPS = [n for n in FUSED_OPS if hasattr(torch.ops.ditserve, n)]
-from ditserve_export import ops as _ops  # noqa: E402,F401  (registers the ops the engine did not)
-from ditserve_export.flux_transformer import flux_rope  # noqa: E402
+import flux_inproc  # noqa: E402  (puts scripts/ on the path)
 
 
 def category(name: str) -> str:
@@ -63,16 +44,14 @@ def main() -> int:
                    help="also run the step with ops.py's unfused references in place of the engine's kernels "
                         "and print the normalised difference of the outputs (needs --engine-lib)")
     a = p.parse_args()
+    ops, engine_fused_ops = flux_inproc.load_engine_ops(a.engine_lib)
+    from ditserve_export.flux_transformer import flux_rope
     meta = json.load(open(os.path.join(a.model_dir, "model.json")))
     t = meta["transformer"]
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[meta.get("dtype", "float32")]
     dev = torch.device(a.device)
     torch.set_grad_enabled(False)
-    # The engine's TorchScript settings (engine.cc UseAsExportedTorchScript): graphs run as exported.
-    torch._C._jit_set_profiling_executor(False)
-    torch._C._jit_set_texpr_fuser_enabled(False)
-    torch._C._jit_override_can_fuse_on_gpu(False)
-    torch._C._jit_override_can_fuse_on_cpu(False)
+    flux_inproc.use_engine_torchscript_settings()
     model = torch.jit.load(os.path.join(a.model_dir, t.get("file", "transformer.pt")), map_location=dev).eval()
 
     vae_scale = meta["vae"]["scale_factor"]
@@ -121,13 +100,13 @@ def main() -> int:
         print(f"  {ms:9.2f} ms {100 * ms / total:5.1f}%  x{count:<5} {name[:100]}")
     summary = {"wall_ms": wall_ms, "profiled_ms": total, "by_kind_ms": groups,
                "top": [{"name": n, "ms": m, "count": c} for n, m, c in rows[:a.top]]}
-    if a.compare_unfused and _engine_lib_arg():
+    if a.compare_unfused and a.engine_lib:
         fused = model(*args).float()
         # Replace the engine's fused kernels by the unfused compositions for this device (attention stays).
         lib = torch.library.Library("ditserve", "IMPL")
         key = "CUDA" if dev.type == "cuda" else "CPU"
-        for name in ENGINE_FUSED_OPS:
-            lib.impl(name, _ops.OPS[name][1], key)
+        for name in engine_fused_ops:
+            lib.impl(name, ops.OPS[name][1], key)
         unfused = model(*args).float()
         sync()
         t0 = time.perf_counter()
