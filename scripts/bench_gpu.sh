@@ -5,16 +5,20 @@
 # Called by scripts/gpu_host.sh bench (which exports DITSERVE_BUILD_DIR, DITSERVE_PYTHON, DITSERVE_HOST_PYTHON,
 # PYTHONPATH, LD_LIBRARY_PATH). Prints a table; writes records.jsonl and <date>-<gpu>.json to $BENCH_OUT.
 #
-# Usage: scripts/bench_gpu.sh [model|ditserve|profile|references|report|all]...   (no argument: all)
+# Usage: scripts/bench_gpu.sh [model|ditserve|profile|quality|references|report|all]...   (no argument: all)
 #   model       random-weight FLUX.1-dev checkpoint (weights initialised on the GPU) exported to $BENCH_MODEL
+#               (bf16) and $BENCH_MODEL_FP8 (the opt-in FP8 block weights, export_model.py --fp8)
 #   ditserve    start ditserve on 1 GPU (time to ready), 1 warm-up + $BENCH_RUNS requests: e2e, stages,
-#               step time, peak GPU memory
-#   profile     one profiled transformer evaluation: device time by kind (GEMM / attention / other), top ops
+#               step time, peak GPU memory; then the same for the FP8 export (system "ditserve-fp8")
+#   profile     one profiled transformer evaluation per export: device time by kind (GEMM / attention /
+#               other), top ops, and the forward alone timed like the references
+#   quality     scripts/bench/fused_quality.py: bf16 fused / unfused and FP8 vs float32 on the full model
 #   references  ../shared/anchors' flux_bench.py (scripts/bench/flux_reference.py): ms per transformer forward
 #   report      table + JSON records
 # Settings: BENCH_DEVICE (cuda|cpu), BENCH_GPUS (default: nvidia-smi's count), BENCH_CUDA_GRAPHS (true|false),
 #           BENCH_CACHE_THRESHOLDS (default "0.08 0.12"), BENCH_BIG (0 skips the 2048x2048 request),
 #           BENCH_OUT (default /tmp/ditserve-bench), BENCH_MODEL (default /tmp/ditserve-bench-model/flux-dev),
+#           BENCH_MODEL_FP8 (default $BENCH_MODEL-fp8; the FP8 runs are skipped, with a note, when it is absent),
 #           BENCH_SRC (checkpoint scratch, default /dev/shm/ditserve-bench-src, deleted after export),
 #           BENCH_RUNS (default 3), BENCH_STEPS (default 28), BENCH_RES (default 1024),
 #           BENCH_COMMIT (recorded commit; default: git rev-parse --short HEAD).
@@ -26,6 +30,7 @@ PY=${DITSERVE_PYTHON:-python3}
 HOST_PY=${DITSERVE_HOST_PYTHON:-$PY}
 OUT=${BENCH_OUT:-/tmp/ditserve-bench}
 MODEL=${BENCH_MODEL:-/tmp/ditserve-bench-model/flux-dev}
+MODEL_FP8=${BENCH_MODEL_FP8:-$MODEL-fp8}
 SRC=${BENCH_SRC:-/dev/shm/ditserve-bench-src}
 RUNS=${BENCH_RUNS:-3}
 STEPS=${BENCH_STEPS:-28}
@@ -52,6 +57,10 @@ do_model() {
   t0=$SECONDS
   "$PY" scripts/export_model.py --family flux --src "$SRC" --out "$MODEL" --dtype bfloat16 --name flux-dev --no-verify || return 1
   log "exported in $((SECONDS - t0)) s"
+  t0=$SECONDS
+  "$PY" scripts/export_model.py --family flux --src "$SRC" --out "$MODEL_FP8" --dtype bfloat16 --fp8 --name flux-dev \
+    --no-verify || return 1
+  log "exported (fp8) in $((SECONDS - t0)) s"
   rm -rf "$SRC"
 }
 
@@ -73,13 +82,18 @@ do_ditserve() {
     run_ditserve ulysses2 2 2 1
     run_ditserve ring2 2 1 2
   fi
+  if [ -f "$MODEL_FP8/model.json" ]; then
+    SYSTEM=ditserve-fp8 MODEL=$MODEL_FP8 run_ditserve single 1 1 1 || return 1
+  else
+    log "no FP8 export at $MODEL_FP8: ditserve-fp8 not run"
+  fi
 }
 
-# run_ditserve LAYOUT RANKS ULYSSES RING
+# [SYSTEM=ditserve] [MODEL=...] run_ditserve LAYOUT RANKS ULYSSES RING
 run_ditserve() {
   [ -f "$MODEL/model.json" ] || { log "no model at $MODEL: run 'model' first"; return 1; }
-  local layout=$1 gpus=$2 ulysses=$3 ring=$4
-  local dir=$OUT/ditserve-$layout port=$((51000 + RANDOM % 1000)) devices="" r
+  local layout=$1 gpus=$2 ulysses=$3 ring=$4 system=${SYSTEM:-ditserve}
+  local dir=$OUT/$system-$layout port=$((51000 + RANDOM % 1000)) devices="" r
   for ((r = 0; r < gpus; r++)); do
     if [ "$DEVICE" = cpu ]; then devices+="${devices:+, }\"cpu\""; else devices+="${devices:+, }\"$DEVICE:$r\""; fi
   done
@@ -104,7 +118,7 @@ JSON
   done
   local ready; ready=$(awk -v a="$t0" -v b="$(date +%s.%N)" "BEGIN{printf \"%.2f\", b - a}")
   log "ready in ${ready} s"
-  record ditserve $gpus $layout ready_s "$ready" s "process start to gRPC health SERVING (model load)"
+  record "$system" $gpus $layout ready_s "$ready" s "process start to gRPC health SERVING (model load)"
   local i
   for i in $(seq 0 "$RUNS"); do
     local a b; a=$(date +%s.%N)
@@ -117,7 +131,7 @@ JSON
   # lot, so these say what the cache costs and saves here, not what it does on a real checkpoint) and a
   # 2048x2048 request for the VAE decode at that size.
   local thr
-  [ "$layout" = single ] || BENCH_CACHE_THRESHOLDS=none
+  [ "$layout" = single ] && [ "$system" = ditserve ] || BENCH_CACHE_THRESHOLDS=none
   for thr in ${BENCH_CACHE_THRESHOLDS:-0.08 0.12}; do
     [ "$thr" = none ] && break
     local a b; a=$(date +%s.%N)
@@ -126,16 +140,16 @@ JSON
     b=$(date +%s.%N)
     echo "{\"client_s\": $(awk -v a="$a" -v b="$b" "BEGIN{printf \"%.3f\", b - a}"), \"threshold\": $thr}" >> "$dir/cache$thr.json"
   done
-  if [ "$layout" = single ] && [ "${BENCH_BIG:-1}" = 1 ]; then
+  if [ "$layout" = single ] && [ "$system" = ditserve ] && [ "${BENCH_BIG:-1}" = 1 ]; then
     $ctl generate -p "a red fox in fresh snow, golden hour" -W 2048 -H 2048 -s 2 --seed 1 -o "$dir/big.png" -q \
       --json > "$dir/big.json" || log "2048x2048 request failed"
   fi
   rm -f "$flag"; wait $poller 2>/dev/null
   kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
-  "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" "$gpus" "$layout" <<'PYEOF'
+  "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" "$gpus" "$layout" "$system" <<'PYEOF'
 import glob, json, os, statistics, sys
 d, runs, steps, records, peak = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
-gpus, layout = int(sys.argv[6]), sys.argv[7]
+gpus, layout, system = int(sys.argv[6]), sys.argv[7], sys.argv[8]
 res = []
 for i in range(1, runs + 1):  # run 0 is the warm-up
     try:
@@ -169,7 +183,7 @@ if os.path.exists(f"{d}/big.json"):
         pass
 with open(records, "a") as f:
     for m, v, u, note in rows:
-        f.write(json.dumps({"system": "ditserve", "model": "flux.1-dev", "gpus": gpus, "layout": layout, "metric": m,
+        f.write(json.dumps({"system": system, "model": "flux.1-dev", "gpus": gpus, "layout": layout, "metric": m,
                             "value": round(v, 4), "unit": u, "note": note}) + "\n")
 PYEOF
   # One file per kind: the results and client timings of every run, one image.
@@ -209,14 +223,31 @@ do_references() {
 # Where a step's device time goes: one profiled evaluation of the exported transformer (same TorchScript
 # graph and kernels as the engine's single-rank path).
 do_profile() {
-  [ -f "$MODEL/model.json" ] || { log "no model at $MODEL: run 'model' first"; return 1; }
+  profile_model ditserve "$MODEL" profile || return 1
+  if [ -f "$MODEL_FP8/model.json" ]; then
+    profile_model ditserve-fp8 "$MODEL_FP8" profile-fp8 || return 1
+  else
+    log "no FP8 export at $MODEL_FP8: not profiled"
+  fi
+}
+
+# profile_model SYSTEM MODEL_DIR NAME: $OUT/NAME.{txt,json,log}
+profile_model() {
+  local system=$1 model=$2 name=$3
+  [ -f "$model/model.json" ] || { log "no model at $model: run 'model' first"; return 1; }
   local lib=$BUILD/engine/libditserve_engine.so
   [ -f "$lib" ] || { log "no $lib: build first"; return 1; }
-  "$PY" scripts/bench/profile_step.py "$MODEL" --engine-lib "$lib" --compare-unfused --res "$RES" --device "$DEVICE" \
-    --json "$OUT/profile.json" 2> "$OUT/profile.log" | tee "$OUT/profile.txt" || return 1
+  "$PY" scripts/bench/profile_step.py "$model" --engine-lib "$lib" --compare-unfused --res "$RES" --device "$DEVICE" \
+    --json "$OUT/$name.json" 2> "$OUT/$name.log" | tee "$OUT/$name.txt" || return 1
   # The transformer forward alone, measured like the references (median of 10 synchronised forwards).
-  local ms; ms=$("$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["wall_ms"], 2))' "$OUT/profile.json") &&
-    record ditserve 1 single step_ms "$ms" ms "transformer forward alone, median of 10 (the references' method)"
+  local ms; ms=$("$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["wall_ms"], 2))' "$OUT/$name.json") &&
+    record "$system" 1 single step_ms "$ms" ms "transformer forward alone, median of 10 (the references' method)"
+}
+
+do_quality() {
+  local lib=$BUILD/engine/libditserve_engine.so
+  (cd scripts/bench && "$PY" fused_quality.py --engine-lib "$lib" --device "$DEVICE" \
+     $([ "$DEVICE" = cpu ] && echo "--layers 1,1 --res 64 --text-len 16")) 2> "$OUT/quality.log" | tee "$OUT/quality.txt"
 }
 
 do_report() {
@@ -236,9 +267,10 @@ for a in "$@"; do
     ditserve) do_ditserve || failed=1 ;;
     references) do_references || failed=1 ;;
     profile) do_profile || failed=1 ;;
+    quality) do_quality || failed=1 ;;
     report) do_report || failed=1 ;;
-    all) { do_model && do_ditserve; } || failed=1; do_profile || failed=1; do_references || failed=1
-         do_report || failed=1 ;;
+    all) { do_model && do_ditserve; } || failed=1; do_profile || failed=1; do_quality || failed=1
+         do_references || failed=1; do_report || failed=1 ;;
     *) echo "unknown action $a" >&2; exit 2 ;;
   esac
 done

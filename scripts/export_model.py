@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export a diffusers checkpoint directory into a ditserve model directory (docs/model_format.md).
 
-  export_model.py --family flux --src DIR --out DIR [--dtype float32|bfloat16] [--name NAME]
+  export_model.py --family flux --src DIR --out DIR [--dtype float32|bfloat16] [--fp8] [--name NAME]
                   [--t5-max-length N] [--no-verify]
 """
 import argparse
@@ -22,6 +22,9 @@ def main(argv=None) -> int:
     p.add_argument("--name", default=None, help="model name in model.json (default: basename of --src)")
     p.add_argument("--t5-max-length", type=int, default=None,
                    help="T5 sequence length (flux default: 512 for dev, 256 for schnell)")
+    p.add_argument("--fp8", action="store_true",
+                   help="opt-in precision: the transformer blocks' GEMM weights in float8 e4m3 with per-output-feature "
+                        "scales (needs --dtype bfloat16; GPUs with FP8 tensor cores run them as FP8 GEMMs)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip comparing traced components with eager PyTorch")
     a = p.parse_args(argv)
@@ -32,7 +35,8 @@ def main(argv=None) -> int:
     if not os.path.isdir(a.src):
         p.error(f"--src {a.src} is not a directory")
     try:
-        fn(a.src, a.out, dtype=a.dtype, name=a.name, t5_max_length=a.t5_max_length, verify=not a.no_verify)
+        fn(a.src, a.out, dtype=a.dtype, name=a.name, t5_max_length=a.t5_max_length, verify=not a.no_verify,
+           **({"fp8": True} if a.fp8 else {}))
     except ExportError as e:
         print(f"export_model.py: error: {e}", file=sys.stderr)
         return 2

@@ -3,8 +3,8 @@
 
   make_test_models.py --out DIR
 
-Writes DIR/src/flux-tiny-{dev,schnell} (diffusers FluxPipeline dirs) and DIR/flux-tiny-{dev,schnell}
-(ditserve model dirs, float32).  Idempotent: skipped when DIR/.done holds the hash of this script and of
+Writes DIR/src/flux-tiny-{dev,schnell} (diffusers FluxPipeline dirs), DIR/flux-tiny-{dev,schnell}
+(ditserve model dirs, float32) and DIR/flux-tiny-dev-fp8 (bfloat16 with FP8 block weights: --fp8).  Idempotent: skipped when DIR/.done holds the hash of this script and of
 the ditserve_export package.
 """
 import argparse
@@ -62,6 +62,11 @@ def main(argv=None) -> int:
                 shutil.rmtree(d)
         make_tiny_flux(src, variant=variant, seed=0)
         export_flux(src, dst, dtype="float32", name=name, limits=tiny_limits(variant))
+        if variant == "dev":
+            fp8 = dst + "-fp8"
+            if os.path.isdir(fp8):
+                shutil.rmtree(fp8)
+            export_flux(src, fp8, dtype="bfloat16", name=name + "-fp8", limits=tiny_limits(variant), fp8=True)
     with open(done, "w") as f:
         f.write(digest + "\n")
     print(f"test models written to {out} in {time.time() - t0:.1f}s")

@@ -9,31 +9,18 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <random>
 
 #include "engine/src/torch/fused_ops.h"
 #include "rms_rope.cuh"
 #include "support/cuda_timing.h"
+#include "support/kernel_check.h"
 
 namespace ditserve::torch_engine {
 namespace {
 
-uint64_t Seed() {  // fresh inputs every run, reproducible from the printed seed
-  static uint64_t next = [] {
-    const char* env = std::getenv("DITSERVE_KERNEL_SEED");
-    return env ? std::strtoull(env, nullptr, 10) : uint64_t(std::random_device{}());
-  }();
-  std::printf("seed %llu\n", static_cast<unsigned long long>(next));
-  return next++;
-}
-
-at::TensorOptions Bf16() { return at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA); }
-
-double NormError(const at::Tensor& got, const at::Tensor& want) {
-  return ((got.to(at::kDouble).cpu() - want.to(at::kDouble).cpu()).norm() / want.to(at::kDouble).cpu().norm())
-      .item<double>();
-}
+using ditserve::testing::NormError;
+using ditserve::testing::Seed;
+at::TensorOptions Bf16() { return ditserve::testing::CudaBf16(); }
 
 struct RopeInputs {
   at::Tensor x1, w1, x2, w2, cos, sin;  // x1/x2: column slices of wider projections

@@ -3,24 +3,29 @@ transformer at the FLUX.1-dev config with random weights, built on the GPU in se
 export), run by TorchScript with the engine's settings and ops."""
 import argparse
 import os
+import statistics
 import sys
+import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
-def parse_args(doc: str) -> argparse.Namespace:
+def parse_args(doc: str, profile: bool = False) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine-lib", required=True, help="libditserve_engine.so (the engine's ditserve ops)")
     p.add_argument("--res", type=int, default=1024)
     p.add_argument("--text-len", type=int, default=512)
     p.add_argument("--layers", default="19,38", help="double,single block counts")
     p.add_argument("--device", default="cuda", help="cpu: a smoke run of the script (small --layers / --res)")
+    if profile:
+        p.add_argument("--profile", type=int, default=0, metavar="N", help="profile one forward each: top N kernels")
     return p.parse_args()
 
 
-FUSED_OPS = ("rms_rope", "layer_norm_modulate", "linear_gelu")  # the engine's fused ops (ops.py has references)
+# the engine's fused ops (ops.py has references; fp8_linear only appears in --fp8 exports)
+FUSED_OPS = ("rms_rope", "layer_norm_modulate", "linear_gelu", "fp8_linear")
 
 
 def load_engine_ops(engine_lib: str):
@@ -62,6 +67,30 @@ def build(a: argparse.Namespace) -> torch.nn.Module:
     return model
 
 
+def build_fp8(a: argparse.Namespace, bf16_state: dict) -> torch.nn.Module:
+    """The same model with FP8 block weights (the export's --fp8), quantised from its bf16 weights."""
+    from ditserve_export.flux_transformer import FluxTransformer, quantize_fp8_state_dict
+    nd, ns = (int(x) for x in a.layers.split(","))
+    with torch.device("meta"):
+        model = FluxTransformer(num_layers=nd, num_single_layers=ns, guidance_embeds=True, fp8=True).eval()
+    model.load_state_dict(quantize_fp8_state_dict(model, dict(bf16_state)), strict=True, assign=True)
+    return model
+
+
+def median_ms(fn, n: int = 10) -> float:
+    """Median of n synchronised calls (the references' method)."""
+    times = []
+    for _ in range(n):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def inputs(a: argparse.Namespace, dtype: torch.dtype) -> tuple:
     """forward()'s arguments at a.res x a.res: latents, text, pooled, timestep in dtype (values drawn in
     bf16, so every dtype sees the same numbers); guidance, cos, sin in float32."""
@@ -77,3 +106,40 @@ def inputs(a: argparse.Namespace, dtype: torch.dtype) -> tuple:
              torch.randn(1, 768, device=dev, generator=g), torch.full((1,), 0.5, device=dev)]
     return tuple(x.to(torch.bfloat16).to(dtype) for x in drawn) + (torch.full((1,), 3.5, device=dev), cos.to(dev),
                                                                    sin.to(dev))
+
+
+def category(name: str) -> str:
+    """A kernel's kind in the step's breakdown."""
+    n = name.lower()
+    if any(k in n for k in ("attention", "sdpa", "flash", "cudnn", "fmha")):
+        return "attention"
+    if any(k in n for k in ("mm", "gemm", "matmul", "linear", "addmm", "cutlass", "sm90_xmma", "nvjet")):
+        return "gemm"
+    return "other"
+
+
+def profile_once(fn, cuda: bool) -> dict:
+    """One call of fn under torch.profiler: device kernels (CPU ops without a GPU) by time, and by kind."""
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(activities=acts) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+    key = "device_time_total" if cuda else "self_cpu_time_total"
+    rows = [(e.key, getattr(e, key) / 1000.0, e.count) for e in prof.key_averages()]
+    if cuda:  # device kernels only (ATen ops also carry their kernels' time: keep the kernels)
+        kernels = {e.key for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}
+        rows = [r for r in rows if r[0] in kernels]
+    rows.sort(key=lambda r: -r[1])
+    groups = {}
+    for name, ms, _ in rows:
+        groups[category(name)] = groups.get(category(name), 0.0) + ms
+    return {"profiled_ms": sum(r[1] for r in rows) or 1.0, "by_kind_ms": groups,
+            "top": [{"name": n, "ms": m, "count": c} for n, m, c in rows]}
+
+
+def print_profile(prof: dict, top: int) -> None:
+    total = prof["profiled_ms"]
+    print("  by kind: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / total:.0f}%)" for k, v in sorted(prof["by_kind_ms"].items())))
+    for r in prof["top"][:top]:
+        print(f"  {r['ms']:9.2f} ms {100 * r['ms'] / total:5.1f}%  x{r['count']:<5} {r['name'][:100]}")

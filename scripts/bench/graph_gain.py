@@ -5,24 +5,11 @@ same forward replayed from a CUDA graph. Median of 10 synchronised forwards each
 
   graph_gain.py --engine-lib build-gpu/engine/libditserve_engine.so [--res 1024] [--layers 19,38]
 """
-import statistics
 import sys
-import time
 
 import torch
 
 import flux_inproc
-
-
-def median_ms(fn, n=10):
-    times = []
-    for _ in range(n):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -32,7 +19,7 @@ def main() -> int:
     args = flux_inproc.inputs(a, torch.bfloat16)
     for _ in range(3):
         model(*args)
-    eager = median_ms(lambda: model(*args))
+    eager = flux_inproc.median_ms(lambda: model(*args))
     side_stream = torch.cuda.Stream()  # warm-up and capture off the legacy default stream
     side_stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side_stream):
@@ -42,7 +29,7 @@ def main() -> int:
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         out = model(*args)
-    replay = median_ms(graph.replay)
+    replay = flux_inproc.median_ms(graph.replay)
     ref = model(*args)
     graph.replay()
     err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()

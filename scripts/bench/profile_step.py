@@ -22,15 +22,6 @@ import torch
 import flux_inproc  # noqa: E402  (puts scripts/ on the path)
 
 
-def category(name: str) -> str:
-    n = name.lower()
-    if any(k in n for k in ("attention", "sdpa", "flash", "cudnn", "fmha")):
-        return "attention"
-    if any(k in n for k in ("mm", "gemm", "matmul", "linear", "addmm", "cutlass", "sm90_xmma", "nvjet")):
-        return "gemm"
-    return "other"
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir")
@@ -78,28 +69,12 @@ def main() -> int:
         sync()
         times.append((time.perf_counter() - t0) * 1000)
     wall_ms = statistics.median(times)
-    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with torch.profiler.profile(activities=acts) as prof:
-        model(*args)
-        sync()
-    key = "device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-    rows = [(e.key, getattr(e, key) / 1000.0, e.count) for e in prof.key_averages()]
-    if dev.type == "cuda":
-        # Device kernels only (ATen ops also carry their kernels' time: keep the kernels).
-        kernels = {e.key for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}
-        rows = [r for r in rows if r[0] in kernels]
-    rows.sort(key=lambda r: -r[1])
-    total = sum(r[1] for r in rows) or 1.0
-    groups = {}
-    for name, ms, _ in rows:
-        groups[category(name)] = groups.get(category(name), 0.0) + ms
+    prof = flux_inproc.profile_once(lambda: model(*args), dev.type == "cuda")
+    total = prof["profiled_ms"]
     print(f"one transformer evaluation at {a.res}x{a.res} ({n_img} image + {a.text_len} text tokens), {dtype}, "
           f"{dev}: wall {wall_ms:.1f} ms (median of 10), profiled {'device' if dev.type == 'cuda' else 'cpu'} time {total:.1f} ms")
-    print("  by kind: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / total:.0f}%)" for k, v in sorted(groups.items())))
-    for name, ms, count in rows[:a.top]:
-        print(f"  {ms:9.2f} ms {100 * ms / total:5.1f}%  x{count:<5} {name[:100]}")
-    summary = {"wall_ms": wall_ms, "profiled_ms": total, "by_kind_ms": groups,
-               "top": [{"name": n, "ms": m, "count": c} for n, m, c in rows[:a.top]]}
+    flux_inproc.print_profile(prof, a.top)
+    summary = {"wall_ms": wall_ms, "profiled_ms": total, "by_kind_ms": prof["by_kind_ms"], "top": prof["top"][:a.top]}
     if a.compare_unfused and a.engine_lib:
         fused = model(*args).float()
         # Replace the engine's fused kernels by the unfused compositions for this device (attention stays).

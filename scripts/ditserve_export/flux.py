@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from . import ops as _ops  # noqa: F401  (torch.ops.ditserve.* must exist before scripting/tracing)
-from .flux_transformer import FluxTransformer, fuse_diffusers_state_dict
+from .flux_transformer import FluxTransformer, fuse_diffusers_state_dict, quantize_fp8_state_dict
 from .vae import ParallelDecodeError, ParallelVaeDecode
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -77,14 +77,18 @@ def _load_state_dict_in(files: List[str], dtype: torch.dtype) -> Dict[str, torch
     return sd
 
 
-def build_flux_transformer(tdir: str, dtype: torch.dtype) -> FluxTransformer:
-    """ditserve FluxTransformer holding the checkpoint's weights in dtype (one copy, no fp32 detour)."""
+def build_flux_transformer(tdir: str, dtype: torch.dtype, fp8: bool = False) -> FluxTransformer:
+    """ditserve FluxTransformer holding the checkpoint's weights in dtype (one copy, no fp32 detour); with fp8,
+    the block GEMMs' weights in e4m3 (quantised from dtype, per output feature)."""
     cfg = _read_json(os.path.join(tdir, "config.json"))
     with torch.device("meta"):
-        model = FluxTransformer.from_diffusers_config(cfg)
+        model = FluxTransformer.from_diffusers_config(cfg, fp8=fp8)
     sd = _load_state_dict_in(_transformer_weight_files(tdir), dtype)
     try:
-        model.load_state_dict(fuse_diffusers_state_dict(sd), strict=True, assign=True)
+        sd = fuse_diffusers_state_dict(sd)
+        if fp8:
+            sd = quantize_fp8_state_dict(model, sd)
+        model.load_state_dict(sd, strict=True, assign=True)
     except (KeyError, RuntimeError) as e:
         raise ExportError(f"transformer weights in {tdir} do not match FluxTransformer2DModel: {e}") from e
     del sd
@@ -94,8 +98,8 @@ def build_flux_transformer(tdir: str, dtype: torch.dtype) -> FluxTransformer:
     return model.eval().requires_grad_(False)
 
 
-def export_transformer(tdir: str, out_path: str, dtype: torch.dtype) -> Dict:
-    model = build_flux_transformer(tdir, dtype)
+def export_transformer(tdir: str, out_path: str, dtype: torch.dtype, fp8: bool = False) -> Dict:
+    model = build_flux_transformer(tdir, dtype, fp8)
     scripted = torch.jit.script(model)
     scripted.save(out_path)
     cfg = _read_json(os.path.join(tdir, "config.json"))
@@ -299,14 +303,17 @@ def _validate_limits(limits: Dict) -> None:
 # ----------------------------------------------------------------------------------------------
 def export_flux(src_dir: str, out_dir: str, dtype: str = "float32", name: Optional[str] = None,
                 t5_max_length: Optional[int] = None, limits: Optional[Dict] = None,
-                verify: bool = True) -> Dict:
+                verify: bool = True, fp8: bool = False) -> Dict:
     """Write the ditserve model directory for the diffusers FLUX pipeline at src_dir.  Returns model.json.
 
     t5_max_length: T5 sequence length (default 512 for dev, 256 for schnell).
     limits: partial override of model.json "limits" (merged into the real-size defaults).
-    verify: compare each traced component with eager PyTorch at inputs other than the tracing ones."""
+    verify: compare each traced component with eager PyTorch at inputs other than the tracing ones.
+    fp8: the transformer blocks' GEMM weights in float8 e4m3 (opt-in precision; needs dtype bfloat16)."""
     if dtype not in DTYPES:
         raise ExportError(f"unsupported dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+    if fp8 and dtype != "bfloat16":
+        raise ExportError(f"fp8 weights need dtype bfloat16 (the activations' type), got {dtype!r}")
     tdtype = DTYPES[dtype]
     src_dir = os.path.abspath(src_dir)
     if not os.path.isdir(src_dir):
@@ -329,8 +336,9 @@ def export_flux(src_dir: str, out_dir: str, dtype: str = "float32", name: Option
         os.remove(os.path.join(out_dir, "model.json"))
 
     t0 = time.time()
-    _log(f"{name}: transformer ({variant}, {dtype})")
-    tcfg = export_transformer(os.path.join(src_dir, "transformer"), os.path.join(out_dir, "transformer.pt"), tdtype)
+    _log(f"{name}: transformer ({variant}, {dtype}{', fp8 e4m3 block weights' if fp8 else ''})")
+    tcfg = export_transformer(os.path.join(src_dir, "transformer"), os.path.join(out_dir, "transformer.pt"), tdtype,
+                              fp8)
     _log(f"text_encoder (CLIP)  [{time.time() - t0:.1f}s]")
     clip = export_clip(src_dir, os.path.join(out_dir, "text_encoder.pt"), tdtype, verify)
     _log(f"text_encoder_2 (T5, L={t5_len})  [{time.time() - t0:.1f}s]")
@@ -369,6 +377,7 @@ def export_flux(src_dir: str, out_dir: str, dtype: str = "float32", name: Option
             "axes_dims_rope": [int(a) for a in tcfg.get("axes_dims_rope", (16, 56, 56))],
             "rope_theta": 10000,
             "guidance_embeds": bool(tcfg.get("guidance_embeds", False)),
+            "weights": "fp8_e4m3" if fp8 else dtype,
         },
         "text_encoder": {"file": "text_encoder.pt", "max_length": clip["max_length"],
                          "hidden_size": clip["hidden_size"]},

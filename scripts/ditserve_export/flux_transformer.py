@@ -11,6 +11,9 @@ state dict, see ``FUSED_PROJECTIONS``).  Differences, all deliberate (see docs/m
 * the memory-bound chains are ditserve ops (``rms_rope``: q/k RMSNorm + RoPE; ``layer_norm_modulate``:
   adaLN; ``linear_gelu``: GEMM + GELU epilogue) that the engine runs as single CUDA kernels; their
   references (ops.py) have the unfused roundings;
+* opt-in FP8 weights (``fp8=True``): the block GEMMs become ``Fp8Linear`` (e4m3 weights with one scale per
+  output feature, inputs quantised per row by the op); the MLPs' GELU then moves from the up projection's
+  epilogue into the down projection's input quantisation. ``quantize_fp8_state_dict`` converts the weights;
 * the model can be run in pieces: ``embed``, ``double_blocks(start, end, ...)``,
   ``single_blocks(start, end, ...)``, ``head``; ``forward`` chains them.
 """
@@ -113,21 +116,76 @@ class TimeGuidanceTextEmbed(nn.Module):
         return (t + g) + self.text_embedder(pooled)
 
 
-class GeluProj(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.proj = nn.Linear(dim, hidden)
+# Linear layers of the blocks. An MLP's up projection returns what its down projection expects: bf16
+# applies the GELU in the up GEMM's epilogue (GeluLinear), FP8 leaves it to the down projection's input
+# quantisation (Fp8Linear with gelu_input). Down projections take an optional second input: the
+# single-stream blocks' proj_out([attention, mlp]) without materialising the concatenation.
+class GeluLinear(nn.Linear):
+    """gelu_tanh(linear(x)): one cuBLASLt GEMM with a bias + GELU epilogue in the engine."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.ditserve.linear_gelu(x, self.proj.weight, self.proj.bias)
+        return torch.ops.ditserve.linear_gelu(x, self.weight, self.bias)
+
+
+class SplitLinear(nn.Linear):
+    """linear(cat([x, x2], -1)) as two GEMMs over the weight's column blocks, the second accumulating into the
+    first's output: no concatenated copy of the (15360-wide) activations."""
+
+    def forward(self, x: torch.Tensor, x2: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if x2 is None:
+            return F.linear(x, self.weight, self.bias)
+        n = x.shape[-1]
+        y = F.linear(x, self.weight[:, :n], self.bias)
+        y.view(-1, y.shape[-1]).addmm_(x2.reshape(-1, x2.shape[-1]), self.weight[:, n:].t())
+        return y
+
+
+class Fp8Linear(nn.Module):
+    """nn.Linear's parameters with the weight in float8_e4m3fn and ``weight_scale`` (fp32, one per output
+    feature); ``torch.ops.ditserve.fp8_linear`` quantises the input per row. gelu_input: GELU(tanh) is applied
+    to the last input part (the MLP's hidden activations) as it is quantised."""
+
+    def __init__(self, in_features: int, out_features: int, gelu_input: bool = False):
+        super().__init__()
+        self.gelu_input = gelu_input
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=torch.float8_e4m3fn),
+                                   requires_grad=False)
+        self.weight_scale = nn.Parameter(torch.ones(out_features), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False)
+
+    def forward(self, x: torch.Tensor, x2: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return torch.ops.ditserve.fp8_linear(x, self.weight, self.weight_scale, self.bias,
+                                             self.gelu_input and x2 is None, x2, self.gelu_input)
+
+
+def _linear(fp8: bool, in_features: int, out_features: int) -> nn.Module:
+    return Fp8Linear(in_features, out_features) if fp8 else nn.Linear(in_features, out_features)
+
+
+def _up_linear(fp8: bool, in_features: int, out_features: int) -> nn.Module:
+    return Fp8Linear(in_features, out_features) if fp8 else GeluLinear(in_features, out_features)
+
+
+def _down_linear(fp8: bool, in_features: int, out_features: int) -> nn.Module:
+    return Fp8Linear(in_features, out_features, gelu_input=True) if fp8 else SplitLinear(in_features, out_features)
+
+
+class GeluProj(nn.Module):
+    def __init__(self, dim: int, hidden: int, fp8: bool = False):
+        super().__init__()
+        self.proj = _up_linear(fp8, dim, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
 
 
 class FeedForward(nn.Module):
     """net.0.proj (gelu-tanh) -> net.1 (dropout, no-op) -> net.2."""
 
-    def __init__(self, dim: int, mult: int = 4):
+    def __init__(self, dim: int, mult: int = 4, fp8: bool = False):
         super().__init__()
-        self.net = nn.ModuleList([GeluProj(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim)])
+        self.net = nn.ModuleList([GeluProj(dim, dim * mult, fp8), nn.Dropout(0.0),
+                                  _down_linear(fp8, dim * mult, dim)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.net:
@@ -159,19 +217,19 @@ class JointAttention(nn.Module):
     """Double-stream attention. ``to_qkv`` / ``add_qkv_proj`` stack diffusers' to_q/to_k/to_v and
     add_q_proj/add_k_proj/add_v_proj (one GEMM per stream)."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int):
+    def __init__(self, dim: int, heads: int, head_dim: int, fp8: bool = False):
         super().__init__()
         self.heads = heads
         self.inner = heads * head_dim
         inner = self.inner
-        self.to_qkv = nn.Linear(dim, 3 * inner)
+        self.to_qkv = _linear(fp8, dim, 3 * inner)
         self.norm_q = RMSNorm(head_dim)
         self.norm_k = RMSNorm(head_dim)
-        self.add_qkv_proj = nn.Linear(dim, 3 * inner)
+        self.add_qkv_proj = _linear(fp8, dim, 3 * inner)
         self.norm_added_q = RMSNorm(head_dim)
         self.norm_added_k = RMSNorm(head_dim)
-        self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
-        self.to_add_out = nn.Linear(inner, dim)
+        self.to_out = nn.ModuleList([_linear(fp8, inner, dim)])
+        self.to_add_out = _linear(fp8, inner, dim)
 
     def forward(self, img: torch.Tensor, txt: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -196,9 +254,9 @@ class SelfAttention(nn.Module):
     """The single-stream blocks' q/k/v projection (``to_qkv`` stacks diffusers' to_q/to_k/to_v) and q/k
     norms; the attention itself runs in the block."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int):
+    def __init__(self, dim: int, heads: int, head_dim: int, fp8: bool = False):
         super().__init__()
-        self.to_qkv = nn.Linear(dim, 3 * heads * head_dim)
+        self.to_qkv = _linear(fp8, dim, 3 * heads * head_dim)
         self.norm_q = RMSNorm(head_dim)
         self.norm_k = RMSNorm(head_dim)
 
@@ -242,13 +300,13 @@ class AdaNormOut(nn.Module):
 
 
 class DoubleStreamBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, head_dim: int):
+    def __init__(self, dim: int, heads: int, head_dim: int, fp8: bool = False):
         super().__init__()
         self.norm1 = AdaNormZero(dim)
         self.norm1_context = AdaNormZero(dim)
-        self.attn = JointAttention(dim, heads, head_dim)
-        self.ff = FeedForward(dim)
-        self.ff_context = FeedForward(dim)
+        self.attn = JointAttention(dim, heads, head_dim, fp8)
+        self.ff = FeedForward(dim, fp8=fp8)
+        self.ff_context = FeedForward(dim, fp8=fp8)
 
     def forward(self, img: torch.Tensor, txt: torch.Tensor, temb: torch.Tensor, cos: torch.Tensor,
                 sin: torch.Tensor, key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -268,15 +326,15 @@ class DoubleStreamBlock(nn.Module):
 
 
 class SingleStreamBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, heads: int, head_dim: int, mlp_ratio: float = 4.0, fp8: bool = False):
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.heads = heads
         self.inner = heads * head_dim
         self.norm = AdaNormZeroSingle(dim)
-        self.proj_mlp = nn.Linear(dim, hidden)
-        self.proj_out = nn.Linear(dim + hidden, dim)
-        self.attn = SelfAttention(dim, heads, head_dim)
+        self.proj_mlp = _up_linear(fp8, dim, hidden)
+        self.proj_out = _down_linear(fp8, dim + hidden, dim)
+        self.attn = SelfAttention(dim, heads, head_dim, fp8)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -287,13 +345,9 @@ class SingleStreamBlock(nn.Module):
         k = torch.ops.ditserve.rms_rope(qkv[:, :, n:2 * n], self.attn.norm_k.weight, cos, sin, self.attn.norm_k.eps)
         v = _heads(qkv[:, :, 2 * n:], self.heads)  # a strided view: attention reads it in place
         a = _merge_heads(torch.ops.ditserve.attention(q, k, v, key_mask)).to(q.dtype)
-        # The MLP's GELU rides in its GEMM's epilogue (a separate GEMM from q/k/v for that reason).
-        mlp = torch.ops.ditserve.linear_gelu(xn, self.proj_mlp.weight, self.proj_mlp.bias)
-        # proj_out(cat([a, mlp])) as two GEMMs over its weight's column blocks, the second accumulating
-        # into the first's output: no concatenated copy of the 15360-wide activations.
-        w = self.proj_out.weight
-        y = F.linear(a, w[:, :n], self.proj_out.bias)
-        y.view(-1, y.shape[-1]).addmm_(mlp.reshape(-1, mlp.shape[-1]), w[:, n:].t())
+        # The MLP is a separate GEMM from q/k/v so that its GELU can ride with it (see GeluLinear / Fp8Linear);
+        # proj_out reads [a, mlp] without a concatenated copy.
+        y = self.proj_out(a, self.proj_mlp(xn))
         x = torch.addcmul(x, gate.unsqueeze(1), y)
         if x.dtype == torch.float16:
             x = x.clip(-65504, 65504)
@@ -331,12 +385,24 @@ def fuse_diffusers_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Te
     return sd
 
 
+def quantize_fp8_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """For every Fp8Linear of model, replace sd's "<name>.weight" (any float dtype) by its e4m3 quantisation
+    and add "<name>.weight_scale" (in place; one layer's float32 copy at a time)."""
+    for name, mod in model.named_modules():
+        if isinstance(mod, Fp8Linear):
+            key = name + ".weight"
+            if key not in sd:
+                continue  # load_state_dict(strict=True) names it
+            sd[key], sd[name + ".weight_scale"] = _ops.fp8_quantize_weight(sd[key])
+    return sd
+
+
 class FluxTransformer(nn.Module):
     def __init__(self, in_channels: int = 64, out_channels: Optional[int] = None, num_layers: int = 19,
                  num_single_layers: int = 38, attention_head_dim: int = 128, num_attention_heads: int = 24,
                  joint_attention_dim: int = 4096, pooled_projection_dim: int = 768,
                  guidance_embeds: bool = False, axes_dims_rope: Sequence[int] = (16, 56, 56),
-                 patch_size: int = 1):
+                 patch_size: int = 1, fp8: bool = False):
         super().__init__()
         if patch_size != 1:
             raise ValueError("only patch_size=1 FLUX checkpoints are supported")
@@ -359,14 +425,15 @@ class FluxTransformer(nn.Module):
         self.context_embedder = nn.Linear(joint_attention_dim, dim)
         self.x_embedder = nn.Linear(in_channels, dim)
         self.transformer_blocks = nn.ModuleList(
-            [DoubleStreamBlock(dim, num_attention_heads, attention_head_dim) for _ in range(num_layers)])
+            [DoubleStreamBlock(dim, num_attention_heads, attention_head_dim, fp8) for _ in range(num_layers)])
         self.single_transformer_blocks = nn.ModuleList(
-            [SingleStreamBlock(dim, num_attention_heads, attention_head_dim) for _ in range(num_single_layers)])
+            [SingleStreamBlock(dim, num_attention_heads, attention_head_dim, fp8=fp8)
+             for _ in range(num_single_layers)])
         self.norm_out = AdaNormOut(dim)
         self.proj_out = nn.Linear(dim, self.out_channels)
 
     @classmethod
-    def from_diffusers_config(cls, cfg: Dict) -> "FluxTransformer":
+    def from_diffusers_config(cls, cfg: Dict, fp8: bool = False) -> "FluxTransformer":
         return cls(in_channels=cfg.get("in_channels", 64), out_channels=cfg.get("out_channels"),
                    num_layers=cfg.get("num_layers", 19), num_single_layers=cfg.get("num_single_layers", 38),
                    attention_head_dim=cfg.get("attention_head_dim", 128),
@@ -375,7 +442,7 @@ class FluxTransformer(nn.Module):
                    pooled_projection_dim=cfg.get("pooled_projection_dim", 768),
                    guidance_embeds=bool(cfg.get("guidance_embeds", False)),
                    axes_dims_rope=tuple(cfg.get("axes_dims_rope", (16, 56, 56))),
-                   patch_size=cfg.get("patch_size", 1))
+                   patch_size=cfg.get("patch_size", 1), fp8=fp8)
 
     @torch.jit.export
     def embed(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,

@@ -12,6 +12,9 @@ tracing and the Python checks can run the exported modules.  Import it before ``
   rms_rope           per-head RMSNorm + RoPE of q/k into [B, H, S, D] (engine: one CUDA kernel for bf16)
   layer_norm_modulate  LN(x) * (1 + scale) + shift, adaLN (engine: one CUDA kernel for bf16)
   linear_gelu        gelu_tanh(linear(x)) (engine: one cuBLASLt GEMM with a bias + GELU epilogue on CUDA)
+  fp8_linear         linear with an e4m3 weight (per-output-feature scales) and the input quantised per row,
+                     optionally through GELU and concatenated from two tensors (engine: a quantisation
+                     kernel + torch's FP8 _scaled_mm on CUDA; opt-in "fp8" exports only)
 
 The references here compose torch ops with exactly the roundings of the unfused modules (as the engine's
 CPU path does), so fp32 exports stay bit-identical to diffusers-faithful eager code.
@@ -83,6 +86,44 @@ def linear_gelu_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     return F.gelu(F.linear(x, weight, bias), approximate="tanh")
 
 
+E4M3_MAX = 448.0  # largest finite float8_e4m3fn
+
+
+def fp8_quantize_rows_reference(x: torch.Tensor, gelu_x: bool = False, x2: Optional[torch.Tensor] = None,
+                                gelu_x2: bool = False):
+    """[act(x), act(x2)] rows -> (e4m3 [M, K], fp32 scale [M, 1]) with absmax(row) mapped to 448."""
+    y = F.gelu(x, approximate="tanh") if gelu_x else x
+    y = y.reshape(-1, y.shape[-1])
+    if x2 is not None:
+        y2 = F.gelu(x2, approximate="tanh") if gelu_x2 else x2
+        y = torch.cat([y, y2.reshape(-1, y2.shape[-1])], dim=1)
+    yf = y.float()
+    # times fp32(1/448) (the engine's kernel and its C++ composition do the same on every device)
+    scale = yf.abs().amax(-1, keepdim=True).clamp_min(1e-12) * (1.0 / E4M3_MAX)
+    return (yf * scale.reciprocal()).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn), scale
+
+
+def fp8_quantize_weight(w: torch.Tensor):
+    """[N, K] -> (e4m3 [N, K], fp32 [N]): one scale per output feature (the export's weight quantisation)."""
+    wf = w.float()
+    scale = wf.abs().amax(-1).clamp_min(1e-12) / E4M3_MAX
+    return (wf / scale[:, None]).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn), scale
+
+
+def fp8_linear_reference(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
+                         bias: Optional[torch.Tensor] = None, gelu_x: bool = False,
+                         x2: Optional[torch.Tensor] = None, gelu_x2: bool = False) -> torch.Tensor:
+    q, s = fp8_quantize_rows_reference(x, gelu_x, x2, gelu_x2)
+    y = (q.float() * s) @ (weight.float() * weight_scale[:, None]).t()
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype).view(tuple(x.shape[:-1]) + (weight.shape[0],))
+
+
+def _fp8_linear_meta(x, weight, weight_scale, bias=None, gelu_x=False, x2=None, gelu_x2=False):
+    return x.new_empty(tuple(x.shape[:-1]) + (weight.shape[0],))
+
+
 def _linear_gelu_meta(x, weight, bias):
     return x.new_empty(tuple(x.shape[:-1]) + (weight.shape[0],))
 
@@ -119,6 +160,8 @@ OPS = {
                             layer_norm_modulate_reference, _same_as_q),
     "linear_gelu": ("linear_gelu(Tensor x, Tensor weight, Tensor bias) -> Tensor", linear_gelu_reference,
                     _linear_gelu_meta),
+    "fp8_linear": ("fp8_linear(Tensor x, Tensor weight, Tensor weight_scale, Tensor? bias=None, bool gelu_x=False, "
+                   "Tensor? x2=None, bool gelu_x2=False) -> Tensor", fp8_linear_reference, _fp8_linear_meta),
 }
 SCHEMA = OPS["attention"][0]
 
