@@ -12,13 +12,15 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
-def parse_args(doc: str, profile: bool = False) -> argparse.Namespace:
+def parse_args(doc: str, profile: bool = False, fp8: bool = False) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine-lib", required=True, help="libditserve_engine.so (the engine's ditserve ops)")
     p.add_argument("--res", type=int, default=1024)
     p.add_argument("--text-len", type=int, default=512)
     p.add_argument("--layers", default="19,38", help="double,single block counts")
     p.add_argument("--device", default="cuda", help="cpu: a smoke run of the script (small --layers / --res)")
+    if fp8:
+        p.add_argument("--fp8", action="store_true", help="the model with FP8 block weights (export --fp8)")
     if profile:
         p.add_argument("--profile", type=int, default=0, metavar="N", help="profile one forward each: top N kernels")
     return p.parse_args()

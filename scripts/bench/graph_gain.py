@@ -3,7 +3,7 @@
 weights at the FLUX.1-dev config, built in-process) run eagerly with the engine's settings and ops, vs the
 same forward replayed from a CUDA graph. Median of 10 synchronised forwards each (the references' method).
 
-  graph_gain.py --engine-lib build-gpu/engine/libditserve_engine.so [--res 1024] [--layers 19,38]
+  graph_gain.py --engine-lib build-gpu/engine/libditserve_engine.so [--res 1024] [--layers 19,38] [--fp8]
 """
 import sys
 
@@ -13,9 +13,12 @@ import flux_inproc
 
 
 def main() -> int:
-    a = flux_inproc.parse_args(__doc__)
+    a = flux_inproc.parse_args(__doc__, fp8=True)
     flux_inproc.setup(a)
-    model = torch.jit.script(flux_inproc.build(a).to(torch.bfloat16))
+    model = flux_inproc.build(a).to(torch.bfloat16)
+    if a.fp8:
+        model = flux_inproc.build_fp8(a, model.state_dict())
+    model = torch.jit.script(model)
     args = flux_inproc.inputs(a, torch.bfloat16)
     for _ in range(3):
         model(*args)
@@ -33,7 +36,7 @@ def main() -> int:
     ref = model(*args)
     graph.replay()
     err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
-    print(f"FLUX transformer {a.layers} blocks, {a.res}x{a.res}: TorchScript eager {eager:.1f} ms, CUDA graph replay "
+    print(f"FLUX transformer {a.layers} blocks{' (fp8 weights)' if a.fp8 else ''}, {a.res}x{a.res}: TorchScript eager {eager:.1f} ms, CUDA graph replay "
           f"{replay:.1f} ms (host share {100 * (eager - replay) / eager:.0f}%); replay vs eager normalised diff {err:.1e}")
     return 0
 
