@@ -10,10 +10,10 @@
 namespace ditserve::kernels {
 namespace {
 
-constexpr int kThreads = 256;  // one block per row
-constexpr int kMaxVecs = 8;    // 16-byte vectors per thread held in registers: rows up to 256*8*8 = 16384 wide
+constexpr int kThreads = 256;    // one block per row
+constexpr int kMaxCols = 16384;  // a row in shared memory: 32 KB, under the 48 KB default limit
 constexpr float kE4m3Max = 448.f;
-constexpr float kInvE4m3Max = 1.f / 448.f;  // scale = absmax * this (fp32 multiply; the references do the same)
+constexpr float kInvE4m3Max = 1.f / kE4m3Max;  // scale = absmax * this (fp32 multiply; the references do the same)
 
 // GELU(tanh) rounded to bf16 like the eager op's output, as x * sigmoid(2u) = 0.5 x (1 + tanh(u)): one
 // exp and one fast division instead of tanhf, which made the kernel ALU-bound. Agrees with torch's
@@ -25,16 +25,10 @@ __device__ __forceinline__ float Activate(float x, bool gelu) {
   return __bfloat162float(__float2bfloat16_rn(__fdividef(x, 1.f + __expf(-2.f * u))));
 }
 
-// Vector v (8 bf16 = 16 bytes) of row (b, s) of the concatenation [a, b], activated, as packed bf16.
-__device__ __forceinline__ uint4 LoadActivated(const Fp8RowPart& a, const Fp8RowPart& b, int64_t bi, int64_t si,
-                                               int64_t v) {
-  const int64_t c = v * 8;
-  const bool first = c < a.cols;  // fields picked one by one: no local copy of a part
-  const auto* x = static_cast<const __nv_bfloat16*>(first ? a.x : b.x);
-  const int64_t offset = bi * (first ? a.batch_stride : b.batch_stride) + si * (first ? a.row_stride : b.row_stride) +
-                         (first ? c : c - a.cols);
-  uint4 raw = __ldg(reinterpret_cast<const uint4*>(x + offset));
-  if (first ? a.gelu : b.gelu) {
+// 8 bf16 (16 bytes) at p, activated, as packed bf16.
+__device__ __forceinline__ uint4 LoadActivated(const __nv_bfloat16* p, bool gelu) {
+  uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+  if (gelu) {
     auto* h = reinterpret_cast<__nv_bfloat162*>(&raw);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -59,12 +53,12 @@ __device__ __forceinline__ float AbsMax8(const uint4& raw) {
 __device__ __forceinline__ uint2 Quantize8(const uint4& raw, float inv_scale) {
   const auto* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
   uint2 packed;
-  auto* bytes = reinterpret_cast<uint8_t*>(&packed);
+  auto* pairs = reinterpret_cast<__nv_fp8x2_storage_t*>(&packed);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const float2 f = __bfloat1622float2(h[i]);
-    bytes[2 * i] = __nv_cvt_float_to_fp8(f.x * inv_scale, __NV_SATFINITE, __NV_E4M3);
-    bytes[2 * i + 1] = __nv_cvt_float_to_fp8(f.y * inv_scale, __NV_SATFINITE, __NV_E4M3);
+    // one cvt per pair; the lower byte holds .x (memory order)
+    pairs[i] = __nv_cvt_float2_to_fp8x2(make_float2(f.x * inv_scale, f.y * inv_scale), __NV_SATFINITE, __NV_E4M3);
   }
   return packed;
 }
@@ -81,32 +75,35 @@ __device__ __forceinline__ float BlockMax(float v) {
   return v;
 }
 
-// The row's (activated) values stay in registers between the absmax and the quantisation: one read of the
-// input, all of a thread's loads in flight at once.
-template <int kVecs>
+// One block per row. Pass 1 loads the row once (activating it), keeps it in shared memory and reduces its
+// absmax; pass 2 quantises from shared memory. Shared memory rather than registers keeps registers low, so
+// up to 8 blocks (rows) per SM overlap their loads with other rows' reductions and stores.
 __global__ void __launch_bounds__(kThreads) QuantizeKernel(Fp8RowPart a, Fp8RowPart b, int64_t S,
                                                            uint8_t* __restrict__ q, float* __restrict__ scale) {
+  extern __shared__ uint4 row_smem[];  // the activated row, packed bf16
   const int64_t row = blockIdx.x;
   const int64_t bi = row / S, si = row % S;
-  const int64_t cols = a.cols + b.cols, vecs = cols / 8;
-  uint4 v[kVecs];
+  // the row's two parts; columns as 32-bit offsets (rows are at most kMaxCols wide)
+  const auto* row_a = static_cast<const __nv_bfloat16*>(a.x) + bi * a.batch_stride + si * a.row_stride;
+  const auto* row_b = b.cols ? static_cast<const __nv_bfloat16*>(b.x) + bi * b.batch_stride + si * b.row_stride
+                             : row_a;
+  const int cols_a = int(a.cols), cols = int(a.cols + b.cols), vecs = cols / 8;
   float amax = 0.f;
-#pragma unroll
-  for (int j = 0; j < kVecs; ++j) {
-    const int64_t idx = threadIdx.x + int64_t(j) * kThreads;
-    if (idx < vecs) {
-      v[j] = LoadActivated(a, b, bi, si, idx);
-      amax = fmaxf(amax, AbsMax8(v[j]));
-    }
+#pragma unroll 4
+  for (int idx = threadIdx.x; idx < vecs; idx += kThreads) {
+    const int c = idx * 8;
+    const uint4 v = c < cols_a ? LoadActivated(row_a + c, a.gelu) : LoadActivated(row_b + (c - cols_a), b.gelu);
+    row_smem[idx] = v;
+    amax = fmaxf(amax, AbsMax8(v));
   }
+  // BlockMax synchronises the block; each thread then reads back only the vectors it wrote
   const float s = fmaxf(BlockMax(amax), 1e-12f) * kInvE4m3Max;
   if (threadIdx.x == 0) scale[row] = s;
   const float inv = 1.f / s;  // correctly rounded, as torch's reciprocal()
   uint8_t* out = q + row * cols;
-#pragma unroll
-  for (int j = 0; j < kVecs; ++j) {
-    const int64_t idx = threadIdx.x + int64_t(j) * kThreads;
-    if (idx < vecs) *reinterpret_cast<uint2*>(out + idx * 8) = Quantize8(v[j], inv);
+#pragma unroll 4
+  for (int idx = threadIdx.x; idx < vecs; idx += kThreads) {
+    *reinterpret_cast<uint2*>(out + idx * 8) = Quantize8(row_smem[idx], inv);
   }
 }
 
@@ -122,18 +119,11 @@ cudaError_t Fp8QuantizeRowsBf16(const Fp8RowPart& a, const Fp8RowPart& b, int64_
                                 float* scale, cudaStream_t stream) {
   const int64_t vecs = (a.cols + b.cols) / 8;
   if (B < 1 || S < 1 || B * S >= (int64_t(1) << 31) || a.cols < 8 || !PartOk(a) || !PartOk(b) || q == nullptr ||
-      scale == nullptr || vecs > int64_t(kThreads) * kMaxVecs) {
+      scale == nullptr || vecs * 8 > kMaxCols) {
     return cudaErrorInvalidValue;
   }
-  const dim3 grid(unsigned(B * S));
-  auto* qb = static_cast<uint8_t*>(q);
-  if (vecs <= kThreads * 2) {
-    QuantizeKernel<2><<<grid, kThreads, 0, stream>>>(a, b, S, qb, scale);
-  } else if (vecs <= kThreads * 4) {
-    QuantizeKernel<4><<<grid, kThreads, 0, stream>>>(a, b, S, qb, scale);
-  } else {
-    QuantizeKernel<kMaxVecs><<<grid, kThreads, 0, stream>>>(a, b, S, qb, scale);
-  }
+  QuantizeKernel<<<unsigned(B * S), kThreads, size_t(vecs) * sizeof(uint4), stream>>>(a, b, S,
+                                                                                     static_cast<uint8_t*>(q), scale);
   return cudaGetLastError();
 }
 

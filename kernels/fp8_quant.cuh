@@ -28,7 +28,7 @@ struct Fp8RowPart {
 
 // q: e4m3 [B*S, a.cols + b.cols] contiguous; scale: fp32 [B*S].
 // Requirements (else cudaErrorInvalidValue, nothing launched): a.cols >= 8; a.cols + b.cols <= 16384 (a row
-// is held in registers); every cols, stride and the pointers 16-byte aligned (multiples of 8 elements);
+// is held in shared memory); every cols, stride and the pointers 16-byte aligned (multiples of 8 elements);
 // B*S < 2^31.
 cudaError_t Fp8QuantizeRowsBf16(const Fp8RowPart& a, const Fp8RowPart& b, int64_t B, int64_t S, void* q,
                                 float* scale, cudaStream_t stream);

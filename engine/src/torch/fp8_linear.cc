@@ -15,7 +15,7 @@ namespace ditserve::torch_engine {
 namespace {
 
 constexpr double kE4m3Max = 448.0;
-constexpr int64_t kKernelMaxK = 16384;  // kernels/fp8_quant.cuh: a row is held in registers
+constexpr int64_t kKernelMaxK = 16384;  // kernels/fp8_quant.cuh: a row is held in shared memory
 
 bool Has(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
 
