@@ -79,8 +79,8 @@ poll_gpu_mem() {
 do_ditserve() {
   run_ditserve single 1 1 1 || return 1
   if [ "$NGPU" -ge 2 ]; then
-    run_ditserve ulysses2 2 2 1
-    run_ditserve ring2 2 1 2
+    run_ditserve ulysses2 2 2 1 || return 1
+    run_ditserve ring2 2 1 2 || return 1
   fi
   if [ -f "$MODEL_FP8/model.json" ]; then
     SYSTEM=ditserve-fp8 MODEL=$MODEL_FP8 run_ditserve single 1 1 1 || return 1
@@ -146,7 +146,8 @@ JSON
   fi
   rm -f "$flag"; wait $poller 2>/dev/null
   kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
-  "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" "$gpus" "$layout" "$system" <<'PYEOF'
+  local recorded=0
+  "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" "$gpus" "$layout" "$system" <<'PYEOF' || recorded=1
 import glob, json, os, statistics, sys
 d, runs, steps, records, peak = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 gpus, layout, system = int(sys.argv[6]), sys.argv[7], sys.argv[8]
@@ -190,6 +191,8 @@ PYEOF
   for i in $(seq 0 "$RUNS"); do cat "$dir/result$i.json" "$dir/client$i.json" 2>/dev/null; done > "$dir/runs.jsonl"
   cat "$dir"/cache*.json "$dir/big.json" >> "$dir/runs.jsonl" 2>/dev/null
   rm -f "$dir"/result*.json "$dir"/client*.json "$dir"/out[1-9]*.png "$dir"/cache*.json "$dir"/cache*.png "$dir/big.json" "$dir/big.png"
+  [ $recorded = 0 ] || log "$system $layout: no successful timed request (see $dir/server.log)"
+  return $recorded
 }
 
 do_references() {
