@@ -143,6 +143,7 @@ v1::ListModelsResponse Coordinator::ListModels() const {
     mi->set_guidance_embeds(m.guidance_embeds);
     mi->add_output_formats(m.output == OutputKind::kVideo ? v1::OUTPUT_FORMAT_MP4 : v1::OUTPUT_FORMAT_PNG);
     mi->set_max_prompt_chars(m.max_prompt_chars);
+    mi->set_weights(m.weights);
     uint32_t n = 0;
     for (const auto& g : groups_) n += g->model() == name;
     mi->set_groups(n);

@@ -50,6 +50,13 @@ TEST_F(FluxModelTest, InfoComesFromModelJson) {
   EXPECT_TRUE(info.guidance_embeds);
   EXPECT_EQ(info.output, OutputKind::kImage);
   EXPECT_EQ(info.num_frames.max, 1);
+  EXPECT_EQ(info.weights, "float32");
+}
+
+TEST(FluxModelInfo, Fp8ExportNamesItsWeights) {
+  auto info = ReadModelInfo(testing::TestModelsDir() + "/flux-tiny-dev-fp8");
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->weights, "fp8_e4m3");
 }
 
 TEST_F(FluxModelTest, GeneratesPngOfRequestedSize) {

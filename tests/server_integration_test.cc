@@ -144,6 +144,7 @@ TEST_F(FastServer, ListModelsAndStatus) {
   EXPECT_EQ(models.models(0).name(), "flux-tiny-dev");
   EXPECT_EQ(models.models(0).family(), "flux");
   EXPECT_EQ(models.models(0).groups(), 2u);
+  EXPECT_EQ(models.models(0).weights(), "float32");
   EXPECT_GT(models.models(0).width().multiple_of(), 1u);
   auto s = Status(*stub_);
   ASSERT_EQ(s.groups_size(), 2);

@@ -166,8 +166,13 @@ StatusOr<ModelInfo> ReadModelInfo(const std::string& dir) {
     return rd.Error("output", "must be \"image\" or \"video\", got \"" + output + "\"");
   }
 
+  const std::string default_dtype = "float32";
+  ASSIGN_OR_RETURN(info.weights, rd.String(j, "", "dtype", &default_dtype));
   ASSIGN_OR_RETURN(const json* transformer, rd.Object(j, "", "transformer", false));
   if (transformer) {
+    // older exports have no "weights": their GEMMs hold the model's dtype
+    const std::string dtype = info.weights;
+    ASSIGN_OR_RETURN(info.weights, rd.String(*transformer, "transformer", "weights", &dtype));
     ASSIGN_OR_RETURN(info.guidance_embeds, rd.Bool(*transformer, "transformer", "guidance_embeds", false));
     const int64_t unknown_heads = 0;
     ASSIGN_OR_RETURN(info.attention_heads, rd.Int(*transformer, "transformer", "num_attention_heads", &unknown_heads));

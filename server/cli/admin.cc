@@ -44,13 +44,14 @@ int Models(Ctl& ctl, double timeout) {
   grpc::Status st = ctl.stub->ListModels(&ctx, v1::ListModelsRequest(), &resp);
   if (!st.ok()) return ctl.Fail(st);
   std::vector<std::vector<std::string>> rows = {
-      {"NAME", "FAMILY", "KIND", "WIDTH", "HEIGHT", "FRAMES", "STEPS", "GUIDANCE", "FORMATS", "GROUPS"}};
+      {"NAME", "FAMILY", "KIND", "WEIGHTS", "WIDTH", "HEIGHT", "FRAMES", "STEPS", "GUIDANCE", "FORMATS", "GROUPS"}};
   for (const auto& m : resp.models()) {
     std::string formats;
     for (int f : m.output_formats()) {
       formats += (formats.empty() ? "" : ",") + std::string(FormatName(static_cast<v1::OutputFormat>(f)));
     }
-    rows.push_back({m.name(), m.family(), m.video() ? "video" : "image", RangeStr(m.width()),
+    rows.push_back({m.name(), m.family(), m.video() ? "video" : "image", m.weights().empty() ? "-" : m.weights(),
+                    RangeStr(m.width()),
                     RangeStr(m.height()), m.video() ? RangeStr(m.num_frames()) : "-",
                     RangeStr(m.num_inference_steps()),
                     Fmt("%g", m.default_guidance_scale()) + (m.guidance_embeds() ? " (distilled)" : ""),

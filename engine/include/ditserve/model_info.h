@@ -31,6 +31,7 @@ struct ModelInfo {
   float default_guidance_scale = 3.5f;
   bool guidance_embeds = false;
   int64_t attention_heads = 0;  // of the transformer; 0 = not stated (Ulysses degree checked at load)
+  std::string weights;          // the transformer's GEMM weights: model.json's dtype, or e.g. "fp8_e4m3"
   uint32_t max_prompt_chars = 4096;
   uint32_t default_fps = 0;
 };

@@ -151,7 +151,7 @@ at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
   CheckWeights(k, x, weight, weight_scale, bias);
   const int64_t n = weight.size(0);
   // _scaled_mm's row-wise path: K and N multiples of 16, bf16 bias and output, Ada/Hopper or newer
-  if (KernelApplies(x, x2) && HasFp8TensorCores(x) && k % 16 == 0 && n % 16 == 0 &&
+  if (KernelApplies(x, x2) && HasFp8TensorCores(x) && k % 16 == 0 && n % 16 == 0 && weight.is_contiguous() &&
       (!Has(bias) || bias->scalar_type() == at::kBFloat16)) {
     const auto [q, scale] = KernelQuantize(x, gelu_x, x2, gelu_x2, rows, k);
     const at::Tensor ws = weight_scale.is_contiguous() ? weight_scale.view({1, n}) : weight_scale.contiguous().view({1, n});
