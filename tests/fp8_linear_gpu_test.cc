@@ -117,6 +117,11 @@ TEST(Fp8LinearGpu, ScaledGemmMatchesReferences) {
   }
 }
 
+TEST(Fp8LinearGpu, HopperRunsFp8Gemms) {
+  const cudaDeviceProp* p = at::cuda::getDeviceProperties(0);
+  EXPECT_EQ(Fp8GemmsRunOn(at::Device(at::kCUDA, 0)), p->major * 10 + p->minor >= 89) << p->name;
+}
+
 TEST(Fp8LinearGpu, FallsBackOnUnalignedInput) {
   at::manual_seed(Seed());
   const Layer l = MakeLayer(64, 48);

@@ -57,6 +57,11 @@ TEST(Fp8Linear, LayerCloseToUnquantisedForEveryCallForm) {
             0.06);
 }
 
+TEST(Fp8Linear, NoFp8GemmsOnTheCpu) {
+  // the engine serves fp8 exports on the CPU (composed) but refuses GPUs without FP8 GEMMs
+  EXPECT_FALSE(Fp8GemmsRunOn(at::Device(at::kCPU)));
+}
+
 TEST(Fp8Linear, RejectsMismatchedArguments) {
   const at::Tensor x = at::randn({1, 4, 32}).to(at::kBFloat16);
   const at::Tensor w8 = at::randn({16, 32}).to(at::kFloat8_e4m3fn), ws = at::ones({16});

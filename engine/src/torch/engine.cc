@@ -11,6 +11,7 @@
 #include "engine/src/torch/attention_op.h"
 #include "engine/src/torch/cp/cp_attention.h"
 #include "engine/src/torch/cp/mesh.h"
+#include "engine/src/torch/fp8_linear.h"
 #include "models/registry.h"
 
 namespace ditserve {
@@ -100,6 +101,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   }
   ASSIGN_OR_RETURN(ModelInfo info, ReadModelInfo(options.model_dir));
   ASSIGN_OR_RETURN(at::Device device, ParseDevice(options.device));
+  // An fp8 export on a GPU without FP8 GEMMs would run, dequantising every weight each step: refuse it.
+  if (info.weights.rfind("fp8", 0) == 0 && device.is_cuda() && !torch_engine::Fp8GemmsRunOn(device)) {
+    return FailedPrecondition("model " + info.name + " has " + info.weights + " weights, whose FP8 GEMMs need a GPU "
+                              "of compute capability >= 8.9 (Ada, Hopper or newer) and a build with ditserve's CUDA "
+                              "kernels, which " + device.str() + " in this build lacks: export the model without --fp8");
+  }
   if (options.intra_op_threads < 0) return InvalidArgument("intra_op_threads must be >= 0");
   if (options.cache_warmup_steps < 1 || options.cache_max_consecutive_skips < 0) {
     return InvalidArgument("cache_warmup_steps must be >= 1 and cache_max_consecutive_skips >= 0");

@@ -106,13 +106,22 @@ std::pair<at::Tensor, at::Tensor> KernelQuantize(const at::Tensor& x, bool gelu_
   return {q, scale};
 }
 
-bool HasFp8TensorCores(const at::Tensor& x) {
-  const cudaDeviceProp* p = at::cuda::getDeviceProperties(x.device().index());
+bool HasFp8TensorCores(const at::Device& device) {
+  const cudaDeviceProp* p = at::cuda::getDeviceProperties(device.index());
   return p->major > 8 || (p->major == 8 && p->minor >= 9);
 }
 #endif
 
 }  // namespace
+
+bool Fp8GemmsRunOn(const at::Device& device) {
+#ifdef DITSERVE_HAVE_CUDA_KERNELS
+  return device.is_cuda() && HasFp8TensorCores(device);
+#else
+  (void)device;
+  return false;
+#endif
+}
 
 std::pair<at::Tensor, at::Tensor> Fp8QuantizeRowsReference(const at::Tensor& x, bool gelu_x,
                                                            const std::optional<at::Tensor>& x2, bool gelu_x2) {
@@ -151,7 +160,7 @@ at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
   CheckWeights(k, x, weight, weight_scale, bias);
   const int64_t n = weight.size(0);
   // _scaled_mm's row-wise path: K and N multiples of 16, bf16 bias and output, Ada/Hopper or newer
-  if (KernelApplies(x, x2) && HasFp8TensorCores(x) && k % 16 == 0 && n % 16 == 0 && weight.is_contiguous() &&
+  if (KernelApplies(x, x2) && HasFp8TensorCores(x.device()) && k % 16 == 0 && n % 16 == 0 && weight.is_contiguous() &&
       (!Has(bias) || bias->scalar_type() == at::kBFloat16)) {
     const auto [q, scale] = KernelQuantize(x, gelu_x, x2, gelu_x2, rows, k);
     const at::Tensor ws = weight_scale.is_contiguous() ? weight_scale.view({1, n}) : weight_scale.contiguous().view({1, n});

@@ -27,6 +27,11 @@ at::Tensor Fp8LinearReference(const at::Tensor& x, const at::Tensor& weight, con
                               const std::optional<at::Tensor>& bias, bool gelu_x, const std::optional<at::Tensor>& x2,
                               bool gelu_x2);
 
+// Whether fp8_linear runs as FP8 GEMMs on `device` (a CUDA device with compute capability >= 8.9 in a build
+// with the kernels). Elsewhere it is correct but dequantises every weight on every call: on the CPU that is
+// what CI runs tiny models with; on an older GPU the engine refuses fp8 exports instead (engine.cc).
+bool Fp8GemmsRunOn(const at::Device& device);
+
 // The quantisation alone: (q e4m3 [M, K], scale fp32 [M, 1]) for the M = prod(leading dims) rows; the kernel
 // where it applies, else the composition. Exposed for the GPU tests.
 std::pair<at::Tensor, at::Tensor> Fp8QuantizeRows(const at::Tensor& x, bool gelu_x,
