@@ -337,17 +337,26 @@ TEST_F(SlowServer, QueueFullCancelDeadlineKillAndDrain) {
   }
   // 5. SIGTERM drains: the running request completes, new ones are refused, exit code 0.
   {
+    auto any_busy = [&] {
+      const v1::ServerStatus st = Status(*stub_);  // named: range-for over a temporary's member dangles
+      bool busy = false;
+      for (const auto& g : st.groups()) busy = busy || g.state() == v1::GROUP_STATE_BUSY;
+      return busy;
+    };
+    // The previous request's group may still report BUSY just after its reply: wait for idle first, or
+    // the signal can beat the new request to the server.
+    for (int i = 0; i < 200 && any_busy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    ASSERT_FALSE(any_busy()) << "a group stayed busy with no request";
     auto fut = std::async(std::launch::async, [&] {
       auto stub = server_->NewStub();
       return Generate(*stub, Req(64, 64, 6, 5));
     });
-    for (int i = 0; i < 200; ++i) {
-      bool busy = false;
-      const v1::ServerStatus st = Status(*stub_);
-      for (const auto& g : st.groups()) busy = busy || g.state() == v1::GROUP_STATE_BUSY;
-      if (busy) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    bool started = false;
+    for (int i = 0; i < 400 && !started; ++i) {
+      started = any_busy();
+      if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
+    ASSERT_TRUE(started) << "the request never started";
     server_->Signal(SIGTERM);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     Outcome refused = Generate(*stub_, Req(64, 64, 2, 6));
