@@ -68,6 +68,16 @@ std::pair<at::Tensor, at::Tensor> ComposedQuantize(const at::Tensor& x, bool gel
   return {q, scale};
 }
 
+// The fp32 composition of the layer, arguments already checked.
+at::Tensor ComposedLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& weight_scale,
+                          const std::optional<at::Tensor>& bias, bool gelu_x, const std::optional<at::Tensor>& x2,
+                          bool gelu_x2) {
+  const auto [q, scale] = ComposedQuantize(x, gelu_x, x2, gelu_x2);
+  at::Tensor y = at::matmul(q.to(at::kFloat) * scale, (weight.to(at::kFloat) * weight_scale.unsqueeze(1)).t());
+  if (Has(bias)) y = y + bias->to(at::kFloat);
+  return y.to(x.scalar_type()).view(OutShape(x, weight.size(0)));
+}
+
 #ifdef DITSERVE_HAVE_CUDA_KERNELS
 kernels::Fp8RowPart Part(const at::Tensor& t, bool gelu) {
   // t viewed as [B, S, cols]: leading dims other than the last two must be dense over each other
@@ -143,21 +153,16 @@ std::pair<at::Tensor, at::Tensor> Fp8QuantizeRows(const at::Tensor& x, bool gelu
 at::Tensor Fp8LinearReference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& weight_scale,
                               const std::optional<at::Tensor>& bias, bool gelu_x, const std::optional<at::Tensor>& x2,
                               bool gelu_x2) {
-  const auto [rows, k] = CheckInput(x, x2);
-  (void)rows;
-  CheckWeights(k, x, weight, weight_scale, bias);
-  const auto [q, scale] = ComposedQuantize(x, gelu_x, x2, gelu_x2);
-  at::Tensor y = at::matmul(q.to(at::kFloat) * scale, (weight.to(at::kFloat) * weight_scale.unsqueeze(1)).t());
-  if (Has(bias)) y = y + bias->to(at::kFloat);
-  return y.to(x.scalar_type()).view(OutShape(x, weight.size(0)));
+  CheckWeights(CheckInput(x, x2).second, x, weight, weight_scale, bias);
+  return ComposedLinear(x, weight, weight_scale, bias, gelu_x, x2, gelu_x2);
 }
 
 at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& weight_scale,
                      const std::optional<at::Tensor>& bias, bool gelu_x, const std::optional<at::Tensor>& x2,
                      bool gelu_x2) {
-#ifdef DITSERVE_HAVE_CUDA_KERNELS
   const auto [rows, k] = CheckInput(x, x2);
   CheckWeights(k, x, weight, weight_scale, bias);
+#ifdef DITSERVE_HAVE_CUDA_KERNELS
   const int64_t n = weight.size(0);
   // _scaled_mm's row-wise path: K and N multiples of 16, bf16 bias and output, Ada/Hopper or newer
   if (KernelApplies(x, x2) && HasFp8TensorCores(x.device()) && k % 16 == 0 && n % 16 == 0 && weight.is_contiguous() &&
@@ -169,7 +174,7 @@ at::Tensor Fp8Linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
         .view(OutShape(x, n));
   }
 #endif
-  return Fp8LinearReference(x, weight, weight_scale, bias, gelu_x, x2, gelu_x2);
+  return ComposedLinear(x, weight, weight_scale, bias, gelu_x, x2, gelu_x2);
 }
 
 }  // namespace ditserve::torch_engine
