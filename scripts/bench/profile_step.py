@@ -13,7 +13,6 @@ GEMM / attention / other, and the step's wall time. Used by scripts/bench_gpu.sh
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -61,14 +60,7 @@ def main() -> int:
     for _ in range(3):
         model(*args)
     sync()
-    # The references' method (flux_reference.py): median of 10 synchronised forwards.
-    times = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        model(*args)
-        sync()
-        times.append((time.perf_counter() - t0) * 1000)
-    wall_ms = statistics.median(times)
+    wall_ms = flux_inproc.median_ms(lambda: model(*args))  # the references' method (flux_reference.py)
     prof = flux_inproc.profile_once(lambda: model(*args), dev.type == "cuda")
     total = prof["profiled_ms"]
     print(f"one transformer evaluation at {a.res}x{a.res} ({n_img} image + {a.text_len} text tokens), {dtype}, "
