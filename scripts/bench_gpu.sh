@@ -8,8 +8,10 @@
 # Usage: scripts/bench_gpu.sh [model|ditserve|profile|quality|references|report|all]...   (no argument: all)
 #   model       random-weight FLUX.1-dev checkpoint (weights initialised on the GPU) exported to $BENCH_MODEL
 #               (bf16) and $BENCH_MODEL_FP8 (the opt-in FP8 block weights, export_model.py --fp8)
-#   ditserve    start ditserve on 1 GPU (time to ready), 1 warm-up + $BENCH_RUNS requests: e2e, stages,
-#               step time, peak GPU memory; then the same for the FP8 export (system "ditserve-fp8")
+#   ditserve    start ditserve per layout (time to ready), 1 warm-up + $BENCH_RUNS requests: e2e, stages,
+#               step time, peak GPU memory (process and per stage), a 2048x2048 request (decode);
+#               layouts: single, and ulysses2 / ring2 on 2+ GPUs (their PNG compared with the 1-GPU one);
+#               then the FP8 export (system "ditserve-fp8") on 1 GPU and ulysses2
 #   profile     one profiled transformer evaluation per export: device time by kind (GEMM / attention /
 #               other), top ops, and the forward alone timed like the references
 #   quality     scripts/bench/fused_quality.py: bf16 fused / unfused and FP8 vs float32 on the full model
@@ -20,6 +22,7 @@
 #           BENCH_OUT (default /tmp/ditserve-bench), BENCH_MODEL (default /tmp/ditserve-bench-model/flux-dev),
 #           BENCH_MODEL_FP8 (default $BENCH_MODEL-fp8; the FP8 runs are skipped, with a note, when it is absent),
 #           BENCH_SRC (checkpoint scratch, default /dev/shm/ditserve-bench-src, deleted after export),
+#           BENCH_LAYOUTS (default "single ulysses2 ring2 fp8:single fp8:ulysses2"),
 #           BENCH_RUNS (default 3), BENCH_STEPS (default 28), BENCH_RES (default 1024),
 #           BENCH_COMMIT (recorded commit; default: git rev-parse --short HEAD).
 set -uo pipefail
@@ -75,18 +78,25 @@ poll_gpu_mem() {
 }
 
 # ditserve on every layout the host allows: 1 GPU, and ulysses2 / ring2 groups when 2+ GPUs are visible
-# (the layouts ParaAttention is measured with).
+# (the layouts ParaAttention is measured with); the FP8 export on 1 GPU and ulysses2. BENCH_LAYOUTS picks a
+# subset (e.g. "single ulysses2" in one call, "ring2 fp8:single fp8:ulysses2" in the next).
 do_ditserve() {
-  run_ditserve single 1 1 1 || return 1
-  if [ "$NGPU" -ge 2 ]; then
-    run_ditserve ulysses2 2 2 1 || return 1
-    run_ditserve ring2 2 1 2 || return 1
-  fi
-  if [ -f "$MODEL_FP8/model.json" ]; then
-    SYSTEM=ditserve-fp8 MODEL=$MODEL_FP8 run_ditserve single 1 1 1 || return 1
-  else
-    log "no FP8 export at $MODEL_FP8: ditserve-fp8 not run"
-  fi
+  local want=${BENCH_LAYOUTS:-single ulysses2 ring2 fp8:single fp8:ulysses2} l layout system model ranks u r
+  for l in $want; do
+    layout=${l#fp8:}; system=ditserve; model=$MODEL
+    if [ "$l" != "$layout" ]; then
+      system=ditserve-fp8; model=$MODEL_FP8
+      [ -f "$MODEL_FP8/model.json" ] || { log "no FP8 export at $MODEL_FP8: $l not run"; continue; }
+    fi
+    case $layout in
+      single) ranks=1 u=1 r=1 ;;
+      ulysses2) ranks=2 u=2 r=1 ;;
+      ring2) ranks=2 u=1 r=2 ;;
+      *) log "unknown layout $l (single|ulysses2|ring2, optionally fp8:)"; return 1 ;;
+    esac
+    if [ "$ranks" -gt "$NGPU" ]; then log "$l needs $ranks GPUs, $NGPU visible: not run"; continue; fi
+    SYSTEM=$system MODEL=$model run_ditserve "$layout" "$ranks" "$u" "$r" || return 1
+  done
 }
 
 # [SYSTEM=ditserve] [MODEL=...] run_ditserve LAYOUT RANKS ULYSSES RING
@@ -140,17 +150,18 @@ JSON
     b=$(date +%s.%N)
     echo "{\"client_s\": $(awk -v a="$a" -v b="$b" "BEGIN{printf \"%.3f\", b - a}"), \"threshold\": $thr}" >> "$dir/cache$thr.json"
   done
-  if [ "$layout" = single ] && [ "$system" = ditserve ] && [ "${BENCH_BIG:-1}" = 1 ]; then
+  if [ "$system" = ditserve ] && [ "${BENCH_BIG:-1}" = 1 ]; then
     $ctl generate -p "a red fox in fresh snow, golden hour" -W 2048 -H 2048 -s 2 --seed 1 -o "$dir/big.png" -q \
       --json > "$dir/big.json" || log "2048x2048 request failed"
   fi
   rm -f "$flag"; wait $poller 2>/dev/null
   kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null
   local recorded=0
-  "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" "$gpus" "$layout" "$system" <<'PYEOF' || recorded=1
+  "$PY" - "$dir" "$RUNS" "$STEPS" "$RECORDS" "$(cat "$dir/peak_mib")" "$gpus" "$layout" "$system" \
+    "$OUT/$system-single/out0.png" <<'PYEOF' || recorded=1
 import glob, json, os, statistics, sys
 d, runs, steps, records, peak = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
-gpus, layout, system = int(sys.argv[6]), sys.argv[7], sys.argv[8]
+gpus, layout, system, single_png = int(sys.argv[6]), sys.argv[7], sys.argv[8], sys.argv[9]
 res = []
 for i in range(1, runs + 1):  # run 0 is the warm-up
     try:
@@ -167,6 +178,23 @@ rows = [("e2e_s", statistics.median(x["client_s"] for x in res), "s", "client wa
         ("decode_s", med("decode"), "s", "VAE decode + postprocess"), ("encode_s", med("encode"), "s", "PNG encode"),
         ("peak_mem_gb", peak / 1024, "GB", "nvidia-smi memory.used peak (incl. CUDA context"
          + (", 2048x2048 request too)" if os.path.exists(f"{d}/big.json") else ")"))]
+# Peak memory in use during a stage on the leader (the caching allocator's, resident weights included).
+for stage in ("denoise", "decode"):
+    peaks = [x.get("peak_device_bytes", {}).get(stage, 0) for x in res]
+    if max(peaks) > 0:
+        rows.append((f"{stage}_peak_gb", max(peaks) / 2**30, "GB", f"peak allocated during {stage} (leader)"))
+# Output invariance: the warm-up request (seed 1) against the same system's 1-GPU image.
+if layout != "single" and os.path.exists(single_png) and os.path.exists(f"{d}/out0.png"):
+    import numpy as np
+    from PIL import Image
+    a = np.asarray(Image.open(single_png).convert("RGB"), dtype=np.float64)
+    b = np.asarray(Image.open(f"{d}/out0.png").convert("RGB"), dtype=np.float64)
+    if a.shape == b.shape:
+        mse = float(((a - b) ** 2).mean())
+        psnr = 99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+        rows.append(("image_psnr_db", psnr, "dB", f"PNG vs the 1-GPU PNG (same seed, {steps} steps; 99 = identical)"))
+        rows.append(("image_mean_abs", float(np.abs(a - b).mean()), "levels",
+                     f"mean |difference| of 8-bit values vs the 1-GPU PNG (max {int(np.abs(a - b).max())})"))
 for path in sorted(glob.glob(f"{d}/cache*.json")):
     lines = [json.loads(l) for l in open(path) if l.strip()]
     if len(lines) < 2:
@@ -179,7 +207,10 @@ for path in sorted(glob.glob(f"{d}/cache*.json")):
 if os.path.exists(f"{d}/big.json"):
     try:
         big = json.load(open(f"{d}/big.json"))
-        rows.append(("decode_s", big["timings"]["decode"], "s", "VAE decode + postprocess at 2048x2048 (1 GPU)"))
+        rows.append(("decode_s", big["timings"]["decode"], "s", f"VAE decode + postprocess at 2048x2048 ({gpus} GPU)"))
+        peak = big.get("peak_device_bytes", {}).get("decode", 0)
+        if peak:
+            rows.append(("decode_peak_gb", peak / 2**30, "GB", "peak allocated during decode at 2048x2048 (leader)"))
     except Exception:
         pass
 with open(records, "a") as f:

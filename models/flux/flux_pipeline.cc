@@ -13,6 +13,7 @@
 #ifdef DITSERVE_HAVE_CUDA_GRAPHS
 #include "engine/src/torch/cuda_graph_cache.h"
 #endif
+#include "engine/src/torch/device_memory.h"
 #include "engine/src/torch/first_block_cache.h"
 #include "engine/src/torch/flow_match_euler.h"
 #include "models/flux/flux_config.h"
@@ -235,14 +236,24 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   // Every rank must leave the loop at the same step, or the others would wait in a collective forever.
   auto cancelled = [&] { return mesh != nullptr ? mesh->AnyRank(control.Cancelled()) : control.Cancelled(); };
 
-  // 1. Text (true CFG as diffusers: true_cfg_scale > 1 and a negative prompt).
+  // Each stage's time and this rank's peak device allocation in it.
   auto t0 = Clock::now();
+  auto start_stage = [&] {
+    torch_engine::ResetDevicePeak(device);
+    t0 = Clock::now();
+  };
+  auto end_stage = [&](Stage stage) {
+    out.timings.push_back({stage, Since(t0), torch_engine::DevicePeakBytes(device)});
+  };
+
+  // 1. Text (true CFG as diffusers: true_cfg_scale > 1 and a negative prompt).
+  start_stage();
   PromptEmbeds prompt, negative;
   if (run_positive) prompt = text->Encode(params.prompt);
   if (run_negative) negative = text->Encode(params.negative_prompt);
   const PromptEmbeds& any_prompt = run_positive ? prompt : negative;
   SyncDevice(device);
-  out.timings.push_back({Stage::kTextEncode, Since(t0)});
+  end_stage(Stage::kTextEncode);
   control.Progress(Stage::kTextEncode, 1, 1);
   if (raw_options.record_intermediates && run_positive) {
     out.pooled_embeds = ToHostFloats(prompt.pooled, &out.pooled_shape);
@@ -250,7 +261,7 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   }
 
   // 2. Latents, ids, rotary embedding, schedule. Every rank draws the same noise (CPU generator).
-  t0 = Clock::now();
+  start_stage();
   const int64_t lh = LatentSize(params.height, c.vae_scale_factor);
   const int64_t lw = LatentSize(params.width, c.vae_scale_factor);
   at::Tensor latents = PackLatents(InitialNoise(params.seed, c.latent_channels(), lh, lw, dtype, device));
@@ -336,7 +347,7 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   out.steps_computed -= cache.skipped();
   out.cache_decisions = cache.decisions();
   SyncDevice(device);
-  out.timings.push_back({Stage::kDenoise, Since(t0)});
+  end_stage(Stage::kDenoise);
   if (cancelled()) return Cancelled("cancelled before decoding");
 
   if (raw_options.record_intermediates) out.packed_latents = ToHostFloats(latents, &out.latents_shape);
@@ -344,18 +355,18 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   // every rank of the group (all ranks hold the same latents here); older exports decode on the leader.
   const bool split_decode = mesh != nullptr && mesh->world() != nullptr && c.vae_parallel_rows;
   if (mesh != nullptr && !mesh->leader() && !split_decode) return out;
-  t0 = Clock::now();
+  start_stage();
   const at::Tensor image = DecodeLatentsParallel(vae, latents, lh, lw, c.scaling_factor, c.shift_factor,
                                                  split_decode ? mesh->world() : nullptr);
   if (mesh != nullptr && !mesh->leader()) {
-    out.timings.push_back({Stage::kDecode, Since(t0)});
+    end_stage(Stage::kDecode);
     return out;  // followers' rows are in the leader's image; only the leader returns the result
   }
   const at::Tensor pixels = PostprocessImage(image);  // CPU uint8 [H, W, 3]
   out.height = pixels.size(0);
   out.width = pixels.size(1);
   out.rgb.assign(pixels.data_ptr<uint8_t>(), pixels.data_ptr<uint8_t>() + pixels.numel());
-  out.timings.push_back({Stage::kDecode, Since(t0)});
+  end_stage(Stage::kDecode);
   control.Progress(Stage::kDecode, 1, 1);
   return out;
 }

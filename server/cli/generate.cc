@@ -159,6 +159,12 @@ int Generate(Ctl& ctl, const GenerateOpts& o) {
       line += (i ? ", " : " ") + timings[i].first + Fmt(" %.2fs", timings[i].second);
     }
     std::fprintf(stderr, "%s; total %.2fs\n", line.c_str(), total);
+    std::string mem;
+    for (const auto& t : r.timings()) {
+      if (t.peak_device_bytes() == 0) continue;
+      mem += std::string(mem.empty() ? " " : ", ") + StageName(t.stage(), false) + " " + HumanBytes(t.peak_device_bytes());
+    }
+    if (!mem.empty()) std::fprintf(stderr, "peak GPU memory:%s\n", mem.c_str());
     if (r.cache().steps_skipped() + r.cache().steps_computed() > 0) {
       std::fprintf(stderr, "cache: %u steps computed, %u skipped\n", r.cache().steps_computed(),
                    r.cache().steps_skipped());
@@ -174,6 +180,13 @@ int Generate(Ctl& ctl, const GenerateOpts& o) {
        << ",\"queue_seconds\":" << r.queue_seconds() << ",\"total_seconds\":" << total << ",\"timings\":{";
     for (size_t i = 0; i < timings.size(); ++i) {
       js << (i ? "," : "") << JsonStr(timings[i].first) << ":" << timings[i].second;
+    }
+    js << "},\"peak_device_bytes\":{";
+    bool first = true;
+    for (const auto& t : r.timings()) {
+      if (t.peak_device_bytes() == 0) continue;
+      js << (first ? "" : ",") << JsonStr(StageName(t.stage(), true)) << ":" << t.peak_device_bytes();
+      first = false;
     }
     js << "},\"cache\":{\"steps_computed\":" << r.cache().steps_computed()
        << ",\"steps_skipped\":" << r.cache().steps_skipped() << "}}";

@@ -106,6 +106,7 @@ grpc::Status WorkerService::Run(grpc::ServerContext* ctx, const internal::Job* j
     auto* st = res->add_timings();
     st->set_stage(ToProtoStage(t.stage));
     st->set_seconds(t.seconds);
+    st->set_peak_device_bytes(t.peak_device_bytes);
   }
   res->mutable_cache()->set_steps_computed(static_cast<uint32_t>(out->steps_computed));
   res->mutable_cache()->set_steps_skipped(static_cast<uint32_t>(out->steps_skipped));

@@ -35,6 +35,7 @@ const char* StageName(Stage s);
 struct StageTime {
   Stage stage;
   double seconds;
+  uint64_t peak_device_bytes = 0;  // this rank's peak device allocation in the stage; 0 = not measured (CPU)
 };
 
 struct GenerateOutput {
