@@ -26,7 +26,7 @@ struct PipelineOptions {
   // of skipped steps (0 = no cap).
   int64_t cache_warmup_steps = 1;
   int64_t cache_max_consecutive_skips = 0;
-  // Replay the transformer step from CUDA graphs (CUDA, single rank, cache off).
+  // Replay the transformer step from CUDA graphs, collectives included (CUDA; steps without the cache).
   bool cuda_graphs = false;
 };
 

@@ -104,7 +104,7 @@ struct FluxPipeline::Impl {
   std::unique_ptr<FluxTextEncoder> text;
   torch::jit::Module transformer, vae;
 #ifdef DITSERVE_HAVE_CUDA_GRAPHS
-  std::unique_ptr<torch_engine::CudaGraphCache> graphs;  // single-rank CUDA pipelines only
+  std::unique_ptr<torch_engine::CudaGraphCache> graphs;  // CUDA pipelines with server.cuda_graphs
 #endif
 
   // A transformer evaluation on this rank's shard, in phases so First Block Cache can decide between
@@ -150,22 +150,31 @@ struct FluxPipeline::Impl {
     return Head(Rest(p, layout, config.num_layers).first, p.temb, layout);
   }
   // One full evaluation without the cache, replayed from a CUDA graph where available (both CFG
-  // branches share the graph: inputs are copied in, the output copied out).
+  // branches share the graph: inputs are copied in, the output copied out). On a multi-rank group the
+  // graph holds the step's NCCL collectives too: every rank captures the same sequence at the same call,
+  // so replays pair up like eager calls. Removing the host from the step matters most there, where each
+  // rank's device work per step halves but TorchScript's per-op host cost does not.
   at::Tensor Full(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
                   const at::Tensor& timestep, const at::Tensor& guidance, const SequenceLayout& layout) {
 #ifdef DITSERVE_HAVE_CUDA_GRAPHS
-    if (graphs != nullptr && layout.comm == nullptr) {
+    if (graphs != nullptr) {
+      std::vector<at::Tensor> in{latents, text_hidden, pooled, timestep, guidance, layout.cos, layout.sin};
+      if (layout.mask.isTensor()) in.push_back(layout.mask.toTensor());
+      // The shard splits are baked into the graph: the full text length keys it (the image length is
+      // latents' shape, part of the signature).
+      const std::string key = layout.comm == nullptr ? "flux" : "flux/txt" + std::to_string(layout.txt.length);
       try {
-        return graphs->Run("flux", {latents, text_hidden, pooled, timestep, guidance, layout.cos, layout.sin},
-                         [this](const std::vector<at::Tensor>& in) {
-                           SequenceLayout l;
-                           l.cos = in[5];
-                           l.sin = in[6];
-                           return Eager(in[0], in[1], in[2], in[3], in[4], l);
-                         });
+        return graphs->Run(key, in, [this, &layout](const std::vector<at::Tensor>& in) {
+          SequenceLayout l = layout;  // mesh placement; the tensors become the graph's static inputs
+          l.cos = in[5];
+          l.sin = in[6];
+          if (in.size() > 7) l.mask = in[7];
+          return Eager(in[0], in[1], in[2], in[3], in[4], l);
+        });
       } catch (const c10::Error& e) {
-        // A model the graph cannot capture still serves, eagerly. (stderr: spdlog's fmt clashes with
-        // the copy of fmt inside torch's headers.)
+        // A model the graph cannot capture still serves, eagerly (on a group, the eager path issues
+        // the same collectives in the same order as a replay). stderr: spdlog's fmt clashes with the
+        // copy of fmt inside torch's headers.
         std::fprintf(stderr, "flux: CUDA graph capture failed, running eagerly from now on: %s\n",
                      e.what_without_backtrace());
         graphs.reset();
@@ -195,7 +204,7 @@ StatusOr<std::unique_ptr<FluxPipeline>> FluxPipeline::Load(const PipelineOptions
   ASSIGN_OR_RETURN(impl->transformer, LoadTorchScript(c.Path(c.transformer_file), impl->device));
   ASSIGN_OR_RETURN(impl->vae, LoadTorchScript(c.Path(c.vae_file), impl->device));
 #ifdef DITSERVE_HAVE_CUDA_GRAPHS
-  if (options.cuda_graphs && impl->device.is_cuda() && options.mesh == nullptr) {
+  if (options.cuda_graphs && impl->device.is_cuda()) {
     impl->graphs = std::make_unique<torch_engine::CudaGraphCache>();
   }
 #endif
