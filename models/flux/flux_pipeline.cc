@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include <c10/core/DeviceGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/script.h>
 
@@ -384,6 +385,8 @@ StatusOr<FluxRawOutput> FluxPipeline::GenerateRaw(const GenerateParams& params, 
                                                   const FluxRawOptions& raw_options) {
   try {
     c10::InferenceMode guard;
+    // The job thread's current device (CUDA's is per thread): streams, graphs and NCCL follow it.
+    c10::OptionalDeviceGuard device_guard(impl_->device);
     return impl_->Run(params, control, raw_options);
   } catch (const c10::Error& e) {
     return Internal(std::string("flux: ") + e.what_without_backtrace());

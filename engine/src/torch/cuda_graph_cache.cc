@@ -34,6 +34,9 @@ CudaGraphCache::~CudaGraphCache() = default;
 size_t CudaGraphCache::size() const { return entries_.size(); }
 
 at::Tensor CudaGraphCache::Run(const std::string& key, const std::vector<at::Tensor>& inputs, const Fn& fn) {
+  // Capture and replay on the inputs' device, whatever the calling thread's current device is.
+  TORCH_CHECK(!inputs.empty() && inputs[0].is_cuda(), "CudaGraphCache::Run needs CUDA inputs");
+  const c10::cuda::CUDAGuard device_guard(inputs[0].device());
   const std::string sig = Signature(key, inputs);
   Entry* entry = nullptr;
   for (size_t i = 0; i < entries_.size(); ++i) {
