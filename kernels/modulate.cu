@@ -1,4 +1,4 @@
-// adaLN modulate (+ optional fused LayerNorm) kernels; API and contract in modulate.cuh.
+// adaLN modulate (+ optional fused LayerNorm) and gated-residual kernels; API and contract in modulate.cuh.
 #include "modulate.cuh"
 
 #include <cuda_bf16.h>
@@ -69,6 +69,40 @@ __global__ void __launch_bounds__(512) ModulateKernel(const Vec* x, const Vec* s
 #pragma unroll
       for (int i = 0; i < kE; ++i) f[i] = fmaf(f[i], sc[i], sh[i]);
       y[base + r * nv] = Pack(f);
+    }
+  }
+}
+
+// Gated residual x + gate * y, same grid as ModulateKernel: each thread keeps its column vector of gate in
+// registers and streams kRowsPerBlock rows of x and y, all loads before any store (out may alias x).
+__global__ void __launch_bounds__(512) GatedResidualKernel(const uint4* x, const uint4* gate, const uint4* y,
+                                                           uint4* out, int64_t S, int64_t nv, int64_t row_chunks) {
+  const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (c >= nv) return;
+  const int64_t b = blockIdx.x / row_chunks;
+  const int64_t s0 = (blockIdx.x % row_chunks) * kRowsPerBlock;
+  const int rows = int(S - s0 < kRowsPerBlock ? S - s0 : kRowsPerBlock);
+
+  float g[8];
+  Unpack(gate[b * nv + c], g);
+  const int64_t base = (b * S + s0) * nv + c;
+  uint4 vx[kRowsPerBlock], vy[kRowsPerBlock];
+#pragma unroll
+  for (int r = 0; r < kRowsPerBlock; ++r) {
+    if (r < rows) {
+      vx[r] = x[base + r * nv];
+      vy[r] = y[base + r * nv];
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRowsPerBlock; ++r) {
+    if (r < rows) {
+      float fx[8], fy[8];
+      Unpack(vx[r], fx);
+      Unpack(vy[r], fy);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) fx[i] = fmaf(g[i], fy[i], fx[i]);
+      out[base + r * nv] = Pack(fx);
     }
   }
 }
@@ -156,6 +190,16 @@ __global__ void __launch_bounds__(256) LayerNormModulateKernel(const uint4* x, c
 
 bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// ModulateKernel's / GatedResidualKernel's grid for nv vectors per row; false if it does not fit.
+bool RowGrid(int64_t B, int64_t S, int64_t nv, dim3* grid, unsigned* threads, int64_t* row_chunks) {
+  const int64_t col_blocks = (nv + 511) / 512;
+  *threads = unsigned(((nv + col_blocks - 1) / col_blocks + 31) / 32 * 32);  // <= 512
+  *row_chunks = (S + kRowsPerBlock - 1) / kRowsPerBlock;
+  if (col_blocks > 65535 || B * *row_chunks > 0x7fffffff) return false;
+  *grid = dim3(unsigned(B * *row_chunks), unsigned(col_blocks));
+  return true;
+}
+
 template <typename Vec>
 cudaError_t LaunchModulate(const void* x, const void* scale, const void* shift, void* y, int64_t B, int64_t S,
                            int64_t D, cudaStream_t stream) {
@@ -166,12 +210,11 @@ cudaError_t LaunchModulate(const void* x, const void* scale, const void* shift, 
   if (!Aligned16(x) || !Aligned16(scale) || !Aligned16(shift) || !Aligned16(y)) return cudaErrorInvalidValue;
 
   const int64_t nv = D / kE;
-  const int64_t col_blocks = (nv + 511) / 512;
-  const int64_t threads = ((nv + col_blocks - 1) / col_blocks + 31) / 32 * 32;  // <= 512
-  const int64_t row_chunks = (S + kRowsPerBlock - 1) / kRowsPerBlock;
-  if (col_blocks > 65535 || B * row_chunks > 0x7fffffff) return cudaErrorInvalidValue;
-  const dim3 grid(unsigned(B * row_chunks), unsigned(col_blocks));
-  ModulateKernel<Vec><<<grid, unsigned(threads), 0, stream>>>(
+  dim3 grid;
+  unsigned threads;
+  int64_t row_chunks;
+  if (!RowGrid(B, S, nv, &grid, &threads, &row_chunks)) return cudaErrorInvalidValue;
+  ModulateKernel<Vec><<<grid, threads, 0, stream>>>(
       static_cast<const Vec*>(x), static_cast<const Vec*>(scale), static_cast<const Vec*>(shift),
       static_cast<Vec*>(y), S, nv, row_chunks);
   return cudaGetLastError();
@@ -187,6 +230,22 @@ cudaError_t ModulateBf16(const void* x, const void* scale, const void* shift, vo
 cudaError_t ModulateF32(const float* x, const float* scale, const float* shift, float* y, int64_t B,
                         int64_t S, int64_t D, cudaStream_t stream) {
   return LaunchModulate<float4>(x, scale, shift, y, B, S, D, stream);
+}
+
+cudaError_t GatedResidualBf16(const void* x, const void* gate, const void* y, void* out, int64_t B, int64_t S,
+                              int64_t D, cudaStream_t stream) {
+  if (B < 0 || S < 0 || D < 0 || D % 8 != 0) return cudaErrorInvalidValue;
+  if (B == 0 || S == 0 || D == 0) return cudaSuccess;
+  if (!x || !gate || !y || !out) return cudaErrorInvalidValue;
+  if (!Aligned16(x) || !Aligned16(gate) || !Aligned16(y) || !Aligned16(out)) return cudaErrorInvalidValue;
+  dim3 grid;
+  unsigned threads;
+  int64_t row_chunks;
+  if (!RowGrid(B, S, D / 8, &grid, &threads, &row_chunks)) return cudaErrorInvalidValue;
+  GatedResidualKernel<<<grid, threads, 0, stream>>>(static_cast<const uint4*>(x), static_cast<const uint4*>(gate),
+                                                    static_cast<const uint4*>(y), static_cast<uint4*>(out), S, D / 8,
+                                                    row_chunks);
+  return cudaGetLastError();
 }
 
 cudaError_t LayerNormModulateBf16(const void* x, const void* scale, const void* shift, void* y, int64_t B,

@@ -1,4 +1,5 @@
-// The fused DiT ops on a GPU (ditserve::rms_rope, ditserve::layer_norm_modulate; engine/src/torch/fused_ops.h):
+// The fused DiT ops on a GPU (ditserve::rms_rope, layer_norm_modulate, linear_gelu, gated_residual;
+// engine/src/torch/fused_ops.h):
 // the kernels against an fp64 reference by normalised error and against the unfused bf16 composition
 // (the CPU path / the eager graph) they replace, on fresh random inputs with strided (column-slice) and
 // two-part inputs; the raw kernel writes into a NaN-poisoned buffer whose guard must stay untouched.
@@ -11,6 +12,7 @@
 #include <cstdio>
 
 #include "engine/src/torch/fused_ops.h"
+#include "modulate.cuh"
 #include "rms_rope.cuh"
 #include "support/cuda_timing.h"
 #include "support/kernel_check.h"
@@ -140,6 +142,60 @@ TEST(FusedOpsGpu, LinearGeluMatchesReferences) {
   EXPECT_LT(err_composed, 6e-3);
 }
 
+TEST(FusedOpsGpu, GatedResidualKernelMatchesReferences) {
+  struct Shape { int64_t b, s, d; };
+  for (const Shape sh : {Shape{1, 4608, 3072}, Shape{2, 7, 64}, Shape{1, 1, 8}, Shape{3, 5, 1032}}) {
+    SCOPED_TRACE(::testing::Message() << "B=" << sh.b << " S=" << sh.s << " D=" << sh.d);
+    at::manual_seed(Seed());
+    const at::Tensor x = at::randn({sh.b, sh.s, sh.d}, Bf16()) * 4, y = at::randn({sh.b, sh.s, sh.d}, Bf16());
+    const at::Tensor gate = at::randn({sh.b, sh.d}, Bf16());
+    const int64_t n = x.numel(), guard = 64;
+    at::Tensor buf = at::full({n + guard}, -1, at::TensorOptions().dtype(at::kShort).device(at::kCUDA));  // NaN
+    ASSERT_EQ(kernels::GatedResidualBf16(x.data_ptr(), gate.data_ptr(), y.data_ptr(), buf.data_ptr(), sh.b, sh.s, sh.d,
+                                         at::cuda::getCurrentCUDAStream()),
+              cudaSuccess);
+    at::cuda::getCurrentCUDAStream().synchronize();
+    EXPECT_TRUE(buf.narrow(0, n, guard).eq(-1).all().item<bool>()) << "kernel wrote past its output";
+    const at::Tensor got = buf.narrow(0, 0, n).view(at::kBFloat16).view(x.sizes());
+    EXPECT_FALSE(got.isnan().any().item<bool>()) << "output not fully written";
+    const at::Tensor want =
+        x.to(at::kDouble).cpu() + gate.to(at::kDouble).cpu().unsqueeze(1) * y.to(at::kDouble).cpu();
+    const at::Tensor composed = GatedResidualReference(x, gate, y);  // addcmul: the same single rounding
+    const double err = NormError(got, want);
+    const int64_t differ = got.ne(composed).sum().item<int64_t>();
+    std::printf("gated_residual B=%lld S=%lld D=%lld: vs fp64 %.2e, elements != addcmul %lld of %lld\n",
+                (long long)sh.b, (long long)sh.s, (long long)sh.d, err, (long long)differ, (long long)n);
+    EXPECT_LT(err, 4e-3);  // one bf16 rounding: ~2e-3
+    EXPECT_LE(differ, n / 100000) << "the kernel should round like addcmul (one fma in fp32)";
+    EXPECT_TRUE(at::equal(GatedResidual(x, gate, y), got));  // the op takes the kernel
+    // in place (out == x) is allowed by the contract
+    const at::Tensor xi = x.clone();
+    ASSERT_EQ(kernels::GatedResidualBf16(xi.data_ptr(), gate.data_ptr(), y.data_ptr(), xi.data_ptr(), sh.b, sh.s,
+                                         sh.d, at::cuda::getCurrentCUDAStream()),
+              cudaSuccess);
+    EXPECT_TRUE(at::equal(xi, got));
+  }
+}
+
+TEST(FusedOpsGpu, GatedResidualLayoutsAndFallbacks) {
+  at::manual_seed(Seed());
+  const int64_t b = 2, s = 333, d = 3072;
+  const at::Tensor x = at::randn({b, s, d}, Bf16()), y = at::randn({b, s, d}, Bf16());
+  const at::Tensor m = at::randn({b, 6 * d}, Bf16());
+  const at::Tensor gate = m.narrow(1, 2 * d, d);  // an adaLN chunk: strided for B=2 (the op copies it)
+  const at::Tensor want = GatedResidualReference(x, gate, y);
+  EXPECT_LT(NormError(GatedResidual(x, gate, y), want), 1e-4);
+  // a transposed y has no kernel: the composition
+  const at::Tensor yt = y.transpose(0, 1).contiguous().transpose(0, 1);
+  EXPECT_TRUE(at::equal(GatedResidual(x, gate, yt), want));
+  // fp32 on CUDA: the composition, equal to the CPU's
+  const at::Tensor g32 = GatedResidual(x.to(at::kFloat), gate.to(at::kFloat), y.to(at::kFloat));
+  EXPECT_LT(NormError(g32, GatedResidual(x.to(at::kFloat).cpu(), gate.to(at::kFloat).cpu(), y.to(at::kFloat).cpu())),
+            1e-7);
+  EXPECT_THROW(GatedResidual(x, gate.narrow(1, 0, d - 8), y), c10::Error);
+  EXPECT_THROW(GatedResidual(x, gate, y.narrow(1, 0, s - 1)), c10::Error);
+}
+
 TEST(FusedOpsGpu, DISABLED_Perf) {
   // FLUX.1 at 1024x1024: 512 text + 4096 image tokens, 24 heads x 128, q of fused qkv projections
   RopeInputs r = MakeRope(1, 512, 4096, 24, 128);
@@ -164,6 +220,16 @@ TEST(FusedOpsGpu, DISABLED_Perf) {
   const double lg_composed = ditserve::testing::CudaTimeMs([&] { LinearGeluReference(x, w, b); }, 20);
   std::printf("linear_gelu (4608x3072 -> 12288): epilogue %.1f us (%.0f TFLOP/s), GEMM + gelu %.1f us\n", lg * 1e3,
               2.0 * 4608 * 3072 * 12288 / lg / 1e9, lg_composed * 1e3);
+  // gated residual at FLUX's single-block shape: reads x and y, writes out
+  const at::Tensor ry = at::randn({1, 4608, 3072}, Bf16()), gate = m.narrow(1, 2 * 3072, 3072);
+  const double gr_bytes = 3.0 * 2 * 4608 * 3072;
+  at::Tensor gsrc = at::empty({int64_t(gr_bytes / 4)}, Bf16()), gdst = at::empty_like(gsrc);
+  const double gr = ditserve::testing::CudaTimeMs([&] { GatedResidual(x, gate, ry); }, 50);
+  const double gr_composed = ditserve::testing::CudaTimeMs([&] { GatedResidualReference(x, gate, ry); }, 50);
+  const double gr_copy = ditserve::testing::CudaTimeMs([&] { gdst.copy_(gsrc); }, 50);
+  std::printf("gated_residual (4608x3072): kernel %.1f us (%.0f GB/s), addcmul %.1f us (%.0f GB/s), copy of the "
+              "same bytes %.1f us (%.0f GB/s)\n", gr * 1e3, gr_bytes / gr / 1e6, gr_composed * 1e3,
+              gr_bytes / gr_composed / 1e6, gr_copy * 1e3, gr_bytes / gr_copy / 1e6);
   EXPECT_LT(fused, composed);
 }
 

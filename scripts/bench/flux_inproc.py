@@ -27,7 +27,7 @@ def parse_args(doc: str, profile: bool = False, fp8: bool = False) -> argparse.N
 
 
 # the engine's fused ops (ops.py has references; fp8_linear only appears in --fp8 exports)
-FUSED_OPS = ("rms_rope", "layer_norm_modulate", "linear_gelu", "fp8_linear")
+FUSED_OPS = ("rms_rope", "layer_norm_modulate", "linear_gelu", "gated_residual", "fp8_linear")
 
 
 def load_engine_ops(engine_lib: str):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Quality (and speed) of the optimised paths: ditserve's FLUX transformer (random weights at the FLUX.1-dev
 config, built in-process) evaluated once in float32 (the reference); in bf16 with the engine's fused kernels
-(rms_rope, layer_norm_modulate, linear_gelu) and with the unfused compositions they replace (ops.py); and
+(rms_rope, layer_norm_modulate, linear_gelu, gated_residual) and with the unfused compositions they replace (ops.py); and
 with the opt-in FP8 block weights (the export's --fp8: fp8_linear). Prints each path's normalised error
 against float32 (the fused bf16 path must not be worse than the unfused one; FP8 is reported against both)
 and the bf16 / FP8 forwards' times (median of 10, the references' method).

@@ -12,6 +12,7 @@ tracing and the Python checks can run the exported modules.  Import it before ``
   rms_rope           per-head RMSNorm + RoPE of q/k into [B, H, S, D] (engine: one CUDA kernel for bf16)
   layer_norm_modulate  LN(x) * (1 + scale) + shift, adaLN (engine: one CUDA kernel for bf16)
   linear_gelu        gelu_tanh(linear(x)) (engine: one cuBLASLt GEMM with a bias + GELU epilogue on CUDA)
+  gated_residual     x + gate[:, None] * y, the blocks' gated residuals (engine: one CUDA kernel for bf16)
   fp8_linear         linear with an e4m3 weight (per-output-feature scales) and the input quantised per row,
                      optionally through GELU and concatenated from two tensors (engine: a quantisation
                      kernel + torch's FP8 _scaled_mm on CUDA; opt-in "fp8" exports only)
@@ -80,6 +81,11 @@ def layer_norm_modulate_reference(x: torch.Tensor, scale: torch.Tensor, shift: t
                                   eps: float) -> torch.Tensor:
     """LayerNorm without affine over the last dim of x [B, S, D], then * (1 + scale) + shift ([B, D])."""
     return F.layer_norm(x, [x.shape[-1]], None, None, eps) * (1 + scale[:, None]) + shift[:, None]
+
+
+def gated_residual_reference(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x, y [B, S, D], gate [B, D] -> x + gate[:, None] * y (one rounding, as torch.addcmul)."""
+    return torch.addcmul(x, gate.unsqueeze(1), y)
 
 
 def linear_gelu_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -160,6 +166,8 @@ OPS = {
                             layer_norm_modulate_reference, _same_as_q),
     "linear_gelu": ("linear_gelu(Tensor x, Tensor weight, Tensor bias) -> Tensor", linear_gelu_reference,
                     _linear_gelu_meta),
+    "gated_residual": ("gated_residual(Tensor x, Tensor gate, Tensor y) -> Tensor", gated_residual_reference,
+                       _same_as_q),
     "fp8_linear": ("fp8_linear(Tensor x, Tensor weight, Tensor weight_scale, Tensor? bias=None, bool gelu_x=False, "
                    "Tensor? x2=None, bool gelu_x2=False) -> Tensor", fp8_linear_reference, _fp8_linear_meta),
 }

@@ -1,4 +1,4 @@
-// torch.ops.ditserve.{rms_rope, layer_norm_modulate}; contract in fused_ops.h.
+// torch.ops.ditserve.{rms_rope, layer_norm_modulate, linear_gelu, gated_residual}; contract in fused_ops.h.
 #include "engine/src/torch/fused_ops.h"
 
 #include <ATen/ATen.h>
@@ -154,6 +154,34 @@ at::Tensor LayerNormModulate(const at::Tensor& x, const at::Tensor& scale, const
   return LayerNormModulateReference(x, scale, shift, eps);
 }
 
+at::Tensor GatedResidualReference(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y) {
+  TORCH_CHECK(x.dim() == 3 && y.sizes() == x.sizes() && gate.dim() == 2 && gate.size(0) == x.size(0) &&
+                  gate.size(1) == x.size(2),
+              "ditserve::gated_residual: x, y [B, S, D] and gate [B, D]; got ", x.sizes(), ", ", y.sizes(), ", ",
+              gate.sizes());
+  return at::addcmul(x, gate.unsqueeze(1), y);
+}
+
+at::Tensor GatedResidual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y) {
+#ifdef DITSERVE_HAVE_CUDA_KERNELS
+  auto aligned = [](const at::Tensor& t) { return (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15u) == 0; };
+  if (IsBf16Cuda(x) && IsBf16Cuda(gate) && IsBf16Cuda(y) && x.dim() == 3 && y.sizes() == x.sizes() &&
+      gate.dim() == 2 && gate.size(0) == x.size(0) && gate.size(1) == x.size(2) && x.size(2) % 8 == 0 &&
+      x.is_contiguous() && y.is_contiguous() && aligned(x) && aligned(y) && gate.device() == x.device() &&
+      y.device() == x.device()) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    // a chunk of the adaLN projection: dense (and aligned) copy when it is not
+    const at::Tensor g = gate.is_contiguous() && aligned(gate) ? gate : gate.clone();
+    at::Tensor out = at::empty_like(x);
+    CheckLaunch(kernels::GatedResidualBf16(x.data_ptr(), g.data_ptr(), y.data_ptr(), out.data_ptr(), x.size(0),
+                                           x.size(1), x.size(2), at::cuda::getCurrentCUDAStream(x.device().index())),
+                "gated_residual");
+    return out;
+  }
+#endif
+  return GatedResidualReference(x, gate, y);
+}
+
 at::Tensor LinearGeluReference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   return at::gelu(at::linear(x, weight, bias), "tanh");
 }
@@ -179,16 +207,19 @@ TORCH_LIBRARY_FRAGMENT(ditserve, m) {
         "Tensor? weight2=None) -> Tensor");
   m.def("layer_norm_modulate(Tensor x, Tensor scale, Tensor shift, float eps) -> Tensor");
   m.def("linear_gelu(Tensor x, Tensor weight, Tensor bias) -> Tensor");
+  m.def("gated_residual(Tensor x, Tensor gate, Tensor y) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CPU, m) {
   m.impl("rms_rope", &ditserve::torch_engine::RmsRope);
   m.impl("layer_norm_modulate", &ditserve::torch_engine::LayerNormModulate);
   m.impl("linear_gelu", &ditserve::torch_engine::LinearGelu);
+  m.impl("gated_residual", &ditserve::torch_engine::GatedResidual);
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CUDA, m) {
   m.impl("rms_rope", &ditserve::torch_engine::RmsRope);
   m.impl("layer_norm_modulate", &ditserve::torch_engine::LayerNormModulate);
   m.impl("linear_gelu", &ditserve::torch_engine::LinearGelu);
+  m.impl("gated_residual", &ditserve::torch_engine::GatedResidual);
 }

@@ -1,5 +1,5 @@
 // Fused elementwise operators of exported DiT blocks, registered as torch.ops.ditserve.{rms_rope,
-// layer_norm_modulate} for CPU and CUDA. The CPU (and any non-bf16 / unsupported-layout) path composes
+// layer_norm_modulate, linear_gelu, gated_residual} for CPU and CUDA. The CPU (and any non-bf16 / unsupported-layout) path composes
 // torch ops exactly as the unfused Python modules did (scripts/ditserve_export/ops.py has the same
 // references), so fp32 exports are bit-identical to before; CUDA bf16 runs one kernel from kernels/.
 //
@@ -14,6 +14,10 @@
 //   linear_gelu(x, weight, bias) -> gelu_tanh(x @ weight^T + bias)
 //       on CUDA one cuBLASLt GEMM with the bias + GELU(tanh) epilogue (torch's _addmm_activation; its CPU
 //       kernel applies the exact GELU instead, hence an op of our own with one meaning everywhere).
+//   gated_residual(x, gate, y) -> x + gate[:, None] * y
+//       the blocks' gated residual adds (torch.addcmul's math: one fma in fp32, rounded once); x, y [B, S, D],
+//       gate [B, D] (an adaLN chunk). ATen's addcmul with a broadcast gate ran at about half the copy
+//       bandwidth; the kernel streams x and y at the copy rate.
 #pragma once
 
 #include <optional>
@@ -26,6 +30,7 @@ at::Tensor RmsRope(const at::Tensor& x, const at::Tensor& weight, const at::Tens
                    double eps, const std::optional<at::Tensor>& x2, const std::optional<at::Tensor>& weight2);
 at::Tensor LayerNormModulate(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift, double eps);
 at::Tensor LinearGelu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+at::Tensor GatedResidual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y);
 
 // The torch-op compositions (the CPU path), exposed for the GPU tests' reference.
 at::Tensor RmsRopeReference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& cos,
@@ -34,5 +39,6 @@ at::Tensor RmsRopeReference(const at::Tensor& x, const at::Tensor& weight, const
 at::Tensor LayerNormModulateReference(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
                                       double eps);
 at::Tensor LinearGeluReference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+at::Tensor GatedResidualReference(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y);
 
 }  // namespace ditserve::torch_engine
