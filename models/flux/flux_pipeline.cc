@@ -109,57 +109,54 @@ struct FluxPipeline::Impl {
 #endif
 
   // A transformer evaluation on this rank's shard, in phases so First Block Cache can decide between
-  // them: Begin = embed + double blocks [0, first); Rest = the remaining blocks; Head = output
-  // projection, then the image tokens gathered from the sequence ranks. `text_hidden` is already sharded.
+  // them: Begin = image embedding + double blocks [0, first); Rest = the remaining blocks; Head = output
+  // projection, then the image tokens gathered from the sequence ranks. `txt` is the embedded text shard
+  // (embed_text, once per request) and `mod` this step's row of the request's conditioning (every block's
+  // adaLN modulation, computed for all steps before the first).
   struct Pass {
     at::Tensor img_in, img, txt;
-    c10::IValue temb;
   };
-  Pass Begin(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
-             const at::Tensor& timestep, const at::Tensor& guidance, const SequenceLayout& layout, int64_t first) {
-    auto embedded =
-        transformer.get_method("embed")({layout.Image(latents), text_hidden, pooled, timestep, guidance});
-    const auto& e = embedded.toTupleRef().elements();
-    Pass p{e[0].toTensor(), e[0].toTensor(), e[1].toTensor(), e[2]};
+  Pass Begin(const at::Tensor& latents, const at::Tensor& txt, const at::Tensor& mod, const SequenceLayout& layout,
+             int64_t first) {
+    const at::Tensor img = transformer.get_method("embed_image")({layout.Image(latents)}).toTensor();
     // FLUX attends to every (padded) T5 token, like diffusers; the mask only hides sequence padding.
     auto d = transformer.get_method("double_blocks")(
-        {int64_t{0}, first, p.img, p.txt, p.temb, layout.cos, layout.sin, layout.mask});
-    p.img = d.toTupleRef().elements()[0].toTensor();
-    p.txt = d.toTupleRef().elements()[1].toTensor();
-    return p;
+        {int64_t{0}, first, img, txt, mod, layout.cos, layout.sin, layout.mask});
+    return {img, d.toTupleRef().elements()[0].toTensor(), d.toTupleRef().elements()[1].toTensor()};
   }
   // Runs double blocks [from, end) and all single blocks; returns the final (img, txt) streams.
-  std::pair<at::Tensor, at::Tensor> Rest(const Pass& p, const SequenceLayout& layout, int64_t from) {
+  std::pair<at::Tensor, at::Tensor> Rest(const Pass& p, const at::Tensor& mod, const SequenceLayout& layout,
+                                         int64_t from) {
     c10::IValue img = p.img, txt = p.txt;
     if (from < config.num_layers) {
       auto d = transformer.get_method("double_blocks")(
-          {from, config.num_layers, img, txt, p.temb, layout.cos, layout.sin, layout.mask});
+          {from, config.num_layers, img, txt, mod, layout.cos, layout.sin, layout.mask});
       img = d.toTupleRef().elements()[0];
       txt = d.toTupleRef().elements()[1];
     }
     auto s = transformer.get_method("single_blocks")(
-        {int64_t{0}, config.num_single_layers, img, txt, p.temb, layout.cos, layout.sin, layout.mask});
+        {int64_t{0}, config.num_single_layers, img, txt, mod, layout.cos, layout.sin, layout.mask});
     return {s.toTupleRef().elements()[0].toTensor(), s.toTupleRef().elements()[1].toTensor()};
   }
-  at::Tensor Head(const at::Tensor& img, const c10::IValue& temb, const SequenceLayout& layout) {
-    return layout.GatherImage(transformer.get_method("head")({img, temb}).toTensor());
+  at::Tensor Head(const at::Tensor& img, const at::Tensor& mod, const SequenceLayout& layout) {
+    return layout.GatherImage(transformer.get_method("head")({img, mod}).toTensor());
   }
   // One full evaluation without the cache, run op by op.
-  at::Tensor Eager(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
-                   const at::Tensor& timestep, const at::Tensor& guidance, const SequenceLayout& layout) {
-    Pass p = Begin(latents, text_hidden, pooled, timestep, guidance, layout, config.num_layers);
-    return Head(Rest(p, layout, config.num_layers).first, p.temb, layout);
+  at::Tensor Eager(const at::Tensor& latents, const at::Tensor& txt, const at::Tensor& mod,
+                   const SequenceLayout& layout) {
+    Pass p = Begin(latents, txt, mod, layout, config.num_layers);
+    return Head(Rest(p, mod, layout, config.num_layers).first, mod, layout);
   }
   // One full evaluation without the cache, replayed from a CUDA graph where available (both CFG
   // branches share the graph: inputs are copied in, the output copied out). On a multi-rank group the
   // graph holds the step's NCCL collectives too: every rank captures the same sequence at the same call,
   // so replays pair up like eager calls. Removing the host from the step matters most there, where each
   // rank's device work per step halves but TorchScript's per-op host cost does not.
-  at::Tensor Full(const at::Tensor& latents, const at::Tensor& text_hidden, const at::Tensor& pooled,
-                  const at::Tensor& timestep, const at::Tensor& guidance, const SequenceLayout& layout) {
+  at::Tensor Full(const at::Tensor& latents, const at::Tensor& txt, const at::Tensor& mod,
+                  const SequenceLayout& layout) {
 #ifdef DITSERVE_HAVE_CUDA_GRAPHS
     if (graphs != nullptr) {
-      std::vector<at::Tensor> in{latents, text_hidden, pooled, timestep, guidance, layout.cos, layout.sin};
+      std::vector<at::Tensor> in{latents, txt, mod, layout.cos, layout.sin};
       if (layout.mask.isTensor()) in.push_back(layout.mask.toTensor());
       // The shard splits are baked into the graph: the full text length keys it (the image length is
       // latents' shape, part of the signature).
@@ -167,10 +164,10 @@ struct FluxPipeline::Impl {
       try {
         return graphs->Run(key, in, [this, &layout](const std::vector<at::Tensor>& in) {
           SequenceLayout l = layout;  // mesh placement; the tensors become the graph's static inputs
-          l.cos = in[5];
-          l.sin = in[6];
-          if (in.size() > 7) l.mask = in[7];
-          return Eager(in[0], in[1], in[2], in[3], in[4], l);
+          l.cos = in[3];
+          l.sin = in[4];
+          if (in.size() > 5) l.mask = in[5];
+          return Eager(in[0], in[1], in[2], l);
         });
       } catch (const c10::Error& e) {
         // A model the graph cannot capture still serves, eagerly (on a group, the eager path issues
@@ -182,7 +179,7 @@ struct FluxPipeline::Impl {
       }
     }
 #endif
-    return Eager(latents, text_hidden, pooled, timestep, guidance, layout);
+    return Eager(latents, txt, mod, layout);
   }
 
   StatusOr<FluxRawOutput> Run(const GenerateParams& params, JobControl& control, const FluxRawOptions& raw_options);
@@ -214,7 +211,7 @@ StatusOr<std::unique_ptr<FluxPipeline>> FluxPipeline::Load(const PipelineOptions
     return InvalidArgument("ulysses=" + std::to_string(ulysses) + " must divide the transformer's " +
                            std::to_string(c.num_attention_heads) + " attention heads");
   }
-  for (const char* method : {"embed", "double_blocks", "single_blocks", "head"}) {
+  for (const char* method : {"conditioning", "embed_text", "embed_image", "double_blocks", "single_blocks", "head"}) {
     if (!impl->transformer.find_method(method)) {
       return InvalidArgument(c.Path(c.transformer_file) + " has no method '" + method + "' (re-export it)");
     }
@@ -279,28 +276,33 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   const at::Tensor ids = at::cat({at::zeros({text_len, 3}, at::kFloat), LatentImageIds(lh, lw)}, 0);
   const auto [cos, sin] = RotaryEmbedding(ids, c.axes_dims_rope, c.rope_theta);
   const SequenceLayout layout = SequenceLayout::Make(mesh, text_len, latents.size(1), cos, sin, device);
-  const at::Tensor prompt_text = run_positive ? layout.Text(prompt.hidden) : at::Tensor();
-  const at::Tensor negative_text = run_negative ? layout.Text(negative.hidden) : at::Tensor();
 
   torch_engine::FlowMatchEulerScheduler scheduler(c.scheduler);
   const auto& sc = c.scheduler;
   const double mu = torch_engine::CalculateShift(latents.size(1), sc.base_image_seq_len, sc.max_image_seq_len,
                                                  sc.base_shift, sc.max_shift);
   RETURN_IF_ERROR(scheduler.SetTimesteps(params.steps, mu, torch_engine::FlowMatchEulerScheduler::FluxSigmas(params.steps)));
-  const at::Tensor timesteps = at::tensor(scheduler.timesteps(), at::kFloat).to(device);
+  const int64_t n = scheduler.num_inference_steps();
   const int64_t batch = latents.size(0);
+  // What FluxPipeline passes the transformer: the timestep rounded to the model dtype, then / 1000.
+  const at::Tensor timesteps =
+      (at::tensor(scheduler.timesteps(), at::kFloat).to(device).to(dtype) / 1000).unsqueeze(1).expand({n, batch});
   const at::Tensor guidance =
       at::full({1}, params.guidance_scale, at::TensorOptions().dtype(at::kFloat).device(device)).expand({batch});
 
   // 3. Denoising loop. Branch 0 = this rank's first branch (positive unless cfg rank 1), 1 = negative on
-  // a rank that runs both.
-  struct BranchInputs {
-    const at::Tensor* text;
-    const at::Tensor* pooled;
+  // a rank that runs both. Per branch and request: the embedded text and every step's modulation rows.
+  struct Branch {
+    at::Tensor txt;   // [B, T_local, D]
+    at::Tensor cond;  // [steps, B, mod_dim]
   };
-  std::vector<BranchInputs> branches;
-  if (run_positive) branches.push_back({&prompt_text, &prompt.pooled});
-  if (run_negative) branches.push_back({&negative_text, &negative.pooled});
+  auto make_branch = [&](const at::Tensor& text_shard, const at::Tensor& pooled) {
+    return Branch{transformer.get_method("embed_text")({text_shard}).toTensor(),
+                  transformer.get_method("conditioning")({pooled, timesteps, guidance}).toTensor()};
+  };
+  std::vector<Branch> branches;
+  if (run_positive) branches.push_back(make_branch(layout.Text(prompt.hidden), prompt.pooled));
+  if (run_negative) branches.push_back(make_branch(layout.Text(negative.hidden), negative.pooled));
   torch_engine::FirstBlockCacheOptions cache_opts;
   cache_opts.threshold = params.cache_threshold;
   cache_opts.warmup_steps = options.cache_warmup_steps;
@@ -310,33 +312,30 @@ StatusOr<FluxRawOutput> FluxPipeline::Impl::Run(const GenerateParams& params, Jo
   const at::Tensor valid_img =
       layout.comm != nullptr ? torch_engine::ShardValidMask(layout.img, layout.index, device) : at::Tensor();
 
-  const int64_t n = scheduler.num_inference_steps();
   for (int64_t i = 0; i < n; ++i) {
     if (cancelled()) return Cancelled("cancelled before step " + std::to_string(i + 1) + " of " + std::to_string(n));
-    const at::Tensor timestep = timesteps.select(0, i).expand({batch}).to(dtype) / 1000;
     std::vector<at::Tensor> preds;
     if (!cache.enabled()) {
-      for (const BranchInputs& b : branches) {
-        preds.push_back(Full(latents, *b.text, *b.pooled, timestep, guidance, layout));
-      }
+      for (const Branch& b : branches) preds.push_back(Full(latents, b.txt, b.cond.select(0, i), layout));
     } else {
       std::vector<Pass> passes;
       for (size_t b = 0; b < branches.size(); ++b) {
-        passes.push_back(Begin(latents, *branches[b].text, *branches[b].pooled, timestep, guidance, layout, 1));
+        passes.push_back(Begin(latents, branches[b].txt, branches[b].cond.select(0, i), layout, 1));
         cache.Observe(static_cast<int>(b), passes.back().img - passes.back().img_in, valid_img);
       }
       const bool skip = cache.Decide(i);
       for (size_t b = 0; b < branches.size(); ++b) {
         const Pass& p = passes[b];
+        const at::Tensor mod = branches[b].cond.select(0, i);
         at::Tensor img;
         if (skip) {
           img = cache.Apply(static_cast<int>(b), {p.img, p.txt})[0];
         } else {
-          auto [img_f, txt_f] = Rest(p, layout, 1);
+          auto [img_f, txt_f] = Rest(p, mod, layout, 1);
           cache.Store(static_cast<int>(b), {p.img, p.txt}, {img_f, txt_f});
           img = img_f;
         }
-        preds.push_back(Head(img, p.temb, layout));
+        preds.push_back(Head(img, mod, layout));
       }
     }
     at::Tensor noise_pred = preds[0], neg;

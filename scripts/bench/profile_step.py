@@ -6,9 +6,12 @@
 
 Loads MODEL_DIR/transformer.pt (the TorchScript module the C++ engine runs). With --engine-lib the
 torch.ops.ditserve.* ops are the engine's own (its attention backend and fused CUDA kernels: the same
-kernels as a served single-rank step); without it, ops.py's Python references (unfused). Then it runs 3 warm-up evaluations on random inputs at the request shape, then one under
-torch.profiler, and prints the top ops by device time with their share of the step, grouped into
-GEMM / attention / other, and the step's wall time. Used by scripts/bench_gpu.sh profile.
+kernels as a served single-rank step); without it, ops.py's Python references (unfused). Then it runs 3
+warm-up evaluations on random inputs at the request shape and times two things (median of 10 synchronised calls):
+the whole transformer call `forward` (the references' method: one step's conditioning included), and the step as
+the pipeline serves it (`step`, with the request's conditioning computed once for --steps steps, its time spread
+over them). One served step under torch.profiler gives the top ops by device time with their share, grouped into
+GEMM / attention / other. Used by scripts/bench_gpu.sh profile.
 """
 import argparse
 import json
@@ -29,6 +32,7 @@ def main() -> int:
     p.add_argument("--text-len", type=int, default=512)
     p.add_argument("--device", default="cuda")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--steps", type=int, default=28, help="schedule length for the served step's conditioning")
     p.add_argument("--json")
     p.add_argument("--compare-unfused", action="store_true",
                    help="also run the step with ops.py's unfused references in place of the engine's kernels "
@@ -57,16 +61,29 @@ def main() -> int:
             torch.full((1,), 0.5, dtype=dtype, device=dev), torch.full((1,), 3.5, dtype=torch.float32, device=dev),
             cos.to(dev), sin.to(dev))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    latents, text, pooled, _, guidance = args[:5]
+    schedule = torch.linspace(1.0, 1.0 / a.steps, a.steps, device=dev).to(dtype).unsqueeze(1)
     for _ in range(3):
         model(*args)
+        cond = model.conditioning(pooled, schedule, guidance)
     sync()
     wall_ms = flux_inproc.median_ms(lambda: model(*args))  # the references' method (flux_reference.py)
-    prof = flux_inproc.profile_once(lambda: model(*args), dev.type == "cuda")
+    cond_ms = flux_inproc.median_ms(lambda: model.conditioning(pooled, schedule, guidance))
+    txt = model.embed_text(text)
+    mod = cond[a.steps // 2]
+
+    def served_step():
+        return model.step(latents, txt, mod, args[5], args[6])
+    step_ms = flux_inproc.median_ms(served_step) + cond_ms / a.steps
+    prof = flux_inproc.profile_once(served_step, dev.type == "cuda")
     total = prof["profiled_ms"]
     print(f"one transformer evaluation at {a.res}x{a.res} ({n_img} image + {a.text_len} text tokens), {dtype}, "
-          f"{dev}: wall {wall_ms:.1f} ms (median of 10), profiled {'device' if dev.type == 'cuda' else 'cpu'} time {total:.1f} ms")
+          f"{dev}: forward {wall_ms:.1f} ms; served step {step_ms:.1f} ms (incl. 1/{a.steps} of the request's "
+          f"conditioning, {cond_ms:.1f} ms) (medians of 10); profiled served step: "
+          f"{'device' if dev.type == 'cuda' else 'cpu'} time {total:.1f} ms")
     flux_inproc.print_profile(prof, a.top)
-    summary = {"wall_ms": wall_ms, "profiled_ms": total, "by_kind_ms": prof["by_kind_ms"], "top": prof["top"][:a.top]}
+    summary = {"wall_ms": wall_ms, "step_ms": step_ms, "conditioning_ms": cond_ms, "steps": a.steps,
+               "profiled_ms": total, "by_kind_ms": prof["by_kind_ms"], "top": prof["top"][:a.top]}
     if a.compare_unfused and a.engine_lib:
         fused = model(*args).float()
         # Replace the engine's fused kernels by the unfused compositions for this device (attention stays).

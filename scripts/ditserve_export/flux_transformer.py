@@ -9,13 +9,15 @@ state dict, see ``FUSED_PROJECTIONS``).  Differences, all deliberate (see docs/m
 * attention is ``torch.ops.ditserve.attention(q, k, v, key_mask)`` so the engine can swap the kernel
   (plain SDPA, Ulysses, ring) without re-exporting;
 * the memory-bound chains are ditserve ops (``rms_rope``: q/k RMSNorm + RoPE; ``layer_norm_modulate``:
-  adaLN; ``linear_gelu``: GEMM + GELU epilogue) that the engine runs as single CUDA kernels; their
-  references (ops.py) have the unfused roundings;
+  adaLN; ``linear_gelu``: GEMM + GELU epilogue; ``gated_residual``: x + gate * y) that the engine runs as
+  single CUDA kernels; their references (ops.py) have the unfused roundings;
 * opt-in FP8 weights (``fp8=True``): the block GEMMs become ``Fp8Linear`` (e4m3 weights with one scale per
   output feature, inputs quantised per row by the op); the MLPs' GELU then moves from the up projection's
   epilogue into the down projection's input quantisation. ``quantize_fp8_state_dict`` converts the weights;
-* the model can be run in pieces: ``embed``, ``double_blocks(start, end, ...)``,
-  ``single_blocks(start, end, ...)``, ``head``; ``forward`` chains them.
+* the model can be run in pieces: ``conditioning`` (every block's adaLN modulation for all steps of a request,
+  in one batched GEMM per projection instead of a GEMV per step), ``embed_text`` (once per request),
+  ``embed_image``, ``double_blocks(start, end, ...)``, ``single_blocks(start, end, ...)``, ``head``; ``step`` and
+  ``forward`` chain them.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -198,6 +200,11 @@ def _ln_modulate(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
     return torch.ops.ditserve.layer_norm_modulate(x, scale, shift, 1e-6)
 
 
+def _gated(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x + gate[:, None] * y"""
+    return torch.ops.ditserve.gated_residual(x, gate, y)
+
+
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """[B, S, H*D] -> [B, H, S, D]"""
     b, s, hd = x.shape
@@ -264,6 +271,10 @@ class SelfAttention(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # blocks
 # ----------------------------------------------------------------------------------------------
+# adaLN: ``linear`` maps silu(temb) to the block's modulation vectors. They depend on the step's conditioning
+# alone, never on the tokens, so FluxTransformer.conditioning computes every block's for all steps of a request
+# at once (one pass over these weights, a third of the model, per request instead of per step); the blocks
+# take their slice of that row (``mod``).
 class AdaNormZero(nn.Module):
     """diffusers AdaLayerNormZero: holds ``linear``; the norm has no parameters."""
 
@@ -271,9 +282,9 @@ class AdaNormZero(nn.Module):
         super().__init__()
         self.linear = nn.Linear(dim, 6 * dim)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor
+    def forward(self, x: torch.Tensor, mod: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        m = self.linear(F.silu(temb)).chunk(6, dim=1)
+        m = mod.chunk(6, dim=1)
         return _ln_modulate(x, m[1], m[0]), m[2], m[3], m[4], m[5]
 
 
@@ -282,8 +293,8 @@ class AdaNormZeroSingle(nn.Module):
         super().__init__()
         self.linear = nn.Linear(dim, 3 * dim)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        m = self.linear(F.silu(temb)).chunk(3, dim=1)
+    def forward(self, x: torch.Tensor, mod: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        m = mod.chunk(3, dim=1)
         return _ln_modulate(x, m[1], m[0]), m[2]
 
 
@@ -294,8 +305,8 @@ class AdaNormOut(nn.Module):
         super().__init__()
         self.linear = nn.Linear(dim, 2 * dim)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        m = self.linear(F.silu(temb).to(x.dtype)).chunk(2, dim=1)
+    def forward(self, x: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
+        m = mod.chunk(2, dim=1)
         return _ln_modulate(x, m[0], m[1])
 
 
@@ -308,18 +319,20 @@ class DoubleStreamBlock(nn.Module):
         self.ff = FeedForward(dim, fp8=fp8)
         self.ff_context = FeedForward(dim, fp8=fp8)
 
-    def forward(self, img: torch.Tensor, txt: torch.Tensor, temb: torch.Tensor, cos: torch.Tensor,
+    def forward(self, img: torch.Tensor, txt: torch.Tensor, mod: torch.Tensor, cos: torch.Tensor,
                 sin: torch.Tensor, key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        img_n, img_gate, img_shift2, img_scale2, img_gate2 = self.norm1(img, temb)
-        txt_n, txt_gate, txt_shift2, txt_scale2, txt_gate2 = self.norm1_context(txt, temb)
+        """mod [B, 12 * dim]: norm1's modulation vectors, then norm1_context's."""
+        half = mod.shape[1] // 2
+        img_n, img_gate, img_shift2, img_scale2, img_gate2 = self.norm1(img, mod[:, :half])
+        txt_n, txt_gate, txt_shift2, txt_scale2, txt_gate2 = self.norm1_context(txt, mod[:, half:])
         img_a, txt_a = self.attn(img_n, txt_n, cos, sin, key_mask)
 
-        # gated residuals as one addcmul each (x + gate * y, no rounded product in between)
-        img = torch.addcmul(img, img_gate.unsqueeze(1), img_a)
-        img = torch.addcmul(img, img_gate2.unsqueeze(1), self.ff(_ln_modulate(img, img_scale2, img_shift2)))
+        # gated residuals x + gate * y, no rounded product in between (addcmul's math, one kernel in the engine)
+        img = _gated(img, img_gate, img_a)
+        img = _gated(img, img_gate2, self.ff(_ln_modulate(img, img_scale2, img_shift2)))
 
-        txt = torch.addcmul(txt, txt_gate.unsqueeze(1), txt_a)
-        txt = torch.addcmul(txt, txt_gate2.unsqueeze(1), self.ff_context(_ln_modulate(txt, txt_scale2, txt_shift2)))
+        txt = _gated(txt, txt_gate, txt_a)
+        txt = _gated(txt, txt_gate2, self.ff_context(_ln_modulate(txt, txt_scale2, txt_shift2)))
         if txt.dtype == torch.float16:
             txt = txt.clip(-65504, 65504)
         return img, txt
@@ -336,10 +349,11 @@ class SingleStreamBlock(nn.Module):
         self.proj_out = _down_linear(fp8, dim + hidden, dim)
         self.attn = SelfAttention(dim, heads, head_dim, fp8)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+    def forward(self, x: torch.Tensor, mod: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """mod [B, 3 * dim]: norm's modulation vectors."""
         n = self.inner
-        xn, gate = self.norm(x, temb)
+        xn, gate = self.norm(x, mod)
         qkv = self.attn.to_qkv(xn)
         q = torch.ops.ditserve.rms_rope(qkv[:, :, :n], self.attn.norm_q.weight, cos, sin, self.attn.norm_q.eps)
         k = torch.ops.ditserve.rms_rope(qkv[:, :, n:2 * n], self.attn.norm_k.weight, cos, sin, self.attn.norm_k.eps)
@@ -348,7 +362,7 @@ class SingleStreamBlock(nn.Module):
         # The MLP is a separate GEMM from q/k/v so that its GELU can ride with it (see GeluLinear / Fp8Linear);
         # proj_out reads [a, mlp] without a concatenated copy.
         y = self.proj_out(a, self.proj_mlp(xn))
-        x = torch.addcmul(x, gate.unsqueeze(1), y)
+        x = _gated(x, gate, y)
         if x.dtype == torch.float16:
             x = x.clip(-65504, 65504)
         return x
@@ -445,46 +459,80 @@ class FluxTransformer(nn.Module):
                    patch_size=cfg.get("patch_size", 1), fp8=fp8)
 
     @torch.jit.export
-    def embed(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
-              pooled_projections: torch.Tensor, timestep: torch.Tensor, guidance: torch.Tensor
-              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        img = self.x_embedder(hidden_states)
-        t = timestep.to(img.dtype) * 1000
-        g = guidance.to(img.dtype) * 1000
-        temb = self.time_text_embed(t, g, pooled_projections)
-        txt = self.context_embedder(encoder_hidden_states)
-        return img, txt, temb
+    def conditioning(self, pooled_projections: torch.Tensor, timestep: torch.Tensor, guidance: torch.Tensor
+                     ) -> torch.Tensor:
+        """pooled [B, P], timestep [T, B], guidance [B] -> [T, B, mod_dim]: for each of T steps, every block's
+        adaLN modulation vectors and the head's, concatenated in block order (12·dim per double block, 3·dim
+        per single block, 2·dim for the head). One GEMM of T·B rows per projection: the pipeline computes a
+        request's whole schedule before its first step."""
+        steps = timestep.shape[0]
+        batch = timestep.shape[1]
+        dtype = self.proj_out.weight.dtype
+        t = timestep.reshape(-1).to(dtype) * 1000              # step-major rows: (step 0, b 0), (step 0, b 1), ...
+        g = guidance.to(dtype).repeat(steps) * 1000
+        temb = self.time_text_embed(t, g, pooled_projections.repeat(steps, 1))
+        s = F.silu(temb)
+        mods: List[torch.Tensor] = []
+        for blk in self.transformer_blocks:
+            mods.append(blk.norm1.linear(s))
+            mods.append(blk.norm1_context.linear(s))
+        for blk in self.single_transformer_blocks:
+            mods.append(blk.norm.linear(s))
+        mods.append(self.norm_out.linear(s))
+        return torch.cat(mods, dim=1).view(steps, batch, -1)
 
     @torch.jit.export
-    def double_blocks(self, start: int, end: int, img: torch.Tensor, txt: torch.Tensor, temb: torch.Tensor,
+    def embed_image(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.x_embedder(hidden_states)
+
+    @torch.jit.export
+    def embed_text(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+        """Per request, not per step: the text stream's input does not change between steps."""
+        return self.context_embedder(encoder_hidden_states)
+
+    @torch.jit.export
+    def double_blocks(self, start: int, end: int, img: torch.Tensor, txt: torch.Tensor, mod: torch.Tensor,
                       cos: torch.Tensor, sin: torch.Tensor, key_mask: Optional[torch.Tensor]
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """mod [B, mod_dim]: this step's row of conditioning()."""
+        w = 12 * self.inner_dim
         for i, blk in enumerate(self.transformer_blocks):
             if i >= start and i < end:
-                img, txt = blk(img, txt, temb, cos, sin, key_mask)
+                img, txt = blk(img, txt, mod[:, i * w:(i + 1) * w], cos, sin, key_mask)
         return img, txt
 
     @torch.jit.export
-    def single_blocks(self, start: int, end: int, img: torch.Tensor, txt: torch.Tensor, temb: torch.Tensor,
+    def single_blocks(self, start: int, end: int, img: torch.Tensor, txt: torch.Tensor, mod: torch.Tensor,
                       cos: torch.Tensor, sin: torch.Tensor, key_mask: Optional[torch.Tensor]
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
         if start >= end or start >= self.num_single_layers:
             return img, txt
         t = txt.shape[1]
         x = torch.cat([txt, img], dim=1)
+        base = 12 * self.inner_dim * self.num_layers
+        w = 3 * self.inner_dim
         for i, blk in enumerate(self.single_transformer_blocks):
             if i >= start and i < end:
-                x = blk(x, temb, cos, sin, key_mask)
+                x = blk(x, mod[:, base + i * w:base + (i + 1) * w], cos, sin, key_mask)
         return x[:, t:], x[:, :t]
 
     @torch.jit.export
-    def head(self, img: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        return self.proj_out(self.norm_out(img, temb))
+    def head(self, img: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
+        return self.proj_out(self.norm_out(img, mod[:, mod.shape[1] - 2 * self.inner_dim:]))
+
+    @torch.jit.export
+    def step(self, hidden_states: torch.Tensor, txt: torch.Tensor, mod: torch.Tensor, cos: torch.Tensor,
+             sin: torch.Tensor) -> torch.Tensor:
+        """One denoising step's evaluation as the pipeline runs it: txt from embed_text, mod a row of
+        conditioning() (benchmarks time this; the pipeline calls the pieces)."""
+        img = self.embed_image(hidden_states)
+        img, txt = self.double_blocks(0, self.num_layers, img, txt, mod, cos, sin, None)
+        img, txt = self.single_blocks(0, self.num_single_layers, img, txt, mod, cos, sin, None)
+        return self.head(img, mod)
 
     def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 pooled_projections: torch.Tensor, timestep: torch.Tensor, guidance: torch.Tensor,
                 cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        img, txt, temb = self.embed(hidden_states, encoder_hidden_states, pooled_projections, timestep, guidance)
-        img, txt = self.double_blocks(0, self.num_layers, img, txt, temb, cos, sin, None)
-        img, txt = self.single_blocks(0, self.num_single_layers, img, txt, temb, cos, sin, None)
-        return self.head(img, temb)
+        """diffusers' transformer call (timestep [B]), all of it: conditioning of one step included."""
+        mod = self.conditioning(pooled_projections, timestep.unsqueeze(0), guidance)[0]
+        return self.step(hidden_states, self.embed_text(encoder_hidden_states), mod, cos, sin)

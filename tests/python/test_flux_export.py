@@ -4,7 +4,8 @@
 Needs DITSERVE_TEST_MODELS (output of scripts/make_test_models.py) and PYTHONPATH=scripts.
 Tolerances (relative = max|got - want| / max|want|):
   transformer.pt forward vs diffusers FluxTransformer2DModel   < 1e-5
-  piecewise embed/double_blocks/single_blocks/head vs forward  == 0 (bitwise)
+  piecewise conditioning/embed_*/blocks/head, step vs forward  == 0 (bitwise)
+  conditioning of a T-step schedule vs each step alone          < 1e-6; vs diffusers' adaLN projections < 1e-5
   key_mask all-True vs None                                    < 1e-6
   masked text tokens vs dropping those tokens (image stream)   < 1e-5
   text_encoder.pt / text_encoder_2.pt / vae_decoder.pt         < 1e-5
@@ -124,26 +125,29 @@ def run_variant(root: str, variant: str) -> None:
             check(f"{tag} transformer forward {W}x{H} (B=2, T={L}, N={x.shape[1]})",
                   lambda: expect_close(got, want, TOL))
 
+            def pieces(m=None):
+                """the pipeline's calls: conditioning, embed_text, then embed_image / blocks / head"""
+                mod = ts.conditioning(p, t.unsqueeze(0), gd)[0]
+                txt = ts.embed_text(e)
+                img = ts.embed_image(x)
+                img, txt = ts.double_blocks(0, 1, img, txt, mod, cos, sin, m)
+                img, txt = ts.double_blocks(1, 2, img, txt, mod, cos, sin, m)
+                img, txt = ts.single_blocks(0, 2, img, txt, mod, cos, sin, m)
+                return ts.head(img, mod), img, txt, mod
+
             def piecewise():
-                img, txt, temb = ts.embed(x, e, p, t, gd)
-                img, txt = ts.double_blocks(0, 1, img, txt, temb, cos, sin, None)
-                img, txt = ts.double_blocks(1, 2, img, txt, temb, cos, sin, None)
-                img, txt = ts.single_blocks(0, 2, img, txt, temb, cos, sin, None)
-                y = ts.head(img, temb)
+                y, img, txt, mod = pieces()
                 assert torch.equal(y, got), f"piecewise != forward (rel {rel_err(y, got):.2e})"
+                assert torch.equal(ts.step(x, ts.embed_text(e), mod, cos, sin), got), "step != forward"
                 # empty ranges are identities
-                a, b = ts.double_blocks(2, 2, img, txt, temb, cos, sin, None)
-                c, d = ts.single_blocks(1, 1, img, txt, temb, cos, sin, None)
+                a, b = ts.double_blocks(2, 2, img, txt, mod, cos, sin, None)
+                c, d = ts.single_blocks(1, 1, img, txt, mod, cos, sin, None)
                 assert torch.equal(a, img) and torch.equal(b, txt) and torch.equal(c, img) and torch.equal(d, txt)
                 return "bitwise equal"
             check(f"{tag} piecewise == forward {W}x{H}", piecewise)
 
             def mask_all_true():
-                m = torch.ones(x.shape[0], ids.shape[0], dtype=torch.bool)
-                img, txt, temb = ts.embed(x, e, p, t, gd)
-                img, txt = ts.double_blocks(0, 2, img, txt, temb, cos, sin, m)
-                img, txt = ts.single_blocks(0, 2, img, txt, temb, cos, sin, m)
-                y = ts.head(img, temb)
+                y = pieces(torch.ones(x.shape[0], ids.shape[0], dtype=torch.bool))[0]
                 bit = "bitwise" if torch.equal(y, got) else "not bitwise"
                 return expect_close(y, got, 1e-6) + f", {bit}"
             check(f"{tag} key_mask all-True == None {W}x{H}", mask_all_true)
@@ -156,15 +160,34 @@ def run_variant(root: str, variant: str) -> None:
             cos, sin = flux_rope(ids, axes, theta)
             m = torch.ones(x.shape[0], ids.shape[0], dtype=torch.bool)
             m[:, T - k:T] = False
-            img, txt, temb = ts.embed(x, e, p, t, gd)
-            img, txt = ts.double_blocks(0, 2, img, txt, temb, cos, sin, m)
-            img, txt = ts.single_blocks(0, 2, img, txt, temb, cos, sin, m)
-            y = ts.head(img, temb)
+            mod = ts.conditioning(p, t.unsqueeze(0), gd)[0]
+            img, txt = ts.double_blocks(0, 2, ts.embed_image(x), ts.embed_text(e), mod, cos, sin, m)
+            img, txt = ts.single_blocks(0, 2, img, txt, mod, cos, sin, m)
+            y = ts.head(img, mod)
             ids2 = torch.cat([txt_ids[:T - k], iids])
             c2, s2 = flux_rope(ids2, axes, theta)
             y2 = ts(x, e[:, :T - k], p, t, gd, c2, s2)
             return expect_close(y, y2, TOL)
         check(f"{tag} key_mask False == token removed", mask_semantics)
+
+        def conditioning_schedule():
+            # a request's whole schedule in one call == each step alone; the layout is the blocks' adaLN
+            # projections of silu(temb) in block order, then the head's
+            x, e, p, t, gd, _, _ = inputs(64, 64, L)
+            sched = torch.tensor([[1.0, 0.9], [0.75, 0.6], [0.5, 0.45], [0.2, 0.1]])
+            all_steps = ts.conditioning(p, sched, gd)
+            dim = tcfg["num_attention_heads"] * tcfg["attention_head_dim"]
+            width = dim * (12 * tcfg["num_layers"] + 3 * tcfg["num_single_layers"] + 2)
+            assert list(all_steps.shape) == [4, x.shape[0], width], list(all_steps.shape)
+            err = max(rel_err(all_steps[i], ts.conditioning(p, sched[i:i + 1], gd)[0]) for i in range(4))
+            assert err < 1e-6, f"schedule vs per step rel {err:.2e}"
+            tt = sched[2].to(torch.float32) * 1000
+            temb = ref_t.time_text_embed(tt, gd * 1000, p) if variant == "dev" else ref_t.time_text_embed(tt, p)
+            s_ = torch.nn.functional.silu(temb)
+            parts = [f(s_) for blk in ref_t.transformer_blocks for f in (blk.norm1.linear, blk.norm1_context.linear)]
+            parts += [blk.norm.linear(s_) for blk in ref_t.single_transformer_blocks] + [ref_t.norm_out.linear(s_)]
+            return expect_close(all_steps[2], torch.cat(parts, dim=1), TOL) + f"; per step {err:.1e}"
+        check(f"{tag} conditioning(schedule) == per step == diffusers' adaLN projections", conditioning_schedule)
     del ref_t, ts
 
     # ---- text encoders
@@ -234,7 +257,8 @@ def run_variant(root: str, variant: str) -> None:
     def device_agnostic():
         for f in ("text_encoder.pt", "text_encoder_2.pt", "vae_decoder.pt", "transformer.pt"):
             m = torch.jit.load(os.path.join(out, f))
-            codes = [m.code] + [getattr(m, meth).code for meth in ("embed", "double_blocks", "single_blocks", "head")
+            codes = [m.code] + [getattr(m, meth).code for meth in ("conditioning", "embed_image", "embed_text",
+                                                                         "double_blocks", "single_blocks", "head", "step")
                                 if f == "transformer.pt"]
             for code in codes:
                 assert '"cpu"' not in code, f"{f} has a baked-in cpu device"
