@@ -63,6 +63,7 @@ def main() -> int:
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     latents, text, pooled, _, guidance = args[:5]
     schedule = torch.linspace(1.0, 1.0 / a.steps, a.steps, device=dev).to(dtype).unsqueeze(1)
+    schedule[a.steps // 2] = args[3]  # the forward's timestep: the served step at that row computes the same function
     for _ in range(3):
         model(*args)
         cond = model.conditioning(pooled, schedule, guidance)
@@ -75,14 +76,18 @@ def main() -> int:
     def served_step():
         return model.step(latents, txt, mod, args[5], args[6])
     step_ms = flux_inproc.median_ms(served_step) + cond_ms / a.steps
+    ref = model(*args).float()
+    served_err = ((served_step().float() - ref).norm() / ref.norm()).item()  # batched vs one-row adaLN GEMMs
     prof = flux_inproc.profile_once(served_step, dev.type == "cuda")
     total = prof["profiled_ms"]
     print(f"one transformer evaluation at {a.res}x{a.res} ({n_img} image + {a.text_len} text tokens), {dtype}, "
           f"{dev}: forward {wall_ms:.1f} ms; served step {step_ms:.1f} ms (incl. 1/{a.steps} of the request's "
           f"conditioning, {cond_ms:.1f} ms) (medians of 10); profiled served step: "
           f"{'device' if dev.type == 'cuda' else 'cpu'} time {total:.1f} ms")
+    print(f"  served step vs forward at the same timestep: normalised difference {served_err:.2e}")
     flux_inproc.print_profile(prof, a.top)
     summary = {"wall_ms": wall_ms, "step_ms": step_ms, "conditioning_ms": cond_ms, "steps": a.steps,
+               "served_vs_forward_norm_err": served_err,
                "profiled_ms": total, "by_kind_ms": prof["by_kind_ms"], "top": prof["top"][:a.top]}
     if a.compare_unfused and a.engine_lib:
         fused = model(*args).float()
