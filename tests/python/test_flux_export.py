@@ -124,6 +124,9 @@ def run_variant(root: str, variant: str) -> None:
             got = ts(x, e, p, t, gd, cos, sin)
             check(f"{tag} transformer forward {W}x{H} (B=2, T={L}, N={x.shape[1]})",
                   lambda: expect_close(got, want, TOL))
+            # B = 1 takes the double blocks' one-buffer q/k/v path (the pipeline's case)
+            check(f"{tag} transformer forward {W}x{H} B=1 == B=2 row 0",
+                  lambda: expect_close(ts(x[:1], e[:1], p[:1], t[:1], gd[:1], cos, sin), got[:1], 1e-6))
 
             def pieces(m=None):
                 """the pipeline's calls: conditioning, embed_text, then embed_image / blocks / head"""
