@@ -284,7 +284,7 @@ class SelfAttention(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # adaLN: ``linear`` maps silu(temb) to the block's modulation vectors. They depend on the step's conditioning
 # alone, never on the tokens, so FluxTransformer.conditioning computes every block's for all steps of a request
-# at once (one pass over these weights, a third of the model, per request instead of per step); the blocks
+# at once (one pass over these weights, about a quarter of the model, per request instead of per step); the blocks
 # take their slice of that row (``mod``).
 class AdaNormZero(nn.Module):
     """diffusers AdaLayerNormZero: holds ``linear``; the norm has no parameters."""
