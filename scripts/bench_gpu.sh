@@ -274,8 +274,9 @@ profile_model() {
   "$PY" scripts/bench/profile_step.py "$model" --engine-lib "$lib" --compare-unfused --res "$RES" --steps "$STEPS" --device "$DEVICE" \
     --json "$OUT/$name.json" 2> "$OUT/$name.log" | tee "$OUT/$name.txt" || return 1
   # The transformer forward alone, measured like the references (median of 10 synchronised forwards).
-  local ms step; ms=$("$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["wall_ms"], 2))' "$OUT/$name.json") &&
-    step=$("$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["step_ms"], 2))' "$OUT/$name.json") &&
+  local ms step
+  read -r ms step < <("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(round(j["wall_ms"], 2), round(j["step_ms"], 2))' "$OUT/$name.json") &&
+    [ -n "$step" ] &&
     record "$system" 1 single step_ms "$ms" ms "transformer forward alone, median of 10 (the references' method)" &&
     record "$system" 1 single step_ms "$step" ms "in-process served step: step() + 1/$STEPS of the request's conditioning, median of 10"
 }
