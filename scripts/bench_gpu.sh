@@ -269,7 +269,7 @@ do_profile() {
 profile_model() {
   local system=$1 model=$2 name=$3
   [ -f "$model/model.json" ] || { log "no model at $model: run 'model' first"; return 1; }
-  local lib=$BUILD/engine/libditserve_engine.so
+  local lib=$BUILD/engine/libditserve_runtime.so
   [ -f "$lib" ] || { log "no $lib: build first"; return 1; }
   "$PY" scripts/bench/profile_step.py "$model" --engine-lib "$lib" --compare-unfused --res "$RES" --steps "$STEPS" --device "$DEVICE" \
     --json "$OUT/$name.json" 2> "$OUT/$name.log" | tee "$OUT/$name.txt" || return 1
@@ -282,7 +282,7 @@ profile_model() {
 }
 
 do_quality() {
-  local lib=$BUILD/engine/libditserve_engine.so
+  local lib=$BUILD/engine/libditserve_runtime.so
   (cd scripts/bench && "$PY" fused_quality.py --engine-lib "$lib" --device "$DEVICE" \
      $([ "$DEVICE" = cpu ] && echo "--layers 1,1 --res 64 --text-len 16")) 2> "$OUT/quality.log" | tee "$OUT/quality.txt"
 }

@@ -67,7 +67,7 @@ summary() {
   echo "device:  $(nvidia-smi -L 2>/dev/null | paste -sd";" | grep . || echo "no GPU seen (nvidia-smi)")"
   echo "dir:     $BUILD"
   local built=() b
-  for b in server/ditserve server/ditserve-worker server/ditctl engine/libditserve_engine.so kernels/libditserve_kernels.a; do
+  for b in server/ditserve server/ditserve-worker server/ditctl engine/libditserve_runtime.so models/libditserve_models.so engine/facade/libditserve_engine.so kernels/libditserve_kernels.a; do
     [ -e "$BUILD/$b" ] && built+=("${b##*/}")
   done
   b=$(find "$BUILD/tests" -maxdepth 1 -type f -name '*_test' 2>/dev/null | wc -l)

@@ -1,3 +1,4 @@
+#include "ditserve/request.h"
 #include "server/coordinator.h"
 
 #include <unistd.h>
@@ -35,7 +36,7 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(ServerConfig config, 
     for (const auto& m : c->config_.models) {
       if (m.name == g.model) mc = &m;
     }
-    c->groups_.push_back(std::make_unique<WorkerGroup>(g, *mc, c->config_, worker_binary, *c->metrics_,
+    c->groups_.push_back(std::make_unique<WorkerGroup>(g, *mc, info, c->config_, worker_binary, *c->metrics_,
                                                        [raw = c.get()] { raw->Notify(); }));
   }
   for (auto& g : c->groups_) g->Start();
@@ -65,9 +66,8 @@ StatusOr<std::shared_ptr<Job>> Coordinator::Submit(const v1::GenerateRequest& re
   for (const auto& g : groups_) servable = servable || g->Accepts(resolved);
   if (!servable) {
     return InvalidArgument("model '" + resolved.model() +
-                           "' is served only by CFG-parallel groups (layout cfg=2): true_cfg_scale must be > 1 "
-                           "(allowed 1..100, got " + std::to_string(resolved.true_cfg_scale()) +
-                           ") and negative_prompt must be non-empty");
+                           "' is served only by CFG-parallel groups (layout cfg=2): requests need classifier-free "
+                           "guidance (" + CfgRuleText(models_.at(resolved.model()).cfg) + ")");
   }
   auto job = std::make_shared<Job>("req-" + std::to_string(next_id_++), std::move(resolved));
   if (!queue_.TryPush(job)) {

@@ -1,3 +1,5 @@
+#include "ditserve/request.h"
+#include "server/request_params.h"
 #include "server/worker_group.h"
 
 #include <signal.h>
@@ -29,10 +31,12 @@ struct RunState {
 
 }  // namespace
 
-WorkerGroup::WorkerGroup(GroupConfig group, ModelConfig model, const ServerConfig& server, std::string worker_binary,
+WorkerGroup::WorkerGroup(GroupConfig group, ModelConfig model, ModelInfo info, const ServerConfig& server,
+                         std::string worker_binary,
                          Metrics& metrics, std::function<void()> on_idle)
     : group_(std::move(group)),
       model_(std::move(model)),
+      info_(std::move(info)),
       server_(server),
       worker_binary_(std::move(worker_binary)),
       metrics_(metrics),
@@ -304,7 +308,7 @@ void WorkerGroup::OnWorkerExit(int rank, pid_t pid, int wait_status) {
 
 bool WorkerGroup::Accepts(const v1::GenerateRequest& request) const {
   if (request.model() != model_.name) return false;
-  return group_.cfg == 1 || (request.true_cfg_scale() > 1.f && !request.negative_prompt().empty());
+  return group_.cfg == 1 || UsesCfg(info_, ToParams(request));
 }
 
 void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {

@@ -22,7 +22,7 @@ namespace ditserve::server {
 
 class WorkerGroup {
  public:
-  WorkerGroup(GroupConfig group, ModelConfig model, const ServerConfig& server, std::string worker_binary,
+  WorkerGroup(GroupConfig group, ModelConfig model, ModelInfo info, const ServerConfig& server, std::string worker_binary,
               Metrics& metrics, std::function<void()> on_idle);
   ~WorkerGroup();
   WorkerGroup(const WorkerGroup&) = delete;
@@ -37,7 +37,7 @@ class WorkerGroup {
   bool ready_once() const;  // has been ready at least once
   const std::string& model() const { return model_.name; }
   // Whether this group's layout can run the request: a CFG-parallel group (cfg > 1) splits the two
-  // CFG branches over its ranks, so it needs a request with true CFG.
+  // CFG branches over its ranks, so it needs a request that uses CFG by the model's rule.
   bool Accepts(const v1::GenerateRequest& request) const;
   int id() const { return group_.id; }
   v1::GroupStatus GetStatus() const;
@@ -59,6 +59,7 @@ class WorkerGroup {
 
   const GroupConfig group_;
   const ModelConfig model_;
+  const ModelInfo info_;
   const ServerConfig& server_;
   const std::string worker_binary_;
   Metrics& metrics_;

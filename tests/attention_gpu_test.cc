@@ -10,11 +10,11 @@
 #include <cmath>
 #include <cstdio>
 
-#include "engine/src/torch/attention_op.h"
-#include "engine/src/torch/cp/local_attention.h"
+#include "engine/runtime/attention_op.h"
+#include "engine/runtime/cp/local_attention.h"
 #include "support/cuda_timing.h"
 
-namespace ditserve::torch_engine {
+namespace ditserve::runtime {
 namespace {
 
 at::Tensor Reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
@@ -81,4 +81,4 @@ TEST(AttentionGpu, DISABLED_Perf) {
 }
 
 }  // namespace
-}  // namespace ditserve::torch_engine
+}  // namespace ditserve::runtime

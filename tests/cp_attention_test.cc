@@ -15,15 +15,15 @@
 #include <string>
 #include <vector>
 
-#include "engine/src/torch/attention_op.h"
-#include "engine/src/torch/cp/cp_attention.h"
-#include "engine/src/torch/cp/local_attention.h"
-#include "engine/src/torch/cp/mesh.h"
-#include "engine/src/torch/cp/sequence_shard.h"
+#include "engine/runtime/attention_op.h"
+#include "engine/runtime/cp/cp_attention.h"
+#include "engine/runtime/cp/local_attention.h"
+#include "engine/runtime/cp/mesh.h"
+#include "engine/runtime/cp/sequence_shard.h"
 #include "support/multi_rank.h"
 #include "support/test_mesh.h"
 
-namespace ditserve::torch_engine {
+namespace ditserve::runtime {
 namespace {
 
 constexpr double kMaxAbs = 2e-6;
@@ -163,15 +163,15 @@ INSTANTIATE_TEST_SUITE_P(Layouts, ContextParallelAttentionTest,
                          [](const auto& info) { return info.param.Name(); });
 
 }  // namespace
-}  // namespace ditserve::torch_engine
+}  // namespace ditserve::runtime
 
 int main(int argc, char** argv) {
   ditserve::testing::ChildArgs child;
   if (ditserve::testing::ParseChildArgs(argc, argv, &child) && child.args.size() == 3) {
-    const ditserve::torch_engine::Layout layout{std::stoi(child.args[0]), std::stoi(child.args[1]),
+    const ditserve::runtime::Layout layout{std::stoi(child.args[0]), std::stoi(child.args[1]),
                                                 std::stoi(child.args[2])};
     try {
-      return ditserve::torch_engine::ChildMain(child.rank, layout, child.port, child.output);
+      return ditserve::runtime::ChildMain(child.rank, layout, child.port, child.output);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "rank %d: %s\n", child.rank, e.what());
       return 3;

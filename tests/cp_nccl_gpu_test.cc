@@ -15,14 +15,14 @@
 #include <string>
 #include <vector>
 
-#include "engine/src/torch/cp/cp_attention.h"
-#include "engine/src/torch/cp/mesh.h"
-#include "engine/src/torch/cp/sequence_shard.h"
+#include "engine/runtime/cp/cp_attention.h"
+#include "engine/runtime/cp/mesh.h"
+#include "engine/runtime/cp/sequence_shard.h"
 #include "support/cuda_timing.h"
 #include "support/multi_rank.h"
 #include "support/test_mesh.h"
 
-namespace ditserve::torch_engine {
+namespace ditserve::runtime {
 namespace {
 
 at::Tensor Randn(std::vector<int64_t> shape, uint64_t seed) {
@@ -92,13 +92,13 @@ TEST(ContextParallelNccl, LayoutsEqualSingleGpuAttention) { RunLayouts({"4608", 
 TEST(ContextParallelNccl, DISABLED_Perf) { RunLayouts({"4608", "32896"}); }
 
 }  // namespace
-}  // namespace ditserve::torch_engine
+}  // namespace ditserve::runtime
 
 int main(int argc, char** argv) {
   ditserve::testing::ChildArgs child;
   if (ditserve::testing::ParseChildArgs(argc, argv, &child)) {
     try {
-      return ditserve::torch_engine::ChildMain(child);
+      return ditserve::runtime::ChildMain(child);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "rank %d: %s\n", child.rank, e.what());
       return 3;

@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "ditserve/model_info.h"
-#include "engine/src/torch/attention_op.h"
-#include "engine/src/torch/cp/cp_attention.h"
-#include "engine/src/torch/cp/mesh.h"
-#include "models/flux/flux_pipeline.h"
+#include "engine/runtime/attention_op.h"
+#include "engine/runtime/cp/cp_attention.h"
+#include "engine/runtime/cp/mesh.h"
+#include "models/registry.h"
 #include "support/multi_rank.h"
 #include "support/test_mesh.h"
 #include "support/recording_job_control.h"
@@ -44,13 +44,13 @@ GenerateParams Params(bool cfg) {
 }
 
 // "<pattern> <latents>": the skip pattern (S/C per step) and the final packed latents.
-std::string RunPipeline(const std::shared_ptr<torch_engine::DeviceMesh>& mesh, bool cfg) {
+std::string RunPipeline(const std::shared_ptr<runtime::DeviceMesh>& mesh, bool cfg) {
   auto info = ReadModelInfo(testing::TestModelsDir() + "/flux-tiny-dev");
   if (!info.ok()) throw std::runtime_error(info.status().ToString());
-  PipelineOptions opts;
+  runtime::PipelineOptions opts;
   opts.info = *info;
   opts.mesh = mesh;
-  auto pipeline = FluxPipeline::Load(opts);
+  auto pipeline = models::CreatePipeline(opts);
   if (!pipeline.ok()) throw std::runtime_error(pipeline.status().ToString());
   testing::RecordingJobControl control;
   auto out = (*pipeline)->GenerateRaw(Params(cfg), control, {.record_intermediates = true});
@@ -58,14 +58,14 @@ std::string RunPipeline(const std::shared_ptr<torch_engine::DeviceMesh>& mesh, b
   std::ostringstream s;
   for (bool d : out->cache_decisions) s << (d ? 'S' : 'C');
   s.precision(9);
-  for (float v : out->packed_latents) s << " " << v;
+  for (float v : out->latents.data) s << " " << v;
   return s.str();
 }
 
 int ChildMain(const testing::ChildArgs& a) {
   auto mesh = testing::JoinTestMesh(a.rank, a.port, std::stoi(a.args[0]), std::stoi(a.args[1]), std::stoi(a.args[2]));
   if (mesh->sequence_size() > 1) {
-    torch_engine::SetAttentionBackend(std::make_shared<torch_engine::ContextParallelAttention>(mesh));
+    runtime::SetAttentionBackend(std::make_shared<runtime::ContextParallelAttention>(mesh));
   }
   std::ofstream(a.output) << RunPipeline(mesh, a.args[3] == "1");
   mesh->AnyRank(false);  // nobody tears the groups down while another rank still uses them
@@ -94,7 +94,7 @@ class FirstBlockCacheRanks : public ::testing::TestWithParam<Layout> {};
 
 TEST_P(FirstBlockCacheRanks, EveryRankDecidesLikeOneRank) {
   const Layout l = GetParam();
-  torch_engine::SetAttentionBackend(nullptr);
+  runtime::SetAttentionBackend(nullptr);
   const Split want = Parse(RunPipeline(nullptr, l.true_cfg));
   ASSERT_NE(want.pattern.find('S'), std::string::npos) << want.pattern;
   ASSERT_NE(want.pattern.find('C', 1), std::string::npos) << want.pattern;

@@ -1,6 +1,6 @@
 // The C++ FLUX pipeline against diffusers' FluxPipeline on the tiny models: same seed, size, steps.
 // tests/python/flux_parity_reference.py writes diffusers' pixels, prompt embeddings and the latents after
-// every step; the C++ side uses FluxPipeline::GenerateRaw (no PNG) with record_intermediates. Pixels may
+// every step; the C++ side uses runtime::DiffusionPipeline::GenerateRaw (no PNG) with record_intermediates. Pixels may
 // differ by at most one level; embeddings by a relative error ||a-b||/||b|| of 1e-5, latents by 1e-4.
 #include <algorithm>
 #include <cmath>
@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ditserve/model_info.h"
-#include "models/flux/flux_pipeline.h"
+#include "models/registry.h"
 #include "support/recording_job_control.h"
 #include "support/test_env.h"
 
@@ -89,11 +89,11 @@ void RunParity(const Case& c) {
   // ditserve.
   auto info = ReadModelInfo(models + "/" + c.model);
   ASSERT_TRUE(info.ok()) << info.status().ToString();
-  PipelineOptions opts;
+  runtime::PipelineOptions opts;
   opts.info = *info;
   opts.cache_warmup_steps = c.cache_warmup;
   opts.cache_max_consecutive_skips = c.cache_max_skips;
-  auto pipeline = FluxPipeline::Load(opts);
+  auto pipeline = models::CreatePipeline(opts);
   ASSERT_TRUE(pipeline.ok()) << pipeline.status().ToString();
   GenerateParams p;
   p.prompt = c.prompt;
@@ -111,13 +111,13 @@ void RunParity(const Case& c) {
 
   ASSERT_EQ(got->width, meta["width"].get<int64_t>());
   ASSERT_EQ(got->height, meta["height"].get<int64_t>());
-  ASSERT_EQ(got->latents_shape, meta["latents_shape"].get<std::vector<int64_t>>());
-  ASSERT_EQ(got->packed_latents.size(), want_latents.size());
+  ASSERT_EQ(got->latents.shape, meta["latents_shape"].get<std::vector<int64_t>>());
+  ASSERT_EQ(got->latents.data.size(), want_latents.size());
   ASSERT_EQ(got->rgb.size(), want_pixels.size());
-  ASSERT_EQ(got->pooled_shape, meta["pooled_shape"].get<std::vector<int64_t>>());
-  ASSERT_EQ(got->t5_shape, meta["t5_shape"].get<std::vector<int64_t>>());
-  ASSERT_EQ(got->pooled_embeds.size(), want_pooled.size());
-  ASSERT_EQ(got->t5_embeds.size(), want_t5.size());
+  ASSERT_EQ(got->intermediates.at("pooled_embeds").shape, meta["pooled_shape"].get<std::vector<int64_t>>());
+  ASSERT_EQ(got->intermediates.at("t5_embeds").shape, meta["t5_shape"].get<std::vector<int64_t>>());
+  ASSERT_EQ(got->intermediates.at("pooled_embeds").data.size(), want_pooled.size());
+  ASSERT_EQ(got->intermediates.at("t5_embeds").data.size(), want_t5.size());
   ASSERT_EQ(int64_t(got->step_latents.size()), meta["steps"].get<int64_t>());
   ASSERT_EQ(got->step_latents.size() * want_latents.size(), want_steps.size());
 
@@ -137,25 +137,25 @@ void RunParity(const Case& c) {
   }
 
   // Embeddings, then each step: the first step off says where a drift starts.
-  const double pooled_rel = RelError(got->pooled_embeds, want_pooled.data(), want_pooled.size());
-  const double t5_rel = RelError(got->t5_embeds, want_t5.data(), want_t5.size());
+  const double pooled_rel = RelError(got->intermediates.at("pooled_embeds").data, want_pooled.data(), want_pooled.size());
+  const double t5_rel = RelError(got->intermediates.at("t5_embeds").data, want_t5.data(), want_t5.size());
   EXPECT_LE(pooled_rel, kEmbedsTolerance) << "CLIP pooled embeddings";
   EXPECT_LE(t5_rel, kEmbedsTolerance) << "T5 hidden states";
   std::string step_rels;
   for (size_t s = 0; s < got->step_latents.size(); ++s) {
-    ASSERT_EQ(got->step_latents[s].size(), want_latents.size());
-    const double rel = RelError(got->step_latents[s], want_steps.data() + s * want_latents.size(), want_latents.size());
+    ASSERT_EQ(got->step_latents[s].data.size(), want_latents.size());
+    const double rel = RelError(got->step_latents[s].data, want_steps.data() + s * want_latents.size(), want_latents.size());
     EXPECT_LE(rel, kLatentsTolerance) << "latents after step " << s + 1;
     char buf[32];
     std::snprintf(buf, sizeof(buf), "%s%.3g", s ? " " : "", rel);
     step_rels += buf;
   }
-  const double final_rel = RelError(got->packed_latents, want_latents.data(), want_latents.size());
+  const double final_rel = RelError(got->latents.data, want_latents.data(), want_latents.size());
   EXPECT_LE(final_rel, kLatentsTolerance) << "final latents";
 
   double max_latent = 0, max_ref = 0;
   for (size_t i = 0; i < want_latents.size(); ++i) {
-    max_latent = std::max(max_latent, std::fabs(double(got->packed_latents[i]) - double(want_latents[i])));
+    max_latent = std::max(max_latent, std::fabs(double(got->latents.data[i]) - double(want_latents[i])));
     max_ref = std::max(max_ref, std::fabs(double(want_latents[i])));
   }
   int max_pixel = 0;

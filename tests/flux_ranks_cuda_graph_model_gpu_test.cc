@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "ditserve/model_info.h"
-#include "engine/src/torch/attention_op.h"
-#include "engine/src/torch/cp/cp_attention.h"
-#include "engine/src/torch/cp/mesh.h"
-#include "models/flux/flux_pipeline.h"
+#include "engine/runtime/attention_op.h"
+#include "engine/runtime/cp/cp_attention.h"
+#include "engine/runtime/cp/mesh.h"
+#include "models/registry.h"
 #include "support/multi_rank.h"
 #include "support/recording_job_control.h"
 #include "support/test_env.h"
@@ -37,16 +37,16 @@ const std::vector<Request> kRequests = {
     {"a castle", 64, 64, 6}};
 
 // Final packed latents of every request, one line each.
-std::string RunRequests(const std::shared_ptr<torch_engine::DeviceMesh>& mesh, const std::string& device,
+std::string RunRequests(const std::shared_ptr<runtime::DeviceMesh>& mesh, const std::string& device,
                         bool graphs) {
   auto info = ReadModelInfo(testing::TestModelsDir() + "/flux-tiny-dev");
   if (!info.ok()) throw std::runtime_error(info.status().ToString());
-  PipelineOptions opts;
+  runtime::PipelineOptions opts;
   opts.info = *info;
   opts.device = device;
   opts.mesh = mesh;
   opts.cuda_graphs = graphs;
-  auto pipeline = FluxPipeline::Load(opts);
+  auto pipeline = models::CreatePipeline(opts);
   if (!pipeline.ok()) throw std::runtime_error(pipeline.status().ToString());
   std::ostringstream s;
   s.precision(9);
@@ -61,7 +61,7 @@ std::string RunRequests(const std::shared_ptr<torch_engine::DeviceMesh>& mesh, c
     testing::RecordingJobControl control;
     auto out = (*pipeline)->GenerateRaw(p, control, {.record_intermediates = true});
     if (!out.ok()) throw std::runtime_error(out.status().ToString());
-    for (float v : out->packed_latents) s << v << " ";
+    for (float v : out->latents.data) s << v << " ";
     s << "\n";
   }
   return s.str();
@@ -84,7 +84,7 @@ int ChildMain(const testing::ChildArgs& a) {
   const int ulysses = a.args[0] == "ulysses2" ? 2 : 1, ring = a.args[0] == "ring2" ? 2 : 1;
   c10::cuda::set_device(a.rank);
   auto mesh = testing::JoinTestMesh(a.rank, a.port, 1, ulysses, ring, at::Device(at::kCUDA, a.rank));
-  torch_engine::SetAttentionBackend(std::make_shared<torch_engine::ContextParallelAttention>(mesh));
+  runtime::SetAttentionBackend(std::make_shared<runtime::ContextParallelAttention>(mesh));
   std::ofstream(a.output) << RunRequests(mesh, "cuda:" + std::to_string(a.rank), /*graphs=*/true);
   mesh->AnyRank(false);  // nobody tears the groups down while another rank still uses them
   return 0;
@@ -94,7 +94,7 @@ class FluxRanksCudaGraph : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FluxRanksCudaGraph, ReplayOnEveryRankEqualsOneGpuEager) {
   if (c10::cuda::device_count() < 2) GTEST_SKIP() << "needs 2 GPUs, found " << int(c10::cuda::device_count());
-  torch_engine::SetAttentionBackend(nullptr);
+  runtime::SetAttentionBackend(nullptr);
   const auto want = Parse(RunRequests(nullptr, "cuda:0", /*graphs=*/false));
   ASSERT_EQ(want.size(), kRequests.size());
   const auto ranks = testing::RunRanks(2, {GetParam()}, 300);

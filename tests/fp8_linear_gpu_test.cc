@@ -1,4 +1,4 @@
-// ditserve::fp8_linear on a GPU (engine/src/torch/fp8_linear.h): the row-wise e4m3 quantisation kernel
+// ditserve::fp8_linear on a GPU (engine/runtime/fp8_linear.h): the row-wise e4m3 quantisation kernel
 // against the torch composition (bit for bit without GELU; with GELU, where the kernel's exp form may round
 // a value to the neighbouring bf16, nearly so),
 // writing into a NaN-poisoned buffer whose guard must stay untouched; the FP8 GEMM path against the fp32
@@ -11,12 +11,12 @@
 
 #include <cstdio>
 
-#include "engine/src/torch/fp8_linear.h"
+#include "engine/runtime/fp8_linear.h"
 #include "fp8_quant.cuh"
 #include "support/cuda_timing.h"
 #include "support/kernel_check.h"
 
-namespace ditserve::torch_engine {
+namespace ditserve::runtime {
 namespace {
 
 using ditserve::testing::NormError;
@@ -156,4 +156,4 @@ TEST(Fp8LinearGpu, DISABLED_Perf) {
 }
 
 }  // namespace
-}  // namespace ditserve::torch_engine
+}  // namespace ditserve::runtime

@@ -1,12 +1,12 @@
-// ditserve::fp8_linear's CPU path (engine/src/torch/fp8_linear.h; the GPU kernels: fp8_linear_gpu_test):
+// ditserve::fp8_linear's CPU path (engine/runtime/fp8_linear.h; the GPU kernels: fp8_linear_gpu_test):
 // the row-wise quantisation's invariants and the layer's error against fp64 on the unquantised inputs,
 // for the three ways exports call it (plain, GELU on the input, [x, gelu(x2)]), and clear argument errors.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "engine/src/torch/fp8_linear.h"
+#include "engine/runtime/fp8_linear.h"
 
-namespace ditserve::torch_engine {
+namespace ditserve::runtime {
 namespace {
 
 double NormError(const at::Tensor& got, const at::Tensor& want) {
@@ -75,4 +75,4 @@ TEST(Fp8Linear, RejectsMismatchedArguments) {
 }
 
 }  // namespace
-}  // namespace ditserve::torch_engine
+}  // namespace ditserve::runtime

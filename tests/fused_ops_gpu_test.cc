@@ -1,5 +1,5 @@
 // The fused DiT ops on a GPU (ditserve::rms_rope, layer_norm_modulate, linear_gelu, gated_residual;
-// engine/src/torch/fused_ops.h):
+// engine/runtime/fused_ops.h):
 // the kernels against an fp64 reference by normalised error and against the unfused bf16 composition
 // (the CPU path / the eager graph) they replace, on fresh random inputs with strided (column-slice) and
 // two-part inputs; the raw kernel writes into a NaN-poisoned buffer whose guard must stay untouched.
@@ -11,13 +11,13 @@
 
 #include <cstdio>
 
-#include "engine/src/torch/fused_ops.h"
+#include "engine/runtime/fused_ops.h"
 #include "modulate.cuh"
 #include "rms_rope.cuh"
 #include "support/cuda_timing.h"
 #include "support/kernel_check.h"
 
-namespace ditserve::torch_engine {
+namespace ditserve::runtime {
 namespace {
 
 using ditserve::testing::NormError;
@@ -234,4 +234,4 @@ TEST(FusedOpsGpu, DISABLED_Perf) {
 }
 
 }  // namespace
-}  // namespace ditserve::torch_engine
+}  // namespace ditserve::runtime

@@ -19,9 +19,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/src/torch/cp/mesh.h"
-#include "engine/src/torch/spatial_ops.h"
-#include "engine/src/torch/spatial_split.h"
+#include "engine/runtime/cp/mesh.h"
+#include "engine/runtime/spatial_ops.h"
+#include "engine/runtime/spatial_split.h"
 #include "models/flux/flux_config.h"
 #include "models/flux/flux_decode.h"
 #include "models/flux/flux_latents.h"
@@ -29,7 +29,7 @@
 #include "support/test_mesh.h"
 #include "support/test_env.h"
 
-namespace ditserve::torch_engine {
+namespace ditserve::runtime {
 namespace {
 
 constexpr double kTol = 1e-5;
@@ -160,7 +160,7 @@ void DecoderCases(Child& c, int world) {
     const at::Tensor packed =
         models::flux::PackLatents(Randn({1, cfg.latent_channels(), h, w}, 11 * h + w));
     const at::Tensor want =
-        models::flux::DecodeLatents(vae, packed, h, w, cfg.scaling_factor, cfg.shift_factor);
+        models::flux::DecodeLatentsParallel(vae, packed, h, w, cfg.scaling_factor, cfg.shift_factor, nullptr);
     const at::Tensor got = models::flux::DecodeLatentsParallel(vae, packed, h, w, cfg.scaling_factor,
                                                                cfg.shift_factor, c.mesh().world());
     TORCH_CHECK(got.size(2) == h * cfg.vae_scale_factor && got.size(3) == w * cfg.vae_scale_factor);
@@ -206,13 +206,13 @@ INSTANTIATE_TEST_SUITE_P(Worlds, ParallelVaeTest, ::testing::Values(2, 4),
                          [](const auto& info) { return "world" + std::to_string(info.param); });
 
 }  // namespace
-}  // namespace ditserve::torch_engine
+}  // namespace ditserve::runtime
 
 int main(int argc, char** argv) {
   ditserve::testing::ChildArgs child;
   if (ditserve::testing::ParseChildArgs(argc, argv, &child) && child.args.size() == 1) {
     try {
-      return ditserve::torch_engine::ChildMain(child.rank, std::stoi(child.args[0]), child.port, child.output);
+      return ditserve::runtime::ChildMain(child.rank, std::stoi(child.args[0]), child.port, child.output);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "rank %d: %s\n", child.rank, e.what());
       return 3;

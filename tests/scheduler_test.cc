@@ -7,11 +7,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/src/torch/flow_match_euler.h"
+#include "engine/runtime/schedulers/flow_match_euler.h"
 
 #include <ATen/ATen.h>
 
-namespace ditserve::torch_engine {
+namespace ditserve::runtime {
 namespace {
 
 std::string RunCommand(const std::string& cmd) {
@@ -100,4 +100,4 @@ TEST(SchedulerTest, MatchesDiffusersBitForBit) {
 }
 
 }  // namespace
-}  // namespace ditserve::torch_engine
+}  // namespace ditserve::runtime

@@ -1,5 +1,8 @@
 #include "server/validate.h"
 
+#include "ditserve/request.h"
+#include "server/request_params.h"
+
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -88,6 +91,50 @@ TEST(Validate, CountsUtf8CharactersNotBytes) {
   for (int i = 0; i < 100; ++i) cjk += "\xE7\x8C\xAB";  // 猫, 3 bytes each
   req.set_prompt(cjk);
   EXPECT_TRUE(ValidateAndResolve(req, Models(), 1).ok());
+}
+
+// The coordinator and the engine share one validator: what the coordinator queues, every rank accepts.
+// (A 1,400-character CJK prompt is 4,200 bytes: the engine once limited bytes and rejected it after queueing.)
+TEST(Validate, EngineAcceptsWhatTheCoordinatorQueued) {
+  auto models = Models();
+  models["flux"].max_prompt_chars = 4096;
+  auto req = Base();
+  std::string cjk;
+  for (int i = 0; i < 1400; ++i) cjk += "\xE7\x8C\xAB";
+  req.set_prompt(cjk);
+  req.set_negative_prompt(cjk);
+  auto r = ValidateAndResolve(req, models, 1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const Status engine = ValidateParams(models["flux"], ToParams(*r));
+  EXPECT_TRUE(engine.ok()) << engine.ToString();
+  std::string too_long = cjk + cjk + cjk;  // 4,200 characters
+  req.set_prompt(too_long);
+  auto rejected = ValidateAndResolve(req, models, 1);
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_EQ(rejected.status().message(), "prompt: 4200 characters; allowed at most 4096");
+}
+
+TEST(Validate, FrameCountsOfTheForm4kPlus1) {
+  auto models = Models();
+  ModelInfo& m = models["flux"];
+  m.output = OutputKind::kVideo;
+  m.num_frames = {1, 129, 4, 61, 1};
+  EXPECT_EQ(m.num_frames.Describe(), "[1, 129], 4k+1");
+  auto req = Base();
+  for (uint32_t ok : {1u, 5u, 61u, 129u}) {
+    req.set_num_frames(ok);
+    EXPECT_TRUE(ValidateAndResolve(req, models, 1).ok()) << ok;
+  }
+  req.set_num_frames(60);
+  auto r = ValidateAndResolve(req, models, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "num_frames: 60 is not allowed; allowed [1, 129], 4k+1");
+  req.clear_num_frames();
+  r = ValidateAndResolve(req, models, 1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->num_frames(), 61u);
+  EXPECT_EQ(r->output_format(), v1::OUTPUT_FORMAT_MP4);
+  EXPECT_EQ(r->fps(), 24u);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/runtime/schedulers/scheduler.h"
+
 namespace ditserve::models::flux {
 namespace {
 
@@ -106,7 +108,20 @@ StatusOr<FluxConfig> FluxConfig::Load(const std::string& dir) {
     return InvalidArgument(e.what());
   }
   ASSIGN_OR_RETURN(c.dtype, ParseDtype(file, dtype));
-  ASSIGN_OR_RETURN(c.scheduler, torch_engine::FlowMatchEulerConfig::FromJson(root["scheduler"], file + ": scheduler"));
+  c.scheduler = root["scheduler"];
+  RETURN_IF_ERROR(runtime::MakeScheduler(c.scheduler, file + ": scheduler").status());
+  try {
+    Json sc(c.scheduler, file + ": scheduler");
+    c.base_image_seq_len = sc.Get<int64_t>("base_image_seq_len", 256);
+    c.max_image_seq_len = sc.Get<int64_t>("max_image_seq_len", 4096);
+    c.base_shift = sc.Get<double>("base_shift", 0.5);
+    c.max_shift = sc.Get<double>("max_shift", 1.15);
+  } catch (const std::runtime_error& e) {
+    return InvalidArgument(e.what());
+  }
+  if (c.max_image_seq_len == c.base_image_seq_len) {
+    return InvalidArgument(file + ": scheduler: max_image_seq_len must differ from base_image_seq_len");
+  }
 
   if (c.in_channels <= 0 || c.in_channels % 4 != 0) {
     return InvalidArgument(file + ": key 'transformer.in_channels' must be a positive multiple of 4");

@@ -8,7 +8,7 @@
 #include <ATen/ATen.h>
 
 #include "ditserve/status.h"
-#include "engine/src/torch/flow_match_euler.h"
+#include <nlohmann/json.hpp>
 
 namespace ditserve::models::flux {
 
@@ -40,7 +40,11 @@ struct FluxConfig {
   double shift_factor = 0.1159;
   bool vae_parallel_rows = false;  // "vae.parallel": "rows": the decoder may be split by rows over ranks
 
-  torch_engine::FlowMatchEulerConfig scheduler;
+  // scheduler_config.json as exported (runtime::MakeScheduler builds one per request), and what
+  // FluxPipeline's calculate_shift reads from it (with the pipeline's defaults).
+  nlohmann::json scheduler;
+  int64_t base_image_seq_len = 256, max_image_seq_len = 4096;
+  double base_shift = 0.5, max_shift = 1.15;
 
   int64_t latent_channels() const { return in_channels / 4; }
   std::string Path(const std::string& rel) const { return dir + "/" + rel; }

@@ -2,28 +2,12 @@
 
 #include "engine/text/clip_tokenizer.h"
 #include "engine/text/t5_tokenizer.h"
+#include "engine/runtime/torchscript.h"
 
 namespace ditserve::models::flux {
 
-StatusOr<torch::jit::Module> LoadTorchScript(const std::string& path, const at::Device& device) {
-  try {
-    torch::jit::Module m = torch::jit::load(path, device);
-    m.eval();
-    return m;
-  } catch (const c10::Error& e) {
-    return Internal("loading " + path + ": " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return Internal("loading " + path + ": " + e.what());
-  }
-}
-
-at::Tensor FirstTensor(const c10::IValue& v, const char* what) {
-  if (v.isTensor()) return v.toTensor();
-  if (v.isTuple() && !v.toTupleRef().elements().empty()) return FirstTensor(v.toTupleRef().elements()[0], what);
-  if (v.isList() && v.toListRef().size() > 0) return FirstTensor(v.toListRef()[0], what);
-  if (v.isGenericDict() && v.toGenericDict().size() > 0) return FirstTensor(v.toGenericDict().begin()->value(), what);
-  TORCH_CHECK(false, what, " returned ", v.tagKind(), ", expected a tensor");
-}
+using runtime::FirstTensor;
+using runtime::LoadTorchScript;
 
 FluxTextEncoder::~FluxTextEncoder() = default;
 

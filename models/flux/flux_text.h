@@ -40,10 +40,4 @@ class FluxTextEncoder {
   torch::jit::Module clip_, t5_;
 };
 
-// Loads a TorchScript file onto `device` in eval mode; errors name the file.
-StatusOr<torch::jit::Module> LoadTorchScript(const std::string& path, const at::Device& device);
-
-// The first tensor of a module output (a tensor, or a tuple/list/dict whose first value is one).
-at::Tensor FirstTensor(const c10::IValue& v, const char* what);
-
 }  // namespace ditserve::models::flux

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def parse_args(doc: str, profile: bool = False, fp8: bool = False) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--engine-lib", required=True, help="libditserve_engine.so (the engine's ditserve ops)")
+    p.add_argument("--engine-lib", required=True, help="libditserve_runtime.so (the engine's ditserve ops)")
     p.add_argument("--res", type=int, default=1024)
     p.add_argument("--text-len", type=int, default=512)
     p.add_argument("--layers", default="19,38", help="double,single block counts")

@@ -6,7 +6,7 @@ with the opt-in FP8 block weights (the export's --fp8: fp8_linear). Prints each 
 against float32 (the fused bf16 path must not be worse than the unfused one; FP8 is reported against both)
 and the bf16 / FP8 forwards' times (median of 10, the references' method).
 
-  fused_quality.py --engine-lib build-gpu/engine/libditserve_engine.so [--res 1024] [--layers 19,38]
+  fused_quality.py --engine-lib build-gpu/engine/libditserve_runtime.so [--res 1024] [--layers 19,38]
                    [--profile N]   (also one profiled forward of each, its top N kernels)
 """
 import copy

@@ -3,7 +3,7 @@
 weights at the FLUX.1-dev config, built in-process) run eagerly with the engine's settings and ops, vs the
 same forward replayed from a CUDA graph. Median of 10 synchronised forwards each (the references' method).
 
-  graph_gain.py --engine-lib build-gpu/engine/libditserve_engine.so [--res 1024] [--layers 19,38] [--fp8]
+  graph_gain.py --engine-lib build-gpu/engine/libditserve_runtime.so [--res 1024] [--layers 19,38] [--fp8]
 """
 import sys
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Profile one transformer evaluation of an exported ditserve FLUX model: where a step's time goes.
 
-  profile_step.py MODEL_DIR [--engine-lib libditserve_engine.so] [--res 1024] [--text-len 512]
+  profile_step.py MODEL_DIR [--engine-lib libditserve_runtime.so] [--res 1024] [--text-len 512]
                   [--device cuda] [--top 25] [--json OUT]
 
 Loads MODEL_DIR/transformer.pt (the TorchScript module the C++ engine runs). With --engine-lib the
@@ -27,7 +27,7 @@ import flux_inproc  # noqa: E402  (puts scripts/ on the path)
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir")
-    p.add_argument("--engine-lib", default="", help="libditserve_engine.so: profile the engine's op kernels")
+    p.add_argument("--engine-lib", default="", help="libditserve_runtime.so: profile the engine's op kernels")
     p.add_argument("--res", type=int, default=1024)
     p.add_argument("--text-len", type=int, default=512)
     p.add_argument("--device", default="cuda")

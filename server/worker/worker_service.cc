@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "server/grpc_status.h"
+#include "server/request_params.h"
 
 namespace ditserve::worker {
 namespace {
@@ -50,23 +51,6 @@ class StreamControl final : public JobControl {
 
 }  // namespace
 
-GenerateParams ToParams(const v1::GenerateRequest& r) {
-  GenerateParams p;
-  p.prompt = r.prompt();
-  p.negative_prompt = r.negative_prompt();
-  p.width = r.width();
-  p.height = r.height();
-  p.num_frames = r.num_frames() ? r.num_frames() : 1;
-  p.steps = r.num_inference_steps();
-  p.guidance_scale = r.guidance_scale();
-  p.true_cfg_scale = r.has_true_cfg_scale() ? r.true_cfg_scale() : 1.f;
-  p.seed = r.seed();
-  p.cache_threshold = r.cache_threshold();
-  p.fps = r.fps();
-  p.format = r.output_format() == v1::OUTPUT_FORMAT_MP4 ? GenerateParams::Format::kMp4 : GenerateParams::Format::kPng;
-  return p;
-}
-
 void WorkerService::SetEngine(std::unique_ptr<Engine> engine) {
   engine_ = std::move(engine);
   ready_ = true;
@@ -89,7 +73,7 @@ grpc::Status WorkerService::Run(grpc::ServerContext* ctx, const internal::Job* j
   if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before start");
   const bool leader = rank_ == 0;
   StreamControl control(ctx, writer, leader, step_delay_ms_);
-  auto out = engine_->Generate(ToParams(job->request()), control);
+  auto out = engine_->Generate(server::ToParams(job->request()), control);
   if (!out.ok()) return server::ToGrpc(out.status());
   if (!leader) return grpc::Status::OK;
 

@@ -31,7 +31,4 @@ class WorkerService final : public internal::Worker::Service {
   std::mutex run_mu_;  // one job at a time: the engine is owned by whichever Run holds it
 };
 
-// Converts a resolved public request into engine parameters.
-GenerateParams ToParams(const v1::GenerateRequest& r);
-
 }  // namespace ditserve::worker

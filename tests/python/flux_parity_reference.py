@@ -15,7 +15,7 @@ generator=torch.Generator("cpu").manual_seed(seed) and writes to --out:
                 "cache_decisions" (with --fbcache-threshold: per step, true = skipped), "cache_diffs"}
 
 With --fbcache-threshold T the transformer runs the First Block Cache rule (ParaAttention's FBCache, as
-engine/src/torch/first_block_cache.h states it) built from diffusers' own blocks: the reference the C++
+engine/runtime/first_block_cache.h states it) built from diffusers' own blocks: the reference the C++
 cache is compared with.
 """
 import argparse

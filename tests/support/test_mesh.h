@@ -8,16 +8,16 @@
 
 #include <ATen/Parallel.h>
 
-#include "engine/src/torch/cp/mesh.h"
+#include "engine/runtime/cp/mesh.h"
 
 namespace ditserve::testing {
 
 // One intra-op thread per rank (the ranks share the machine's cores) and a minute for the rendezvous;
 // throws with the mesh's error message.
-inline std::shared_ptr<torch_engine::DeviceMesh> JoinTestMesh(int rank, int port, int cfg, int ulysses, int ring,
+inline std::shared_ptr<runtime::DeviceMesh> JoinTestMesh(int rank, int port, int cfg, int ulysses, int ring,
                                                                at::Device device = at::kCPU) {
   if (device.is_cpu()) at::set_num_threads(1);
-  torch_engine::MeshOptions mo;
+  runtime::MeshOptions mo;
   mo.rank = rank;
   mo.cfg = cfg;
   mo.ulysses = ulysses;
@@ -25,7 +25,7 @@ inline std::shared_ptr<torch_engine::DeviceMesh> JoinTestMesh(int rank, int port
   mo.store_port = port;
   mo.device = device;
   mo.timeout = std::chrono::seconds(120);
-  auto mesh = torch_engine::DeviceMesh::Create(mo);
+  auto mesh = runtime::DeviceMesh::Create(mo);
   if (!mesh.ok()) throw std::runtime_error("rank " + std::to_string(rank) + ": " + mesh.status().ToString());
   return *mesh;
 }

@@ -15,11 +15,19 @@ struct IntRange {
   int64_t max = 0;
   int64_t multiple_of = 1;
   int64_t default_value = 0;
-  bool Contains(int64_t v) const { return v >= min && v <= max && (multiple_of <= 1 || v % multiple_of == 0); }
-  std::string Describe() const;  // "[16, 2048], multiple of 16"
+  int64_t offset = 0;  // allowed values are offset + k * multiple_of (video frame counts: 4k+1)
+  bool Contains(int64_t v) const {
+    return v >= min && v <= max && (multiple_of <= 1 || (v - offset) % multiple_of == 0);
+  }
+  std::string Describe() const;  // "[16, 2048], multiple of 16" or "[1, 129], 4k+1"
 };
 
 enum class OutputKind { kImage, kVideo };
+
+// When a request runs classifier-free guidance (a negative branch per step), by the model's pipeline:
+// kTrueCfg (FLUX, HunyuanVideo: guidance is distilled into the model): true_cfg_scale > 1 and a negative
+// prompt; kGuidanceScale (CogVideoX, Mochi): guidance_scale > 1, the negative prompt may be empty.
+enum class CfgRule { kTrueCfg, kGuidanceScale };
 
 struct ModelInfo {
   std::string name;    // the name clients use; from config, defaults to model.json's name
@@ -27,6 +35,7 @@ struct ModelInfo {
   std::string variant; // "dev", "schnell", ...
   std::string dir;     // model directory
   OutputKind output = OutputKind::kImage;
+  CfgRule cfg = CfgRule::kTrueCfg;  // model.json "cfg": "true_cfg" (default) or "guidance_scale"
   IntRange width, height, num_frames, steps;
   float default_guidance_scale = 3.5f;
   bool guidance_embeds = false;

@@ -1,0 +1,41 @@
+// The engine's attention operator, `torch.ops.ditserve.attention`, which the exported TorchScript
+// transformers call for every attention (docs/model_format.md). The op itself only dispatches to the
+// process's AttentionBackend: single-rank groups use SdpaAttentionBackend; a context-parallel group
+// (Ulysses / ring) installs its own backend when it is set up. One process serves one group, so the
+// backend is process-wide.
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include <ATen/ATen.h>
+
+namespace ditserve::runtime {
+
+class AttentionBackend {
+ public:
+  virtual ~AttentionBackend() = default;
+  virtual const char* name() const = 0;
+  // q/k/v [B, H, S, D] (S_q may differ from S_k); key_mask bool [B, S_k], true = attend.
+  // Returns [B, H, S_q, D] in q's dtype.
+  virtual at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const std::optional<at::Tensor>& key_mask) = 0;
+};
+
+// Plain at::scaled_dot_product_attention on this rank's full sequence.
+class SdpaAttentionBackend final : public AttentionBackend {
+ public:
+  const char* name() const override { return "sdpa"; }
+  at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       const std::optional<at::Tensor>& key_mask) override;
+};
+
+// Installs `backend` for this process (nullptr restores SDPA). Call while no job is running.
+void SetAttentionBackend(std::shared_ptr<AttentionBackend> backend);
+std::shared_ptr<AttentionBackend> CurrentAttentionBackend();
+
+// Shape/dtype checks shared by backends; throws c10::Error with a message naming the argument.
+void CheckAttentionArgs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const std::optional<at::Tensor>& key_mask);
+
+}  // namespace ditserve::runtime

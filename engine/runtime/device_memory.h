@@ -1,0 +1,16 @@
+#pragma once
+// Peak device memory of a pipeline stage, from the device's caching allocator (CUDA): what the stage
+// itself needed, which nvidia-smi's process total (CUDA context, cached blocks, other stages) hides.
+#include <cstdint>
+
+#include <c10/core/Device.h>
+
+namespace ditserve::runtime {
+
+// Starts a stage: resets the allocator's peak of allocated bytes. No-op on the CPU.
+void ResetDevicePeak(const c10::Device& device);
+
+// Peak allocated bytes since the last ResetDevicePeak; 0 on the CPU (not measured).
+uint64_t DevicePeakBytes(const c10::Device& device);
+
+}  // namespace ditserve::runtime

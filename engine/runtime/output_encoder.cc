@@ -1,0 +1,56 @@
+#include "engine/runtime/output_encoder.h"
+
+#include <cstdio>
+#include <utility>
+
+#include "engine/io/png.h"
+
+namespace ditserve::runtime {
+namespace {
+
+std::string FormatFloat(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+std::vector<std::pair<std::string, std::string>> Metadata(const GenerateParams& p, const std::string& model,
+                                                          int64_t width, int64_t height, int64_t frames) {
+  std::vector<std::pair<std::string, std::string>> m = {
+      {"model", model},
+      {"prompt", p.prompt},
+      {"negative_prompt", p.negative_prompt},
+      {"seed", std::to_string(p.seed)},
+      {"steps", std::to_string(p.steps)},
+      {"guidance_scale", FormatFloat(p.guidance_scale)},
+      {"true_cfg_scale", FormatFloat(p.true_cfg_scale)},
+      {"width", std::to_string(width)},
+      {"height", std::to_string(height)},
+  };
+  if (frames > 1) m.push_back({"frames", std::to_string(frames)});
+  m.push_back({"software", "ditserve"});
+  return m;
+}
+
+}  // namespace
+
+StatusOr<EncodedOutput> EncodeOutput(const std::vector<uint8_t>& rgb, int64_t frames, int64_t width, int64_t height,
+                                     const GenerateParams& params, const std::string& model, int crf) {
+  if (static_cast<int64_t>(rgb.size()) != frames * width * height * 3) {
+    return Internal("output has " + std::to_string(rgb.size()) + " bytes for " + std::to_string(frames) + " frames of " +
+                    std::to_string(width) + "x" + std::to_string(height));
+  }
+  EncodedOutput out;
+  const auto meta = Metadata(params, model, width, height, frames);
+  if (params.format == GenerateParams::Format::kPng) {
+    if (frames != 1) return InvalidArgument("output_format: PNG holds one frame; allowed OUTPUT_FORMAT_MP4");
+    out.data = io::EncodePng(rgb.data(), static_cast<int>(width), static_cast<int>(height), 3, meta);
+    if (out.data.empty()) return Internal("PNG encoding failed");
+    out.mime_type = "image/png";
+    return out;
+  }
+  (void)crf;
+  return FailedPrecondition("MP4 output is not available in this build");
+}
+
+}  // namespace ditserve::runtime

@@ -1,0 +1,23 @@
+// Encodes a request's frames as the output it asked for: PNG (one frame) or MP4 (H.264), with the request's
+// parameters as metadata (PNG text chunks, MP4 tags).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ditserve/engine.h"
+#include "ditserve/status.h"
+
+namespace ditserve::runtime {
+
+struct EncodedOutput {
+  std::vector<uint8_t> data;
+  std::string mime_type;
+};
+
+// rgb: frames x height x width x 3. `model` names the model in the metadata; `crf` is the MP4 quality.
+StatusOr<EncodedOutput> EncodeOutput(const std::vector<uint8_t>& rgb, int64_t frames, int64_t width, int64_t height,
+                                     const GenerateParams& params, const std::string& model, int crf);
+
+}  // namespace ditserve::runtime
