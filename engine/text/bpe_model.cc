@@ -19,7 +19,25 @@ constexpr size_t kMaxCachedWordBytes = 256;
 
 StatusOr<std::unique_ptr<BpeModel>> BpeModel::Build(BpeModelSpec spec) {
   std::unique_ptr<BpeModel> m(new BpeModel());
-  m->vocab_ = std::move(spec.vocab);
+  // Insertions into a table of megabytes miss the cache: hash and prefetch kAhead tokens ahead.
+  constexpr size_t kAhead = 16;
+  m->vocab_.Reserve(spec.vocab.size(), spec.vocab_text.size());
+  {
+    const std::string_view text = spec.vocab_text;
+    std::array<uint64_t, kAhead> hashes{};
+    const size_t n = spec.vocab.size();
+    for (size_t i = 0; i < n + kAhead; ++i) {
+      if (i >= kAhead) {
+        const BpeModelSpec::TokenRef& t = spec.vocab[i - kAhead];
+        m->vocab_.Set(text.substr(t.offset, t.length), t.id, hashes[(i - kAhead) % kAhead]);
+      }
+      if (i < n) {
+        const BpeModelSpec::TokenRef& t = spec.vocab[i];
+        hashes[i % kAhead] = TokenIdMap::Hash(text.substr(t.offset, t.length));
+        m->vocab_.Prefetch(hashes[i % kAhead]);
+      }
+    }
+  }
   m->ignore_merges_ = spec.ignore_merges;
   m->byte_fallback_ = spec.byte_fallback;
   m->fuse_unk_ = spec.fuse_unk;
@@ -30,9 +48,8 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Build(BpeModelSpec spec) {
     m->unk_id_ = id;
   }
   m->merges_.Reserve(spec.merges.size());
-  // Three vocabulary lookups per merge, each a likely cache miss in a table of megabytes: hash and
-  // prefetch kAhead merges before resolving them.
-  constexpr size_t kAhead = 16;
+  // Three vocabulary lookups and one insertion per merge: a three-stage pipeline (hash + prefetch the
+  // vocabulary slots; look up + prefetch the merge slot; insert) keeps kAhead merges in each stage.
   const std::string_view text = spec.merge_text;
   const size_t n = spec.merges.size();
   auto parts = [&](size_t i) {
@@ -41,23 +58,29 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Build(BpeModelSpec spec) {
                                            text.substr(r.offset, r.left + r.right)};
   };
   std::array<std::array<uint64_t, 3>, kAhead> hashes{};
-  for (size_t i = 0; i < n + kAhead; ++i) {
-    if (i >= kAhead) {
-      const size_t rank = i - kAhead;
-      const auto [a, b, joined] = parts(rank);
-      const auto& h = hashes[rank % kAhead];
-      const int32_t ia = m->vocab_.Find(a, h[0]);
-      const int32_t ib = m->vocab_.Find(b, h[1]);
-      const int32_t inew = m->vocab_.Find(joined, h[2]);
-      if (ia < 0 || ib < 0 || inew < 0) {
-        const std::string_view missing = ia < 0 ? a : ib < 0 ? b : joined;
-        return InvalidArgument("model.merges[" + std::to_string(rank) + "] (\"" + std::string(a) + "\", \"" +
-                               std::string(b) + "\"): \"" + std::string(missing) + "\" is not in model.vocab");
-      }
+  std::array<std::array<int32_t, 3>, kAhead> ids{};
+  for (size_t i = 0; i < n + 2 * kAhead; ++i) {
+    if (i >= 2 * kAhead) {  // insert merge i - 2 kAhead
+      const size_t rank = i - 2 * kAhead;
+      const auto& [ia, ib, inew] = ids[rank % kAhead];
       // A repeated pair keeps its last rank, like tokenizers' HashMap collect.
       m->merges_.Set(ia, ib, MergeMap::Merge{static_cast<int32_t>(rank), inew});
     }
-    if (i < n) {
+    if (i >= kAhead && i < n + kAhead) {  // resolve merge i - kAhead
+      const size_t rank = i - kAhead;
+      const auto p = parts(rank);
+      const auto& h = hashes[rank % kAhead];
+      auto& id = ids[rank % kAhead];
+      for (size_t k = 0; k < 3; ++k) {
+        id[k] = m->vocab_.Find(p[k], h[k]);
+        if (id[k] < 0) {
+          return InvalidArgument("model.merges[" + std::to_string(rank) + "] (\"" + std::string(p[0]) + "\", \"" +
+                                 std::string(p[1]) + "\"): \"" + std::string(p[k]) + "\" is not in model.vocab");
+        }
+      }
+      m->merges_.Prefetch(id[0], id[1]);
+    }
+    if (i < n) {  // hash merge i
       const auto p = parts(i);
       auto& h = hashes[i % kAhead];
       for (size_t k = 0; k < 3; ++k) {

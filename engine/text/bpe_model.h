@@ -29,7 +29,14 @@ namespace ditserve::text {
 
 // The "model" section of a tokenizer.json of type BPE.
 struct BpeModelSpec {
-  TokenIdMap vocab;
+  // Vocabulary entries in file order (a repeated token keeps its last id): token i is the bytes
+  // [vocab[i].offset, vocab[i].offset + vocab[i].length) of vocab_text.
+  struct TokenRef {
+    uint32_t offset, length;
+    int32_t id;
+  };
+  std::vector<TokenRef> vocab;
+  std::string vocab_text;
   // Merges in rank order: merge i is the strings [a, a + left) and [a + left, a + left + right) of
   // merge_text with a = merges[i].offset, so the merged token is the contiguous [a, a + left + right).
   struct MergeRef {
@@ -42,6 +49,10 @@ struct BpeModelSpec {
   bool byte_fallback = false;
   bool fuse_unk = false;
 
+  void AddToken(std::string_view token, int32_t id) {
+    vocab.push_back({static_cast<uint32_t>(vocab_text.size()), static_cast<uint32_t>(token.size()), id});
+    vocab_text.append(token);
+  }
   void AddMerge(std::string_view left, std::string_view right) {
     merges.push_back({static_cast<uint32_t>(merge_text.size()), static_cast<uint32_t>(left.size()),
                       static_cast<uint32_t>(right.size())});

@@ -78,10 +78,10 @@ class BpeTokenizerLoader {
     } else if (!unk.is_null()) {
       return Unsupported("model.unk_token", unk, "a string or null");
     }
-    model_vocab_size_ = static_cast<int64_t>(tj->model.vocab.size());
     auto model = BpeModel::Build(std::move(tj->model));
     if (!model.ok()) return InvalidArgument(path_ + ": " + model.status().message());
     tok_->model_ = std::move(*model);
+    model_vocab_size_ = static_cast<int64_t>(tok_->model_->vocab_size());
     return Status::Ok();
   }
 

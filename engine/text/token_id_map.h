@@ -17,7 +17,8 @@ class TokenIdMap {
  public:
   void Reserve(size_t entries, size_t key_bytes);
   // Inserts, or overwrites the id of an existing key.
-  void Set(std::string_view key, int32_t id);
+  void Set(std::string_view key, int32_t id) { Set(key, id, Hash(key)); }
+  void Set(std::string_view key, int32_t id, uint64_t hash);
   // The id, or -1.
   int32_t Find(std::string_view key) const { return Find(key, Hash(key)); }
   // The same in two steps, so that a batch of lookups can first prefetch its slots.
@@ -46,7 +47,7 @@ class TokenIdMap {
   size_t Probe(std::string_view key, uint64_t hash) const;  // slot of key, or the empty slot to fill
   void Grow();
 
-  std::vector<Slot> slots_;  // size: a power of two, at most half full
+  std::vector<Slot> slots_;  // size: a power of two, at most 70% full
   std::string arena_;
   size_t size_ = 0;
 };
@@ -60,6 +61,7 @@ class MergeMap {
   };
   void Reserve(size_t entries);
   void Set(int32_t left, int32_t right, Merge merge);
+  void Prefetch(int32_t left, int32_t right) const;
   // nullptr when the pair does not merge.
   const Merge* Find(int32_t left, int32_t right) const;
   size_t size() const { return size_; }

@@ -64,7 +64,8 @@ class Sax final : public nlohmann::json_sax<json> {
     if (vocab) {
       mode_ = Mode::kVocab;
       out_->has_vocab = true;
-      out_->model.vocab.Reserve(1 << 17, 1 << 21);
+      out_->model.vocab.reserve(1 << 17);
+      out_->model.vocab_text.reserve(1 << 21);
     }
     return true;
   }
@@ -122,7 +123,7 @@ class Sax final : public nlohmann::json_sax<json> {
     if (mode_ == Mode::kDom) return Value(json(v));
     if (mode_ != Mode::kVocab) return Fail("a number inside merges");
     if (v < 0 || v > INT32_MAX) return Fail("vocab id " + std::to_string(v) + " of \"" + key_ + "\" is out of range");
-    out_->model.vocab.Set(key_, static_cast<int32_t>(v));
+    out_->model.AddToken(key_, static_cast<int32_t>(v));
     return true;
   }
 

@@ -192,9 +192,10 @@ def variant(name, d, tok, cases, **extra):
 
 
 def legacy_merges(tokenizer_json):
+    """Merges as "a b" strings, pretty-printed: the layout of HunyuanVideo's tokenizer/tokenizer.json (8 MB)."""
     j = json.loads(tokenizer_json)
     j["model"]["merges"] = [" ".join(m) for m in j["model"]["merges"]]
-    return json.dumps(j, ensure_ascii=False)
+    return json.dumps(j, ensure_ascii=False, indent=2)
 
 
 # --- the real Llama-3 vocabulary ------------------------------------------------------------------------
