@@ -121,7 +121,7 @@ TEST(BpeTokenizer, MatchesTransformersOnTrainedVocabularies) {
     auto tok = LoadVariant(v);
     ASSERT_NE(tok, nullptr);
     const size_t n = CheckCases(*tok, v);
-    EXPECT_GT(n, 500u);
+    EXPECT_GT(n, 300u);
     std::printf("[ %s ] %zu cases compared\n", v.at("name").get<std::string>().c_str(), n);
     ++variants;
   }

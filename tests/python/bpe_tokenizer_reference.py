@@ -352,6 +352,18 @@ def trained_variants(out, texts, sweep):
     assert tok.padding_side == "left" and tok.num_special_tokens_to_add() == 0
     tok2 = add("gpt2_trained_no_prefix_space", gpt2, dict(base, pad_token="<|endoftext|>"), texts[:300])
     assert_differs(tok, tok2, texts[:300], "add_prefix_space")
+    # "add_prefix_space": null leaves the file's ByteLevel(add_prefix_space=True) as it is.
+    tok3 = add("gpt2_trained_prefix_space_null", gpt2, dict(base, pad_token="<|endoftext|>", add_prefix_space=None),
+               texts[:100])
+    assert tok3("a").input_ids == tok("a").input_ids != tok2("a").input_ids
+
+    # A config special token that is a model token but no added token: transformers adds it (special), so
+    # it splits the text like an added token ("singing" -> "s" + "ing" + "ing", whatever the merges say).
+    word = "ing"
+    assert llama.token_to_id(word) is not None, "the trained vocabulary has no token 'ing'"
+    tok = add("llama3_trained_special_from_vocab", llama, dict(cfg, unk_token=word), texts[:300])
+    assert tok("singing", add_special_tokens=False).input_ids[-1] == llama.token_to_id(word)
+    assert_differs(tok, load_reference(os.path.join(out, "llama3_trained")), texts[:300], "special token from vocab")
 
     # Partial byte alphabet: bytes the corpus lacks are unknown to the model.
     partial = {}
