@@ -5,6 +5,8 @@
 //    pieces (after the normalizer, which BpeTokenizer requires to be absent);
 //  - single_word drops a match that touches a word character (Rust regex \w) on either side;
 //  - lstrip / rstrip make the match swallow the whitespace (\s) before / after it.
+// \w and \s use ICU's properties (the system ICU's Unicode version, not the Rust regex crate's): only
+// tokens with these flags look at them, and Llama-3 / HunyuanVideo files have none.
 #pragma once
 
 #include <array>
