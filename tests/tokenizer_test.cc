@@ -14,10 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
-#include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +23,7 @@
 
 #include "engine/text/clip_tokenizer.h"
 #include "engine/text/t5_tokenizer.h"
+#include "support/python_reference.h"
 #include "support/test_env.h"
 
 namespace ditserve::text {
@@ -33,47 +31,12 @@ namespace {
 
 using nlohmann::json;
 
-struct Reference {
-  bool ok = false;
-  std::string error;
-  json data;
-};
+using ditserve::testing::PythonReference;
+using ditserve::testing::ShowText;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-const Reference& Ref() {
-  static Reference ref;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const std::string dir = ditserve::testing::MakeTempDir("ditserve-tokref");
-    const std::string log = dir + "/python.log";
-    const std::string cmd = "'" + ditserve::testing::PythonExe() + "' '" +
-                            ditserve::testing::SourceDir() + "/tests/python/tokenizer_reference.py' '" +
-                            dir + "' > '" + log + "' 2>&1";
-    const int rc = std::system(cmd.c_str());
-    if (rc != 0) {
-      ref.error = "reference script failed (rc=" + std::to_string(rc) + "): " + cmd + "\n" + ReadAll(log);
-      return;
-    }
-    ref.data = json::parse(ReadAll(dir + "/reference.json"), nullptr, false);
-    if (ref.data.is_discarded()) {
-      ref.error = "cannot parse " + dir + "/reference.json";
-      return;
-    }
-    ref.ok = true;
-  });
+const PythonReference& Ref() {
+  static const PythonReference ref = ditserve::testing::RunPythonReference("tests/python/tokenizer_reference.py");
   return ref;
-}
-
-std::string Show(const std::string& text) {
-  std::string s = json(text).dump(-1, ' ', /*ensure_ascii=*/true);
-  if (s.size() > 300) s = s.substr(0, 300) + "...(" + std::to_string(text.size()) + " bytes)";
-  return s;
 }
 
 // Ids with the trailing padding run abbreviated.
@@ -98,7 +61,7 @@ size_t CheckCases(const Tok& tok, const json& variant) {
     ++n;
     if (got != expected) {
       if (++failures <= 10) {
-        ADD_FAILURE() << variant.at("name").get<std::string>() << " text=" << Show(text)
+        ADD_FAILURE() << variant.at("name").get<std::string>() << " text=" << ShowText(text)
                       << " max_length=" << max_length << "\n  expected " << Ids(expected)
                       << "\n  got      " << Ids(got);
       }
@@ -110,7 +73,7 @@ size_t CheckCases(const Tok& tok, const json& variant) {
 }
 
 TEST(TokenizerReference, PythonReferenceBuilt) {
-  const Reference& ref = Ref();
+  const PythonReference& ref = Ref();
   ASSERT_TRUE(ref.ok) << ref.error;
   // ClipTokenizer follows CLIPTokenizer's no-ftfy clean-up (BasicTokenizer); see clip_tokenizer.h.
   EXPECT_FALSE(ref.data.at("meta").at("ftfy").get<bool>())
@@ -120,7 +83,7 @@ TEST(TokenizerReference, PythonReferenceBuilt) {
 }
 
 TEST(ClipTokenizer, MatchesTransformersCLIPTokenizer) {
-  const Reference& ref = Ref();
+  const PythonReference& ref = Ref();
   ASSERT_TRUE(ref.ok) << ref.error;
   ASSERT_FALSE(ref.data.at("clip").empty());
   for (const json& v : ref.data.at("clip")) {
@@ -146,7 +109,7 @@ const json* FindVariant(const json& list, const std::string& name) {
 }
 
 TEST(ClipTokenizer, MatchesTransformersOnRealClipVocabulary) {
-  const Reference& ref = Ref();
+  const PythonReference& ref = Ref();
   ASSERT_TRUE(ref.ok) << ref.error;
   const json* v = FindVariant(ref.data.at("clip"), "clip_real");
   ASSERT_NE(v, nullptr) << "reference.json has no clip_real variant (real CLIP vocabulary)";
@@ -170,7 +133,7 @@ TEST(ClipTokenizer, MatchesTransformersOnRealClipVocabulary) {
 }
 
 TEST(T5Tokenizer, MatchesTransformersT5TokenizerFast) {
-  const Reference& ref = Ref();
+  const PythonReference& ref = Ref();
   ASSERT_TRUE(ref.ok) << ref.error;
   ASSERT_FALSE(ref.data.at("t5").empty());
   for (const json& v : ref.data.at("t5")) {
@@ -186,7 +149,7 @@ TEST(T5Tokenizer, MatchesTransformersT5TokenizerFast) {
 }
 
 TEST(Tokenizers, ConcurrentEncodeIsConsistent) {
-  const Reference& ref = Ref();
+  const PythonReference& ref = Ref();
   ASSERT_TRUE(ref.ok) << ref.error;
   const json* cvp = FindVariant(ref.data.at("clip"), "clip_multilingual");
   ASSERT_NE(cvp, nullptr);
@@ -230,7 +193,7 @@ TEST(Tokenizers, LoadErrors) {
 }
 
 TEST(ClipTokenizer, ShapeAndSpecialIds) {
-  const Reference& ref = Ref();
+  const PythonReference& ref = Ref();
   ASSERT_TRUE(ref.ok) << ref.error;
   const json& v = ref.data.at("clip").front();
   auto tok = ClipTokenizer::Load(v.at("vocab").get<std::string>(), v.at("merges").get<std::string>());

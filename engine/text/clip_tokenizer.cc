@@ -43,27 +43,9 @@ std::u32string DecodeUtf8(const std::string& s) {
   return out;
 }
 
-void AppendUtf8(char32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
 std::string EncodeUtf8(const std::u32string& s, size_t begin, size_t end) {
   std::string out;
-  for (size_t i = begin; i < end; ++i) AppendUtf8(s[i], &out);
+  for (size_t i = begin; i < end; ++i) utf8::Append(s[i], &out);
   return out;
 }
 
@@ -339,18 +321,6 @@ StatusOr<std::unique_ptr<ClipTokenizer>> ClipTokenizer::Load(const std::string& 
   tok->pad_id_ = tok->eos_id_;
   tok->unk_id_ = tok->eos_id_;
 
-  // bytes_to_unicode()
-  std::vector<int> bs;
-  for (int c = '!'; c <= '~'; ++c) bs.push_back(c);
-  for (int c = 0xA1; c <= 0xAC; ++c) bs.push_back(c);
-  for (int c = 0xAE; c <= 0xFF; ++c) bs.push_back(c);
-  std::vector<bool> direct(256, false);
-  for (int c : bs) direct[c] = true;
-  int extra = 0;
-  for (int byte = 0; byte < 256; ++byte) {
-    const char32_t cp = direct[byte] ? static_cast<char32_t>(byte) : static_cast<char32_t>(256 + extra++);
-    AppendUtf8(cp, &tok->byte_encoder_[byte]);
-  }
   return tok;
 }
 
@@ -370,7 +340,7 @@ void ClipTokenizer::Bpe(const std::string& word, std::vector<int64_t>* out) cons
   }
   std::vector<std::string> symbols;
   symbols.reserve(word.size());
-  for (unsigned char c : word) symbols.push_back(byte_encoder_[c]);
+  for (unsigned char c : word) symbols.push_back(alphabet_.Char(c));
   symbols.back() += "</w>";
 
   std::string key;
@@ -447,7 +417,7 @@ std::vector<int64_t> ClipTokenizer::Tokenize(const std::string& utf8) const {
     }
     if (i > chunk_start) TokenizeChunk(text.substr(chunk_start, i - chunk_start), &ids);
     std::string utf8_special;
-    for (char32_t c : *hit) AppendUtf8(c, &utf8_special);
+    for (char32_t c : *hit) utf8::Append(c, &utf8_special);
     ids.push_back(TokenToId(utf8_special));
     i += hit->size();
     chunk_start = i;

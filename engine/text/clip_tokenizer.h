@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "ditserve/status.h"
+#include "engine/text/byte_level.h"
 
 namespace ditserve::text {
 
@@ -69,7 +70,7 @@ class ClipTokenizer {
   std::unordered_map<std::string, int64_t> vocab_;        // vocab.json
   std::unordered_map<std::string, int64_t> added_;        // special tokens -> id
   std::unordered_map<std::string, int> bpe_ranks_;        // "first second" -> rank
-  std::string byte_encoder_[256];                          // byte -> UTF-8 of its BPE character
+  ByteLevelAlphabet alphabet_;                             // byte -> its BPE character
   int64_t bos_id_ = 0, eos_id_ = 0, pad_id_ = 0, unk_id_ = 0;
 
   mutable std::mutex cache_mu_;

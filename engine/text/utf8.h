@@ -53,6 +53,35 @@ inline std::string Sanitize(std::string_view s) {
   return out;
 }
 
+// Offset of the first byte that does not start a valid UTF-8 sequence, or npos if s is valid UTF-8.
+inline size_t FindInvalid(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = SeqLen(s, i);
+    if (len == 0) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+// Appends the UTF-8 encoding of cp (a valid scalar value).
+inline void Append(char32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
 // Start of the last UTF-8 character of s[0, end), end > 0.
 inline size_t PrevCharStart(std::string_view s, size_t end) {
   size_t i = end - 1;

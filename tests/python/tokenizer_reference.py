@@ -74,42 +74,47 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def fetch_clip_bpe():
-    """Returns the path of a verified bpe_simple_vocab_16e6.txt.gz, downloading the open_clip_torch
-    wheel (no dependencies) when it is not cached yet. Raises RealVocabError with a clear message."""
-    cache = os.environ.get("DITSERVE_TOKENIZER_CACHE") or os.path.join(
-        tempfile.gettempdir(), f"ditserve-clip-bpe-{OPEN_CLIP_VERSION}")
+def fetch_wheel_member(package, version, member, sha256, cache_name, what):
+    """Returns the path of a verified copy of `member` of the wheel package==version, downloading the
+    wheel (no dependencies) when it is not cached yet under $DITSERVE_TOKENIZER_CACHE (default
+    <tmp>/cache_name). Raises RealVocabError with a clear message."""
+    cache = os.environ.get("DITSERVE_TOKENIZER_CACHE") or os.path.join(tempfile.gettempdir(), cache_name)
     os.makedirs(cache, exist_ok=True)
-    gz = os.path.join(cache, "bpe_simple_vocab_16e6.txt.gz")
-    if os.path.exists(gz) and _sha256(gz) == CLIP_BPE_SHA256:
-        return gz
-    with tempfile.TemporaryDirectory(prefix="ditserve-open-clip-wheel-") as dl:
+    path = os.path.join(cache, os.path.basename(member))
+    if os.path.exists(path) and _sha256(path) == sha256:
+        return path
+    with tempfile.TemporaryDirectory(prefix=f"ditserve-{package}-wheel-") as dl:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-d", dl, f"open_clip_torch=={OPEN_CLIP_VERSION}"]
+               "--disable-pip-version-check", "-d", dl, f"{package}=={version}"]
         try:
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                timeout=600)
         except (OSError, subprocess.TimeoutExpired) as e:
-            raise RealVocabError(f"cannot download the real CLIP vocabulary: {' '.join(cmd)}: {e}")
+            raise RealVocabError(f"cannot download {what}: {' '.join(cmd)}: {e}")
         wheels = [f for f in os.listdir(dl) if f.endswith(".whl")]
         if p.returncode != 0 or len(wheels) != 1:
             raise RealVocabError(
-                "cannot download the real CLIP vocabulary (PyPI must be reachable for this test): "
+                f"cannot download {what} (PyPI must be reachable for this test): "
                 f"{' '.join(cmd)} exited {p.returncode}, wheels={wheels}\n{p.stdout[-4000:]}")
         try:
             with zipfile.ZipFile(os.path.join(dl, wheels[0])) as z:
-                data = z.read(CLIP_BPE_MEMBER)
+                data = z.read(member)
         except (KeyError, zipfile.BadZipFile) as e:
-            raise RealVocabError(f"{wheels[0]} has no readable {CLIP_BPE_MEMBER}: {e}")
+            raise RealVocabError(f"{wheels[0]} has no readable {member}: {e}")
     digest = hashlib.sha256(data).hexdigest()
-    if digest != CLIP_BPE_SHA256:
-        raise RealVocabError(f"{CLIP_BPE_MEMBER} from {wheels[0]} has sha256 {digest}, "
-                             f"expected {CLIP_BPE_SHA256}")
-    tmp = gz + f".tmp{os.getpid()}"
+    if digest != sha256:
+        raise RealVocabError(f"{member} from {wheels[0]} has sha256 {digest}, expected {sha256}")
+    tmp = path + f".tmp{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(data)
-    os.replace(tmp, gz)
-    return gz
+    os.replace(tmp, path)
+    return path
+
+
+def fetch_clip_bpe():
+    """Returns the path of a verified bpe_simple_vocab_16e6.txt.gz (from the open_clip_torch wheel)."""
+    return fetch_wheel_member("open_clip_torch", OPEN_CLIP_VERSION, CLIP_BPE_MEMBER, CLIP_BPE_SHA256,
+                              f"ditserve-clip-bpe-{OPEN_CLIP_VERSION}", "the real CLIP vocabulary")
 
 
 def bytes_to_unicode():
@@ -317,12 +322,20 @@ def encode_cases(tok, texts, max_length=None):
     return out
 
 
-def main():
+def out_dir_arg(doc):
+    """The OUT_DIR command-line argument, created; None (usage printed) when it is missing."""
     if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
+        print(doc, file=sys.stderr)
+        return None
     out = os.path.abspath(sys.argv[1])
     os.makedirs(out, exist_ok=True)
+    return out
+
+
+def main():
+    out = out_dir_arg(__doc__)
+    if out is None:
+        return 2
 
     import transformers
     from transformers import CLIPTokenizer, T5TokenizerFast
