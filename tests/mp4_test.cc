@@ -4,41 +4,20 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 
 #include <gtest/gtest.h>
 
 #include "support/mp4_decode.h"
+#include "support/synthetic_video.h"
 
 namespace ditserve {
 namespace {
 
 using testing::DecodedVideo;
 using testing::DecodeMp4;
+using testing::MovingFrames;
 using testing::Psnr;
-
-// Smooth moving content, like a generated clip and unlike noise: a horizontal wave drifting right, a
-// vertical ramp, and a soft blob circling the centre.
-std::vector<uint8_t> MovingFrames(int64_t frames, int64_t width, int64_t height) {
-  std::vector<uint8_t> rgb(static_cast<size_t>(frames * width * height * 3));
-  const double pi = 3.14159265358979;
-  size_t i = 0;
-  for (int64_t t = 0; t < frames; ++t) {
-    const double cx = width * (0.5 + 0.3 * std::cos(2 * pi * t / 24.0));
-    const double cy = height * (0.5 + 0.3 * std::sin(2 * pi * t / 24.0));
-    const double sigma = 0.12 * static_cast<double>(std::min(width, height));
-    for (int64_t y = 0; y < height; ++y) {
-      for (int64_t x = 0; x < width; ++x) {
-        const double d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
-        rgb[i++] = static_cast<uint8_t>(128 + 90 * std::sin(2 * pi * (static_cast<double>(x) / width + t / 30.0)));
-        rgb[i++] = static_cast<uint8_t>(30 + 190.0 * y / height);
-        rgb[i++] = static_cast<uint8_t>(40 + 200 * std::exp(-d2 / (2 * sigma * sigma)));
-      }
-    }
-  }
-  return rgb;
-}
 
 double MeanFramePsnr(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, int64_t frames) {
   const size_t n = a.size() / static_cast<size_t>(frames);
