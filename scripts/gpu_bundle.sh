@@ -4,14 +4,18 @@
 # with pip (PyPI reachable), xz. Root is not needed (apt state goes to a private temp dir).
 #
 #   .gpu_bundle/sysroot.tar.xz  bookworm packages to BUILD and RUN ditserve (gRPC, protobuf, spdlog, fmt,
-#                               nlohmann_json, stb, prometheus-cpp, CLI11, ICU, GTest, gloo headers and
-#                               their runtime closure), `dpkg -x`-ed into one prefix (usr/...) and trimmed.
-#                               No FFmpeg (optional in CMake; too big for the carry limit).
+#                               nlohmann_json, stb, prometheus-cpp, CLI11, ICU, GTest, gloo headers, libx264
+#                               and their runtime closure), `dpkg -x`-ed into one prefix (usr/...) and trimmed,
+#                               plus FFmpeg built here from bookworm's source package with only what ditserve
+#                               uses (see build_ffmpeg: Debian's binary FFmpeg would add 115 packages, 56 MiB).
 #   .gpu_bundle/wheels/         CPython 3.12 x86_64 wheels of the export/reference tooling (diffusers,
 #                               transformers 4.x, ...) and the reference systems (para-attn), no torch/numpy.
 #   .gpu_bundle/MANIFEST.txt    what is in it (package versions, wheels).
 #
-# Usage: scripts/gpu_bundle.sh        env: DITSERVE_XZ_THREADS (default 0 = all cores)
+# Usage: scripts/gpu_bundle.sh        env: DITSERVE_XZ_THREADS (default 0 = all cores), DITSERVE_JOBS
+#                                          (FFmpeg build parallelism, default nproc)
+# Also needs a C compiler, make and pkg-config (scripts/install.sh installs them) and deb-src access to the
+# mirror apt already uses (the source lines are made from its binary ones).
 # The whole folder must stay under ~60 MiB: the device tool carries at most 64 MiB with the working tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,14 +24,17 @@ OUT=.gpu_bundle
 LIMIT_MIB=60
 die() { echo "gpu_bundle: $*" >&2; exit 1; }
 
-# Debian packages the build needs (scripts/install.sh's list minus the toolchain, FFmpeg, and what an
-# Ubuntu 24.04 CUDA host has). Their dependency closure is computed below.
+# Debian packages the build needs (scripts/install.sh's list minus the toolchain, FFmpeg (built below),
+# and what an Ubuntu 24.04 CUDA host has). Their dependency closure is computed below.
 ROOTS=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libstb-dev prometheus-cpp-dev libcli11-dev
   libicu-dev libgtest-dev libgmock-dev libgloo-dev zlib1g-dev
-  pkgconf   # gRPC's CMake config finds re2 through pkg-config only
+  pkgconf        # gRPC's CMake config finds re2 through pkg-config only; CMake finds FFmpeg with it
+  libx264-164    # the H.264 encoder behind FFmpeg's libx264 wrapper
 )
+# Only to build FFmpeg here, in a scratch prefix: x264's headers, pkg-config file and library, and the assembler.
+FFMPEG_BUILD_DEBS=(libx264-dev libx264-164 nasm)
 # Never fetched nor followed: the base system (Ubuntu 24.04 has newer copies), compilers, and
 # dependencies of -dev packages that ditserve does not use (gloo's redis/ibverbs transports, catch2,
 # googletest sources, ICU tools).
@@ -56,7 +63,9 @@ SDIST_WHEELS=(para-attn==0.3.38)   # published as an sdist only (pure Python): b
 # --- checks -----------------------------------------------------------------
 . /etc/os-release
 [ "${VERSION_CODENAME:-}" = bookworm ] || die "needs Debian 12 (bookworm), this is ${PRETTY_NAME:-unknown}"
-for t in apt-get apt-cache dpkg-deb xz tar; do command -v $t >/dev/null || die "$t not found"; done
+for t in apt-get apt-cache dpkg-deb dpkg-source xz tar cc make pkg-config; do
+  command -v $t >/dev/null || die "$t not found (scripts/install.sh installs the build tools)"
+done
 PY=python3
 $PY -m pip --version >/dev/null 2>&1 || PY=.venv/bin/python
 $PY -m pip --version >/dev/null 2>&1 || die "no pip: install python3-pip or run scripts/install.sh"
@@ -120,6 +129,55 @@ for f in "$WORK"/debs/*.deb; do
   dpkg-deb -x "$f" "$WORK/root"
   dpkg-deb -W --showformat='${Package} ${Version}\n' "$f" >> "$OUT/MANIFEST.txt"
 done
+
+# --- FFmpeg ----------------------------------------------------------------------
+# ditserve calls FFmpeg for one thing: H.264 MP4s through libx264, the mp4 muxer and swscale (engine/io/mp4.cc);
+# its tests decode them back (h264 decoder, mov demuxer). Debian's libavcodec59/libavformat59/libavutil57 link
+# every codec, container and hardware API Debian enables (x265, aom, svt-av1, rsvg, gnutls, X11, VA-API, ...):
+# 115 more packages, 56 MiB of .debs, beyond the carry budget. Bookworm's own FFmpeg source (same version and
+# patches as its binaries), configured with only the parts above, gives the same headers, sonames and
+# pkg-config files in ~2 MiB. GPL (libx264), as Debian's build.
+build_ffmpeg() {
+  local src=$WORK/ffmpeg-src dev=$WORK/ffmpeg-dev version
+  mkdir -p "$WORK/ffmpeg-apt" "$dev"
+  # deb-src lines for the mirrors apt already uses (private source list; the system's is not touched).
+  # shellcheck disable=SC2016  # $(REPO_URI) ... are apt's format fields
+  apt-get "${APT[@]}" indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Identifier: Packages' |
+    sort -u | awk '{ print "deb-src " $1 " " $2 " " $3 }' > "$WORK/ffmpeg-apt/sources.list"
+  [ -s "$WORK/ffmpeg-apt/sources.list" ] || die "no apt sources to derive deb-src lines from"
+  local SRC_APT=("${APT[@]}" -o Dir::Etc::SourceList="$WORK/ffmpeg-apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+                 -o Dir::State::Lists="$WORK/ffmpeg-apt/lists")
+  mkdir -p "$WORK/ffmpeg-apt/lists/partial"
+  apt-get "${SRC_APT[@]}" update >/dev/null || die "apt-get update of the deb-src lines failed"
+  (cd "$WORK/ffmpeg-apt" && apt-get "${SRC_APT[@]}" source --download-only ffmpeg 2>&1 | tail -1) ||
+    die "cannot download FFmpeg's source package"
+  # The .dsc's signature cannot be checked without debian-keyring (gpgv warns); apt already checked its hash
+  # against the signed Sources index, and dpkg-source checks the tarballs against the .dsc.
+  dpkg-source -x "$WORK"/ffmpeg-apt/ffmpeg_*.dsc "$src" >/dev/null 2>"$WORK/dpkg-source.log" ||
+    die "cannot unpack FFmpeg's source package: $(cat "$WORK/dpkg-source.log")"
+  version=$(basename "$WORK"/ffmpeg-apt/ffmpeg_*.dsc .dsc); version=${version#ffmpeg_}
+  (cd "$WORK/ffmpeg-apt" && apt-get "${APT[@]}" download "${FFMPEG_BUILD_DEBS[@]}" 2>&1 |
+    { grep -v '^W: Download is performed unsandboxed' || true; } | tail -1)
+  for f in "$WORK"/ffmpeg-apt/*.deb; do dpkg-deb -x "$f" "$dev"; done
+  echo "gpu_bundle: building FFmpeg $version (libx264, mp4, swscale)"
+  (cd "$src" &&
+    PKG_CONFIG_PATH=$dev/usr/lib/x86_64-linux-gnu/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dev ./configure \
+      --prefix=/usr --libdir=/usr/lib/x86_64-linux-gnu --shlibdir=/usr/lib/x86_64-linux-gnu \
+      --incdir=/usr/include/x86_64-linux-gnu --enable-shared --disable-static --enable-gpl --disable-debug \
+      --disable-programs --disable-doc --disable-everything --disable-autodetect --disable-network \
+      --disable-avdevice --disable-avfilter --disable-swresample --disable-postproc --enable-pthreads \
+      --enable-libx264 --enable-encoder=libx264 --enable-decoder=h264 --enable-parser=h264 \
+      --enable-muxer=mp4 --enable-demuxer=mov --x86asmexe="$dev/usr/bin/nasm" > "$WORK/ffmpeg-configure.log" 2>&1 &&
+    nice make -j"${DITSERVE_JOBS:-$(nproc)}" > "$WORK/ffmpeg-make.log" 2>&1 &&
+    make install DESTDIR="$WORK/root" > /dev/null 2>&1) ||
+    die "FFmpeg build failed: $(tail -5 "$WORK"/ffmpeg-*.log "$src/ffbuild/config.log" 2>/dev/null)"
+  # The build's x264 location leaks into Libs.private (static linking only): name the prefix's instead.
+  sed -i "s|$dev/usr|/usr|g" "$WORK"/root/usr/lib/x86_64-linux-gnu/pkgconfig/lib{avcodec,avformat,avutil,swscale}.pc
+  rm -rf "$WORK/root/usr/share/ffmpeg"   # examples
+  echo "ffmpeg $version (source; built with only: libx264 encoder, h264 decoder and parser, mp4 muxer, mov demuxer, swscale)" \
+    >> "$OUT/MANIFEST.txt"
+}
+build_ffmpeg
 
 # --- trim and make the prefix self-contained --------------------------------
 R=$WORK/root

@@ -50,7 +50,7 @@ Status ParseServer(const json& s, ServerConfig& c) {
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
                              "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
                              "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
-                             "cuda_graphs"}));
+                             "cuda_graphs", "video_crf", "result_chunk_bytes"}));
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
   RETURN_IF_ERROR(Get(s, "server", "metrics_address", c.metrics_address));
   int64_t cap = c.queue_capacity;
@@ -72,6 +72,12 @@ Status ParseServer(const json& s, ServerConfig& c) {
   RETURN_IF_ERROR(Get(s, "server", "cache_max_consecutive_skips", c.cache_max_consecutive_skips));
   RETURN_IF_ERROR(IntInRange("server.cache_max_consecutive_skips", c.cache_max_consecutive_skips, 0, 1000));
   RETURN_IF_ERROR(Get(s, "server", "cuda_graphs", c.cuda_graphs));
+  RETURN_IF_ERROR(Get(s, "server", "video_crf", c.video_crf));
+  RETURN_IF_ERROR(IntInRange("server.video_crf", c.video_crf, 0, 51));
+  int64_t chunk = static_cast<int64_t>(c.result_chunk_bytes);
+  RETURN_IF_ERROR(Get(s, "server", "result_chunk_bytes", chunk));
+  RETURN_IF_ERROR(IntInRange("server.result_chunk_bytes", chunk, kMinResultChunkBytes, kMaxResultChunkBytes));
+  c.result_chunk_bytes = static_cast<uint64_t>(chunk);
   int64_t delay = 0;
   RETURN_IF_ERROR(Get(s, "server", "debug_step_delay_ms", delay));
   RETURN_IF_ERROR(IntInRange("server.debug_step_delay_ms", delay, 0, 60000));

@@ -24,6 +24,14 @@ struct GroupConfig {
   std::string Layout() const;        // "cfg1xulysses1xring1"
 };
 
+// server.result_chunk_bytes: outputs larger than this reach clients as a Result plus ResultChunks
+// (server/result_stream.h). The default keeps every message far below gRPC's default 4 MiB receive limit
+// while a typical image (< 1 MiB) still arrives in one Result; the maximum leaves room under 4 MiB for the
+// Result's other fields.
+inline constexpr uint64_t kDefaultResultChunkBytes = uint64_t{1} << 20;
+inline constexpr uint64_t kMinResultChunkBytes = 1024;
+inline constexpr uint64_t kMaxResultChunkBytes = uint64_t{3} << 20;
+
 struct ServerConfig {
   std::string grpc_address = "127.0.0.1:50051";
   std::string metrics_address = "127.0.0.1:9090";  // empty disables /metrics
@@ -41,6 +49,9 @@ struct ServerConfig {
   // Workers replay the transformer step from CUDA graphs (CUDA devices). Experimental: off by default
   // until its GPU test (flux_cuda_graph_model_gpu_test) has run on a GPU host.
   bool cuda_graphs = false;
+  // x264 constant rate factor of MP4 outputs, 0..51 (lower: better and larger; io::Mp4Options::crf).
+  int video_crf = 18;
+  uint64_t result_chunk_bytes = kDefaultResultChunkBytes;
   uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
   std::vector<ModelConfig> models;
   std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)

@@ -93,8 +93,7 @@ int main(int argc, char** argv) {
   int bound_port = 0;
   builder.AddListeningPort(cfg->grpc_address, grpc::InsecureServerCredentials(), &bound_port);
   builder.RegisterService(&service);
-  builder.SetMaxReceiveMessageSize(4 << 20);
-  builder.SetMaxSendMessageSize(-1);
+  builder.SetMaxReceiveMessageSize(4 << 20);  // requests are small; results go out in chunks (result_stream.h)
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
     std::cerr << "ditserve: cannot listen on " << cfg->grpc_address << "\n";

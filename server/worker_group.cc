@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/grpc_status.h"
+#include "server/result_stream.h"
 
 namespace ditserve::server {
 namespace {
@@ -219,7 +220,8 @@ bool WorkerGroup::StartWorkers() {
         std::to_string(server_.worker_threads), "--step-delay-ms", std::to_string(server_.debug_step_delay_ms),
         "--cache-warmup-steps", std::to_string(server_.cache_warmup_steps), "--cache-max-skips",
         std::to_string(server_.cache_max_consecutive_skips), "--cuda-graphs", server_.cuda_graphs ? "1" : "0",
-        "--parent-pid", std::to_string(getpid())};
+        "--video-crf", std::to_string(server_.video_crf), "--result-chunk-bytes",
+        std::to_string(server_.result_chunk_bytes), "--parent-pid", std::to_string(getpid())};
     rank.process = std::make_unique<WorkerProcess>(
         worker_binary_, args, [this, r](pid_t pid, int st) { OnWorkerExit(r, pid, st); });
     std::string err;
@@ -228,10 +230,8 @@ bool WorkerGroup::StartWorkers() {
       ranks_.push_back(std::move(rank));
       return false;
     }
-    grpc::ChannelArguments ch;
-    ch.SetMaxReceiveMessageSize(-1);
-    rank.stub = internal::Worker::NewStub(
-        grpc::CreateCustomChannel("unix:" + rank.socket, grpc::InsecureChannelCredentials(), ch));
+    // gRPC's default 4 MiB receive limit stays: results arrive in chunks (server/result_stream.h).
+    rank.stub = internal::Worker::NewStub(grpc::CreateChannel("unix:" + rank.socket, grpc::InsecureChannelCredentials()));
     {
       std::lock_guard<std::mutex> lock(mu_);
       pids_.push_back(rank.process->pid());
@@ -339,7 +339,9 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
     });
   }
 
-  bool got_result = false;
+  // The leader's output passes through unchanged; the assembler only checks offsets and the total.
+  ResultAssembler result_check(/*keep_data=*/false);
+  Status stream_error;
   auto reader = ranks_[0].stub->Run(run->contexts[0].get(), msg);
   internal::JobEvent ev;
   auto last_event = Clock::now();
@@ -351,8 +353,10 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
       last_event = Clock::now();
       *out.mutable_progress() = p;
     } else if (ev.has_result()) {
+      stream_error = result_check.Add(ev.result());
+      if (!stream_error.ok()) break;
       v1::Result* res = out.mutable_result();
-      *res = ev.result();
+      *res = std::move(*ev.mutable_result());
       res->set_request_id(job->id());
       res->set_client_request_id(job->request().client_request_id());
       res->set_group(group_.id);
@@ -362,12 +366,16 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
       qt->set_seconds(queue_s);
       for (const auto& t : res->timings()) metrics_.Stage(model, v1::Stage_Name(t.stage()), t.seconds());
       metrics_.CacheSteps(model, res->cache().steps_computed(), res->cache().steps_skipped());
-      got_result = true;
+    } else if (ev.has_result_chunk()) {
+      stream_error = result_check.Add(ev.result_chunk());
+      if (!stream_error.ok()) break;
+      *out.mutable_result_chunk() = std::move(*ev.mutable_result_chunk());
     } else {
       continue;
     }
     job->PushEvent(std::move(out));
   }
+  if (!stream_error.ok()) run->CancelAll();  // a broken stream: stop every rank, then fail the job below
   grpc::Status leader_status = reader->Finish();
   for (auto& t : followers) t.join();
   job->SetCanceller(nullptr);
@@ -403,7 +411,10 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
     died = died_;
     died_what = died_what_;
   }
-  if (leader_status.ok() && got_result) {
+  if (!stream_error.ok()) {
+    final_status = Internal("worker group " + std::to_string(group_.id) + " sent a malformed result for request " +
+                            job->id() + ": " + stream_error.message());
+  } else if (leader_status.ok() && result_check.complete()) {
     final_status = Status::Ok();
   } else if (died) {
     final_status = Unavailable("worker group " + std::to_string(group_.id) + " failed while running request " +
@@ -412,6 +423,9 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
     final_status = *reason;
   } else if (!rank_error.ok()) {
     final_status = FromGrpc(rank_error);
+  } else if (result_check.has_result()) {
+    final_status = Internal("worker finished request " + job->id() + " with an incomplete result: " +
+                            result_check.CheckComplete().message());
   } else {
     final_status = Internal("worker finished request " + job->id() + " without a result");
   }

@@ -31,6 +31,21 @@ TEST(Config, DefaultsLayoutToUlyssesAndCpu) {
   EXPECT_EQ(c->groups[0].ulysses, 2);
   EXPECT_EQ(c->groups[0].devices, (std::vector<std::string>{"cpu", "cpu"}));
   EXPECT_EQ(c->metrics_address, "127.0.0.1:9090");
+  EXPECT_EQ(c->video_crf, 18);
+  EXPECT_EQ(c->result_chunk_bytes, uint64_t{1} << 20);
+}
+
+TEST(Config, VideoCrfAndResultChunkBytes) {
+  auto c = ParseConfig(R"({"server":{"video_crf":0,"result_chunk_bytes":1024},
+                           "models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->video_crf, 0);
+  EXPECT_EQ(c->result_chunk_bytes, 1024u);
+  c = ParseConfig(R"({"server":{"video_crf":51,"result_chunk_bytes":3145728},
+                      "models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->video_crf, 51);
+  EXPECT_EQ(c->result_chunk_bytes, 3145728u);
 }
 
 struct BadCase {
@@ -58,6 +73,16 @@ TEST(Config, RejectsWithTheKeyNamed) {
       {R"({"models":[{"name":"m","path":"/m"},{"name":"m","path":"/n"}],"groups":[{"model":"m"}]})",
        "models[1].name: duplicate"},
       {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","count":"two"}]})", "groups[0].count: wrong type"},
+      {R"({"server":{"video_crf":52},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.video_crf: 52 out of range [0, 51]"},
+      {R"({"server":{"video_crf":-1},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.video_crf: -1 out of range [0, 51]"},
+      {R"({"server":{"video_crf":"high"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.video_crf: wrong type"},
+      {R"({"server":{"result_chunk_bytes":1023},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.result_chunk_bytes: 1023 out of range [1024, 3145728]"},
+      {R"({"server":{"result_chunk_bytes":4194304},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.result_chunk_bytes: 4194304 out of range [1024, 3145728]"},
   };
   for (const auto& c : cases) {
     auto r = ParseConfig(c.json, "");

@@ -88,8 +88,10 @@ class ContextParallelServing : public ::testing::Test {
     v1::GenerateEvent ev;
     std::string png;
     while (reader->Read(&ev)) {
+      EXPECT_FALSE(ev.has_result_chunk()) << "small images arrive in one Result";
       if (ev.has_result()) {
         png = ev.result().data();
+        EXPECT_EQ(ev.result().data_size(), png.size());
         if (result != nullptr) *result = ev.result();
       }
     }

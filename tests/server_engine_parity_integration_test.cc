@@ -32,7 +32,11 @@ TEST(ServerEngineParity, GrpcResultEqualsDirectEngineCall) {
   v1::GenerateEvent ev;
   std::string grpc_png;
   while (reader->Read(&ev)) {
-    if (ev.has_result()) grpc_png = ev.result().data();
+    ASSERT_FALSE(ev.has_result_chunk()) << "small images arrive in one Result";
+    if (ev.has_result()) {
+      grpc_png = ev.result().data();
+      ASSERT_EQ(ev.result().data_size(), grpc_png.size());
+    }
   }
   auto st = reader->Finish();
   ASSERT_TRUE(st.ok()) << st.error_message();

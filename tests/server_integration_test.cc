@@ -3,11 +3,13 @@
 #include <sys/wait.h>
 
 #include <future>
+#include <optional>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "engine/io/png.h"
+#include "server/result_stream.h"
 #include "support/server_process.h"
 
 namespace ditserve {
@@ -20,9 +22,9 @@ using testing::ServerProcess;
 struct Outcome {
   grpc::Status status;
   std::vector<v1::GenerateEvent> events;
-  const v1::Result* result() const {
-    return !events.empty() && events.back().has_result() ? &events.back().result() : nullptr;
-  }
+  std::optional<v1::Result> assembled;  // Result + ResultChunks put together, when the stream was complete
+  // The Result with the whole output, or nullptr.
+  const v1::Result* result() const { return assembled ? &*assembled : nullptr; }
 };
 
 v1::GenerateRequest Req(uint32_t w, uint32_t h, uint32_t steps, uint64_t seed) {
@@ -44,11 +46,19 @@ Outcome Generate(v1::DitServe::Stub& stub, const v1::GenerateRequest& req, doubl
   Outcome out;
   auto reader = stub.Generate(&ctx, req);
   v1::GenerateEvent ev;
+  server::ResultAssembler assembler;
   while (reader->Read(&ev)) {
+    if (ev.has_result()) EXPECT_TRUE(assembler.Add(ev.result()).ok());
+    if (ev.has_result_chunk()) EXPECT_TRUE(assembler.Add(ev.result_chunk()).ok());
     out.events.push_back(ev);
     if (on_event) on_event(ev, ctx);
   }
   out.status = reader->Finish();
+  if (out.status.ok()) {
+    auto r = assembler.Take();
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (r.ok()) out.assembled = std::move(*r);
+  }
   return out;
 }
 
@@ -85,16 +95,27 @@ void ExpectValidPng(const v1::Result& r, uint32_t w, uint32_t h) {
   EXPECT_TRUE(has_seed) << "PNG text chunks must record the seed";
 }
 
-// Events must be: Queued+ , Progress (stages in pipeline order, steps non-decreasing), one Result last.
+// Events must be: Queued+ , Progress (stages in pipeline order, steps non-decreasing), one Result, then
+// only ResultChunks.
 void ExpectOrderedEvents(const Outcome& o, uint32_t steps) {
   ASSERT_FALSE(o.events.empty());
   EXPECT_TRUE(o.events.front().has_queued());
+  size_t result_at = o.events.size();
+  for (size_t i = 0; i < o.events.size(); ++i) {
+    if (o.events[i].has_result()) {
+      ASSERT_EQ(result_at, o.events.size()) << "a second Result";
+      result_at = i;
+    } else if (result_at < o.events.size()) {
+      ASSERT_TRUE(o.events[i].has_result_chunk()) << "only ResultChunks may follow the Result";
+    }
+  }
+  ASSERT_LT(result_at, o.events.size()) << "no Result";
   int last_stage = 0;
   uint32_t last_step = 0, denoise_done = 0;
   bool seen_progress = false;
-  for (size_t i = 0; i + 1 < o.events.size(); ++i) {
+  for (size_t i = 0; i < result_at; ++i) {
     const auto& e = o.events[i];
-    ASSERT_FALSE(e.has_result()) << "result before the end";
+    ASSERT_FALSE(e.has_result_chunk()) << "a ResultChunk before the Result";
     if (e.has_queued()) {
       EXPECT_FALSE(seen_progress) << "Queued after Progress";
       continue;
@@ -113,13 +134,18 @@ void ExpectOrderedEvents(const Outcome& o, uint32_t steps) {
     }
   }
   EXPECT_EQ(denoise_done, steps);
-  EXPECT_TRUE(o.events.back().has_result());
 }
+
+// Results above 4 KiB come in pieces of 4 KiB here (a 64x64 output of the random-weight model is ~12 KiB),
+// so every test of this suite also runs the chunked result path end to end (engine, worker, coordinator).
+constexpr uint64_t kFastChunkBytes = 4096;
 
 class FastServer : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new ServerProcess(ServerOptions{});
+    ServerOptions o;
+    o.result_chunk_bytes = kFastChunkBytes;
+    server_ = new ServerProcess(o);
     std::string err;
     ready_ = server_->WaitReady(180, &err);
     if (!ready_) std::cerr << err;
@@ -175,6 +201,24 @@ TEST_F(FastServer, ConcurrentGenerateGivesValidPngsAndOrderedEvents) {
     groups_used.insert(o.result()->group());
   }
   EXPECT_EQ(groups_used.size(), 2u) << "both groups should have served";
+}
+
+TEST_F(FastServer, ResultsArriveInChunksOfTheServerSetting) {
+  Outcome o = Generate(*stub_, Req(64, 64, 2, 11));
+  ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+  ASSERT_NE(o.result(), nullptr);
+  ExpectValidPng(*o.result(), 64, 64);
+  const uint64_t size = o.result()->data_size();
+  ASSERT_GT(size, 2 * kFastChunkBytes) << "the test needs an output of several chunks";
+  EXPECT_EQ(o.result()->data().size(), size);
+  size_t chunks = 0;
+  for (const auto& e : o.events) {
+    if (e.has_result()) EXPECT_EQ(e.result().data().size(), kFastChunkBytes);
+    if (!e.has_result_chunk()) continue;
+    ++chunks;
+    EXPECT_LE(e.result_chunk().data().size(), kFastChunkBytes);
+  }
+  EXPECT_EQ(chunks, (size + kFastChunkBytes - 1) / kFastChunkBytes - 1);
 }
 
 TEST_F(FastServer, SameSeedSameImageAndRandomSeedReported) {

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "engine/io/mp4.h"
 #include "engine/io/png.h"
 
 namespace ditserve::runtime {
@@ -49,8 +50,13 @@ StatusOr<EncodedOutput> EncodeOutput(const std::vector<uint8_t>& rgb, int64_t fr
     out.mime_type = "image/png";
     return out;
   }
-  (void)crf;
-  return FailedPrecondition("MP4 output is not available in this build");
+  io::Mp4Options mp4;
+  mp4.fps = static_cast<int>(params.fps);
+  mp4.crf = crf;
+  mp4.metadata = meta;
+  ASSIGN_OR_RETURN(out.data, io::EncodeMp4(rgb.data(), rgb.size(), frames, width, height, mp4));
+  out.mime_type = "video/mp4";
+  return out;
 }
 
 }  // namespace ditserve::runtime

@@ -5,11 +5,11 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <optional>
 #include <sstream>
 #include <vector>
 
 #include "ctl.h"
+#include "server/result_stream.h"
 
 namespace ditctl {
 namespace {
@@ -117,7 +117,8 @@ int Generate(Ctl& ctl, const GenerateOpts& o) {
   ProgressLine progress(ctl, o.quiet);
   auto reader = ctl.stub->Generate(&ctx, req);
   v1::GenerateEvent ev;
-  std::optional<v1::Result> result;
+  ditserve::server::ResultAssembler assembler;
+  ditserve::Status stream_error;
   std::string request_id;
   while (reader->Read(&ev)) {
     if (ev.has_queued()) {
@@ -126,12 +127,22 @@ int Generate(Ctl& ctl, const GenerateOpts& o) {
     } else if (ev.has_progress()) {
       progress.Update(ev.progress());
     } else if (ev.has_result()) {
-      result = std::move(*ev.mutable_result());
+      stream_error = assembler.Add(ev.result());
+      if (assembler.expected() > ev.result().data().size()) progress.Show("receiving " + HumanBytes(assembler.expected()));
+    } else if (ev.has_result_chunk()) {
+      stream_error = assembler.Add(ev.result_chunk());
+    }
+    if (!stream_error.ok()) {
+      ctx.TryCancel();
+      break;
     }
   }
   grpc::Status st = reader->Finish();
+  if (!stream_error.ok()) return ctl.Fail("INTERNAL", stream_error.message(), kExitError);
   if (!st.ok()) return ctl.Fail(st);
-  if (!result) return ctl.Fail("INTERNAL", "the stream ended without a result", kExitError);
+  if (!assembler.has_result()) return ctl.Fail("INTERNAL", "the stream ended without a result", kExitError);
+  auto result = assembler.Take();  // checks that every byte of data_size arrived
+  if (!result.ok()) return ctl.Fail("INTERNAL", result.status().message(), kExitError);
   double total = progress.Elapsed();
   ctl.EndLine();
 
@@ -154,6 +165,10 @@ int Generate(Ctl& ctl, const GenerateOpts& o) {
                  path == "-" ? "stdout" : path.c_str(),
                  HumanBytes(r.data().size()).c_str(), dims.c_str(), static_cast<unsigned long long>(r.seed()),
                  id.c_str(), r.group());
+    if (ext == "mp4") {
+      std::fprintf(stderr, "video: %u frames, %u fps, %s\n", r.frames(), r.fps(),
+                   r.fps() ? Fmt("%.2f s", static_cast<double>(r.frames()) / r.fps()).c_str() : "duration unknown");
+    }
     std::string line = "timings:";
     for (size_t i = 0; i < timings.size(); ++i) {
       line += (i ? ", " : " ") + timings[i].first + Fmt(" %.2fs", timings[i].second);
@@ -175,7 +190,8 @@ int Generate(Ctl& ctl, const GenerateOpts& o) {
     js << "{\"path\":" << JsonStr(path) << ",\"bytes\":" << r.data().size() << ",\"mime_type\":"
        << JsonStr(r.mime_type()) << ",\"format\":\"" << FormatName(r.format()) << "\",\"model\":"
        << JsonStr(req.model()) << ",\"width\":" << r.width() << ",\"height\":" << r.height()
-       << ",\"frames\":" << r.frames() << ",\"seed\":" << r.seed() << ",\"request_id\":" << JsonStr(id)
+       << ",\"frames\":" << r.frames() << ",\"fps\":" << r.fps() << ",\"duration_seconds\":"
+       << (r.fps() ? static_cast<double>(r.frames()) / r.fps() : 0.0) << ",\"seed\":" << r.seed() << ",\"request_id\":" << JsonStr(id)
        << ",\"client_request_id\":" << JsonStr(r.client_request_id()) << ",\"group\":" << r.group()
        << ",\"queue_seconds\":" << r.queue_seconds() << ",\"total_seconds\":" << total << ",\"timings\":{";
     for (size_t i = 0; i < timings.size(); ++i) {

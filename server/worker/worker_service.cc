@@ -6,6 +6,7 @@
 
 #include "server/grpc_status.h"
 #include "server/request_params.h"
+#include "server/result_stream.h"
 
 namespace ditserve::worker {
 namespace {
@@ -77,24 +78,36 @@ grpc::Status WorkerService::Run(grpc::ServerContext* ctx, const internal::Job* j
   if (!out.ok()) return server::ToGrpc(out.status());
   if (!leader) return grpc::Status::OK;
 
-  internal::JobEvent ev;
-  v1::Result* res = ev.mutable_result();
-  res->set_data(std::string(out->data.begin(), out->data.end()));
-  res->set_mime_type(out->mime_type);
-  res->set_format(job->request().output_format());
-  res->set_width(static_cast<uint32_t>(out->width));
-  res->set_height(static_cast<uint32_t>(out->height));
-  res->set_frames(static_cast<uint32_t>(out->frames));
-  res->set_seed(out->seed);
+  v1::Result res;
+  res.set_mime_type(out->mime_type);
+  res.set_format(job->request().output_format());
+  res.set_width(static_cast<uint32_t>(out->width));
+  res.set_height(static_cast<uint32_t>(out->height));
+  res.set_frames(static_cast<uint32_t>(out->frames));
+  // The coordinator resolved fps for video models; the engine encodes at exactly that rate.
+  if (job->request().output_format() == v1::OUTPUT_FORMAT_MP4) res.set_fps(job->request().fps());
+  res.set_seed(out->seed);
   for (const auto& t : out->timings) {
-    auto* st = res->add_timings();
+    auto* st = res.add_timings();
     st->set_stage(ToProtoStage(t.stage));
     st->set_seconds(t.seconds);
     st->set_peak_device_bytes(t.peak_device_bytes);
   }
-  res->mutable_cache()->set_steps_computed(static_cast<uint32_t>(out->steps_computed));
-  res->mutable_cache()->set_steps_skipped(static_cast<uint32_t>(out->steps_skipped));
-  if (!writer->Write(ev)) return grpc::Status(grpc::StatusCode::CANCELLED, "coordinator went away");
+  res.mutable_cache()->set_steps_computed(static_cast<uint32_t>(out->steps_computed));
+  res.mutable_cache()->set_steps_skipped(static_cast<uint32_t>(out->steps_skipped));
+  const bool sent = server::SendChunked(
+      std::move(res), out->data.data(), out->data.size(), result_chunk_bytes_,
+      [&](v1::Result&& r) {
+        internal::JobEvent ev;
+        *ev.mutable_result() = std::move(r);
+        return writer->Write(ev);
+      },
+      [&](v1::ResultChunk&& c) {
+        internal::JobEvent ev;
+        *ev.mutable_result_chunk() = std::move(c);
+        return writer->Write(ev);
+      });
+  if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "coordinator went away");
   return grpc::Status::OK;
 }
 

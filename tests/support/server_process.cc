@@ -63,7 +63,11 @@ ServerProcess::ServerProcess(ServerOptions opts) : opts_(std::move(opts)) {
       << metrics_port_ << "\", \"queue_capacity\": " << opts_.queue_capacity
       << ", \"worker_threads\": 1, \"debug_step_delay_ms\": " << opts_.step_delay_ms
       << ", \"drain_timeout_s\": " << opts_.drain_timeout_s << ", \"runtime_dir\": \"" << dir_ << "/run\""
-      << ", \"store_base_port\": " << (20000 + FreeTcpPort() % 20000) << "},\n"
+      << ", \"store_base_port\": " << (20000 + FreeTcpPort() % 20000);
+  if (!opts_.worker_binary.empty()) cfg << ", \"worker_binary\": \"" << opts_.worker_binary << "\"";
+  if (opts_.result_chunk_bytes > 0) cfg << ", \"result_chunk_bytes\": " << opts_.result_chunk_bytes;
+  if (opts_.video_crf >= 0) cfg << ", \"video_crf\": " << opts_.video_crf;
+  cfg << "},\n"
       << " \"models\": ";
   if (opts_.models_json.empty()) {
     cfg << "[{\"name\": \"" << opts_.model_name << "\", \"path\": \"" << opts_.model_dir << "\"}]";
@@ -91,9 +95,7 @@ ServerProcess::ServerProcess(ServerOptions opts) : opts_(std::move(opts)) {
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   if (posix_spawn(&pid_, bin.c_str(), &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
   posix_spawn_file_actions_destroy(&fa);
-  grpc::ChannelArguments ch;
-  ch.SetMaxReceiveMessageSize(-1);
-  channel_ = grpc::CreateCustomChannel(grpc_address_, grpc::InsecureChannelCredentials(), ch);
+  channel_ = grpc::CreateChannel(grpc_address_, grpc::InsecureChannelCredentials());
 }
 
 ServerProcess::~ServerProcess() {

@@ -22,6 +22,9 @@ struct ServerOptions {
   int queue_capacity = 8;
   int step_delay_ms = 0;
   double drain_timeout_s = 120;
+  std::string worker_binary;       // server.worker_binary; empty: the real ditserve-worker
+  uint64_t result_chunk_bytes = 0;  // server.result_chunk_bytes; 0: the server's default
+  int video_crf = -1;               // server.video_crf; -1: the server's default
 };
 
 class ServerProcess {
@@ -37,6 +40,7 @@ class ServerProcess {
   pid_t pid() const { return pid_; }
   bool Running();
 
+  // Clients use gRPC's default channel settings (4 MiB receive limit), as any client would.
   std::unique_ptr<v1::DitServe::Stub> NewStub() const;
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   const std::string& grpc_address() const { return grpc_address_; }

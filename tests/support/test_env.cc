@@ -12,6 +12,7 @@
 namespace ditserve::testing {
 
 std::string BinDir() { return DITSERVE_BIN_DIR; }
+std::string TestBinDir() { return DITSERVE_TEST_BIN_DIR; }
 std::string SourceDir() { return DITSERVE_SOURCE_DIR; }
 std::string TestModelsDir() {
   const char* env = std::getenv("DITSERVE_TEST_MODELS");

@@ -6,6 +6,7 @@
 namespace ditserve::testing {
 
 std::string BinDir();         // build/server: ditserve, ditserve-worker, ditctl
+std::string TestBinDir();     // build/tests: test helper binaries (fake_worker)
 std::string SourceDir();
 std::string TestModelsDir();  // made by scripts/make_test_models.py (ctest fixture tiny_models)
 std::string PythonExe();      // the pinned venv's python

@@ -75,6 +75,8 @@ struct EngineOptions {
   // Replay each transformer evaluation from a CUDA graph captured per shape (CUDA devices). Off by
   // default until tests/flux_cuda_graph_model_gpu_test has passed on a GPU host.
   bool cuda_graphs = false;
+  // x264 constant rate factor of MP4 outputs (server.video_crf, 0..51; io::Mp4Options::crf says why 18).
+  int video_crf = 18;
 };
 
 class Engine {
