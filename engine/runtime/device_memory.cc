@@ -1,6 +1,12 @@
 #include "engine/runtime/device_memory.h"
 
 #include <c10/core/CachingDeviceAllocator.h>
+#ifdef DITSERVE_HAVE_TORCH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+#endif
+
+#include <limits>
 
 namespace ditserve::runtime {
 
@@ -14,6 +20,22 @@ uint64_t DevicePeakBytes(const c10::Device& device) {
   const auto stats = c10::getDeviceAllocator(device.type())->getDeviceStats(device.index());
   const auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
   return static_cast<uint64_t>(stats.allocated_bytes[agg].peak);
+}
+
+uint64_t DeviceAvailableBytes(const c10::Device& device) {
+#ifdef DITSERVE_HAVE_TORCH_CUDA
+  if (device.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(device);
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return std::numeric_limits<uint64_t>::max();
+    const auto stats = c10::getDeviceAllocator(device.type())->getDeviceStats(device.index());
+    const auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    const int64_t cached_unused = stats.reserved_bytes[agg].current - stats.allocated_bytes[agg].current;
+    return free + static_cast<uint64_t>(std::max<int64_t>(0, cached_unused));
+  }
+#endif
+  (void)device;
+  return std::numeric_limits<uint64_t>::max();
 }
 
 }  // namespace ditserve::runtime

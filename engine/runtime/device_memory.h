@@ -13,4 +13,8 @@ void ResetDevicePeak(const c10::Device& device);
 // Peak allocated bytes since the last ResetDevicePeak; 0 on the CPU (not measured).
 uint64_t DevicePeakBytes(const c10::Device& device);
 
+// Bytes a new allocation could still get on the device: free in the driver plus what the caching allocator
+// holds unused. UINT64_MAX on the CPU (not limited here).
+uint64_t DeviceAvailableBytes(const c10::Device& device);
+
 }  // namespace ditserve::runtime

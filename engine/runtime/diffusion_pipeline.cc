@@ -1,6 +1,7 @@
 #include "engine/runtime/diffusion_pipeline.h"
 
 #include <chrono>
+#include <cstdio>
 
 #include <c10/core/CachingDeviceAllocator.h>
 #include <c10/core/DeviceGuard.h>
@@ -70,6 +71,20 @@ StatusOr<RawOutput> DiffusionPipeline::Run(const GenerateParams& params, JobCont
   DeviceMesh* mesh = options_.mesh.get();
   const ModelInfo& info = options_.info;
   ASSIGN_OR_RETURN(const CfgPlan plan, CfgPlan::Make(mesh, UsesCfg(info, params), CfgRuleText(info.cfg)));
+  if (const uint64_t need = model_->RequestDeviceBytes(params); need > 0) {
+    const uint64_t have = DeviceAvailableBytes(device);
+    if (need > have) {
+      auto gib = [](uint64_t b) {
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%.1f", static_cast<double>(b) / (1ull << 30));
+        return std::string(buf);
+      };
+      return ResourceExhausted("this request needs about " + gib(need) + " GiB of device memory (" +
+                               std::to_string(params.num_frames) + " frames of " + std::to_string(params.width) +
+                               "x" + std::to_string(params.height) + "); " + device.str() + " has " + gib(have) +
+                               " GiB free: ask for fewer frames or a smaller size");
+    }
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<FamilyRequest> request, model_->Begin(params, plan));
   RawOutput out;
   StageClock clock(device, out.timings);

@@ -57,6 +57,13 @@ class FamilyModel {
   virtual ~FamilyModel() = default;
   // The decoder may be split by rows over a group's ranks.
   virtual bool SplitsDecode() const = 0;
+  // Device memory a request needs on this rank beyond the loaded weights (activations of the largest stage,
+  // latents, decode): the core refuses a request up front (RESOURCE_EXHAUSTED naming both figures) when the
+  // device has less free. 0 = no estimate (small image models).
+  virtual uint64_t RequestDeviceBytes(const GenerateParams& params) const {
+    (void)params;
+    return 0;
+  }
   virtual StatusOr<std::unique_ptr<FamilyRequest>> Begin(const GenerateParams& params, const CfgPlan& plan) = 0;
 };
 
