@@ -1,5 +1,5 @@
 // Row-parallel VAE decode (CPU, Gloo, one process per rank, world 2 and 4): each split-aware op
-// (halo_conv2d, group_norm, spatial_attention) and the whole tiny FLUX VAE decoder
+// (halo_conv2d, halo_conv3d with zero and replicate borders, group_norm, spatial_attention) and the whole tiny FLUX VAE decoder
 // (build/test-models/flux-tiny-dev/vae_decoder.pt) split by rows equal the single-rank result, at row
 // counts that do and do not divide by the world size (and 1 row per rank).
 //
@@ -58,12 +58,20 @@ TEST(SpatialOps, AreThePlainOpsWithoutASplit) {
   EXPECT_TRUE(at::equal(HaloConv2d(x, w, b, {1, 1}), at::conv2d(x, w, b, 1, {1, 1})));
   const at::Tensor gw = Randn({8}, 4), gb = Randn({8}, 5);
   EXPECT_TRUE(at::equal(SplitGroupNorm(x, 4, gw, gb, 1e-6), at::group_norm(x, 4, gw, gb, 1e-6)));
+  // halo_conv3d: H/W padding by zeros or edge copies, then conv3d; T untouched (the caller pads it causally).
+  const at::Tensor video = Randn({1, 8, 4, 9, 7}, 9), w3 = Randn({4, 8, 3, 3, 3}, 10);
+  EXPECT_TRUE(at::equal(HaloConv3d(video, w3, b, {1, 1, 1}, {1, 1}, false), at::conv3d(video, w3, b, 1, {0, 1, 1})));
+  EXPECT_TRUE(at::equal(HaloConv3d(video, w3, b, {1, 1, 1}, {1, 1}, true),
+                        at::conv3d(at::pad(video, {1, 1, 1, 1, 0, 0}, "replicate"), w3, b)));
+  EXPECT_EQ(HaloConv3d(video, w3, b, {2, 1, 1}, {1, 1}, true).sizes(), (std::vector<int64_t>{1, 4, 1, 9, 7}));
   const at::Tensor q = Randn({1, 1, 30, 16}, 6), k = Randn({1, 1, 30, 16}, 7), v = Randn({1, 1, 30, 16}, 8);
   EXPECT_TRUE(at::equal(SpatialAttention(q, k, v), at::scaled_dot_product_attention(q, k, v)));
   // Through the registered ops, as the exported decoder calls them.
-  auto op = c10::Dispatcher::singleton().findSchemaOrThrow("ditserve::halo_conv2d", "");
-  EXPECT_TRUE(op.hasKernelForDispatchKey(c10::DispatchKey::CPU));
-  EXPECT_TRUE(op.hasKernelForDispatchKey(c10::DispatchKey::CUDA));
+  for (const char* name : {"ditserve::halo_conv2d", "ditserve::halo_conv3d"}) {
+    auto op = c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
+    EXPECT_TRUE(op.hasKernelForDispatchKey(c10::DispatchKey::CPU)) << name;
+    EXPECT_TRUE(op.hasKernelForDispatchKey(c10::DispatchKey::CUDA)) << name;
+  }
 }
 
 TEST(FluxTinyVae, ExportedForRowSplit) {
@@ -118,6 +126,26 @@ void OpCases(Child& c, int world) {
       c.Compare("halo_conv2d_k5_nobias" + rows, x, 2,
                 [&](const at::Tensor& t) { return HaloConv2d(t, w5, std::nullopt, {2, 2}); });
     }
+    // Video [B, C, T, H, W] split along H (dim 3): zero and replicate borders, a causal-style T kernel with
+    // T stride 1 and 2 (T is never split), a 5x5 spatial kernel where every rank has 2 rows.
+    const at::Tensor v = Randn({1, 6, 3, h, 5}, seed + 7);
+    const at::Tensor k3 = Randn({4, 6, 3, 3, 3}, seed + 8), kb = Randn({4}, seed + 9);
+    for (bool rep : {false, true}) {
+      const std::string mode = rep ? "_replicate" : "_zeros";
+      c.Compare("halo_conv3d_k3" + mode + rows, v, 3,
+                [&](const at::Tensor& t) { return HaloConv3d(t, k3, kb, {1, 1, 1}, {1, 1}, rep); });
+      c.Compare("halo_conv3d_k3_tstride2" + mode + rows, v, 3,
+                [&](const at::Tensor& t) { return HaloConv3d(t, k3, std::nullopt, {2, 1, 1}, {1, 1}, rep); });
+      if (h / world >= 2) {
+        const at::Tensor k5 = Randn({4, 6, 1, 5, 5}, seed + 10);
+        c.Compare("halo_conv3d_k155" + mode + rows, v, 3,
+                  [&](const at::Tensor& t) { return HaloConv3d(t, k5, kb, {1, 1, 1}, {2, 2}, rep); });
+      }
+    }
+    // group_norm over (C/G, T, H, W) of a video split along H.
+    const at::Tensor vgw = Randn({6}, seed + 11), vgb = Randn({6}, seed + 12);
+    c.Compare("group_norm_5d" + rows, v, 3,
+              [&](const at::Tensor& t) { return SplitGroupNorm(t, 3, vgw, vgb, 1e-6); });
     const at::Tensor gw = Randn({8}, seed + 4), gb = Randn({8}, seed + 5);
     auto gn4 = [&](const at::Tensor& t) { return SplitGroupNorm(t, 4, gw, gb, 1e-6); };
     c.Compare("group_norm_4d" + rows, x, 2, gn4);

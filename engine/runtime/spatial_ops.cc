@@ -1,4 +1,4 @@
-// torch.ops.ditserve.{halo_conv2d, group_norm, spatial_attention}: schemas and CPU/CUDA kernels.
+// torch.ops.ditserve.{halo_conv2d, halo_conv3d, group_norm, spatial_attention}: schemas and CPU/CUDA kernels.
 #include "engine/runtime/spatial_ops.h"
 
 #include <vector>
@@ -10,7 +10,7 @@
 
 namespace ditserve::runtime {
 
-at::Tensor ExchangeHalo(const SpatialSplit& split, const at::Tensor& x, int64_t dim, int64_t halo) {
+at::Tensor ExchangeHalo(const SpatialSplit& split, const at::Tensor& x, int64_t dim, int64_t halo, Border border) {
   dim = at::maybe_wrap_dim(dim, x.dim());
   if (halo == 0) return x;
   Communicator& comm = *split.comm;
@@ -25,13 +25,20 @@ at::Tensor ExchangeHalo(const SpatialSplit& split, const at::Tensor& x, int64_t 
   at::Tensor above = at::empty_like(top), below = at::empty_like(bottom);
   // My bottom rows are the next rank's upper halo and my top rows the previous rank's lower halo. The
   // ring wraps so that every rank both sends and receives in each SendRecv; the wrapped rows (the last
-  // rank's bottom at rank 0, rank 0's top at the last rank) are replaced by the image border's zeros.
+  // rank's bottom at rank 0, rank 0's top at the last rank) are replaced by the image border's rows.
   auto works = comm.SendRecv(bottom, next, above, prev, /*tag=*/0);
   auto up = comm.SendRecv(top, prev, below, next, /*tag=*/1);
   works.insert(works.end(), up.begin(), up.end());
   WaitAll(works);
-  if (me == 0) above.zero_();
-  if (me == n - 1) below.zero_();
+  auto fill_border = [&](at::Tensor& rows, int64_t edge) {
+    if (border == Border::kZeros) {
+      rows.zero_();
+    } else {
+      rows.copy_(x.narrow(dim, edge, 1).expand_as(rows));
+    }
+  };
+  if (me == 0) fill_border(above, 0);
+  if (me == n - 1) fill_border(below, local - 1);
   return at::cat({above, x, below}, dim);
 }
 
@@ -47,6 +54,26 @@ at::Tensor HaloConv2d(const at::Tensor& x, const at::Tensor& weight, const std::
   const at::Tensor ext = ExchangeHalo(*split, x, 2, padding[0]);
   const std::vector<int64_t> cols_only{0, padding[1]};
   return at::conv2d(ext, weight, bias, /*stride=*/1, cols_only);
+}
+
+at::Tensor HaloConv3d(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                      c10::IntArrayRef stride, c10::IntArrayRef padding, bool replicate) {
+  TORCH_CHECK(x.dim() == 5 && weight.dim() == 5 && stride.size() == 3 && padding.size() == 2,
+              "ditserve::halo_conv3d: x and weight must be 5-D, stride [t, h, w] and padding [rows, cols]; got x ",
+              x.sizes(), ", weight ", weight.sizes(), ", stride ", stride, ", padding ", padding);
+  const int64_t ph = padding[0], pw = padding[1];
+  const SpatialSplit* split = CurrentSpatialSplit();
+  if (split == nullptr) {
+    if (!replicate) return at::conv3d(x, weight, bias, stride, {0, ph, pw});
+    return at::conv3d(at::pad(x, {pw, pw, ph, ph, 0, 0}, "replicate"), weight, bias, stride);
+  }
+  TORCH_CHECK(stride[1] == 1 && weight.size(3) == 2 * ph + 1, "ditserve::halo_conv3d: kernel height ",
+              weight.size(3), ", row stride ", stride[1], " and row padding ", ph,
+              " change the row count; it cannot be split by rows");
+  at::Tensor ext = ExchangeHalo(*split, x, 3, ph, replicate ? Border::kReplicate : Border::kZeros);
+  if (pw == 0) return at::conv3d(ext, weight, bias, stride);
+  if (!replicate) return at::conv3d(ext, weight, bias, stride, {0, 0, pw});
+  return at::conv3d(at::pad(ext, {pw, pw, 0, 0, 0, 0}, "replicate"), weight, bias, stride);
 }
 
 at::Tensor SplitGroupNorm(const at::Tensor& x, int64_t num_groups, const std::optional<at::Tensor>& weight,
@@ -99,18 +126,21 @@ at::Tensor SpatialAttention(const at::Tensor& q, const at::Tensor& k, const at::
 
 TORCH_LIBRARY_FRAGMENT(ditserve, m) {
   m.def("halo_conv2d(Tensor x, Tensor weight, Tensor? bias, int[2] padding) -> Tensor");
+  m.def("halo_conv3d(Tensor x, Tensor weight, Tensor? bias, int[3] stride, int[2] padding, bool replicate) -> Tensor");
   m.def("group_norm(Tensor x, int num_groups, Tensor? weight, Tensor? bias, float eps) -> Tensor");
   m.def("spatial_attention(Tensor q, Tensor k, Tensor v) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CPU, m) {
   m.impl("halo_conv2d", &ditserve::runtime::HaloConv2d);
+  m.impl("halo_conv3d", &ditserve::runtime::HaloConv3d);
   m.impl("group_norm", &ditserve::runtime::SplitGroupNorm);
   m.impl("spatial_attention", &ditserve::runtime::SpatialAttention);
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CUDA, m) {
   m.impl("halo_conv2d", &ditserve::runtime::HaloConv2d);
+  m.impl("halo_conv3d", &ditserve::runtime::HaloConv3d);
   m.impl("group_norm", &ditserve::runtime::SplitGroupNorm);
   m.impl("spatial_attention", &ditserve::runtime::SpatialAttention);
 }
