@@ -24,7 +24,9 @@
 #           BENCH_SRC (checkpoint scratch, default /dev/shm/ditserve-bench-src, deleted after export),
 #           BENCH_LAYOUTS (default "single ulysses2 ring2 fp8:single fp8:ulysses2"),
 #           BENCH_RUNS (default 3), BENCH_STEPS (default 28), BENCH_RES (default 1024),
-#           BENCH_COMMIT (recorded commit; default: git rev-parse --short HEAD).
+#           BENCH_COMMIT (recorded commit; default: git rev-parse --short HEAD),
+#           BENCH_REF_MODES (default "single compile"), BENCH_REF_SITE (a directory of packages, e.g. the newest
+#           diffusers, put first on the references' PYTHONPATH instead of the bundle's).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -226,18 +228,25 @@ PYEOF
   return $recorded
 }
 
+# The references run on BENCH_REF_SITE's packages when it is set (a newer diffusers than the bundle's parity pin:
+# compare with the newest release) over the host's, else on the bundle's.
+ref_python() {
+  if [ -n "${BENCH_REF_SITE:-}" ]; then PYTHONPATH="$BENCH_REF_SITE" "$HOST_PY" "$@"; else "$PY" "$@"; fi
+}
+
 do_references() {
-  local mode
-  for mode in single compile; do
-    log "reference: diffusers $mode"
+  local mode ver
+  ver=$(ref_python -c 'import diffusers; print(diffusers.__version__)' 2>/dev/null)
+  for mode in ${BENCH_REF_MODES:-single compile}; do
+    log "reference: diffusers $ver $mode"
     local line
-    line=$("$PY" scripts/bench/flux_reference.py $mode 2> "$OUT/ref_$mode.log" | tail -1)
+    line=$(ref_python scripts/bench/flux_reference.py $mode 2> "$OUT/ref_$mode.log" | tail -1)
     echo "$line" >> "$OUT/references.jsonl"
     local sys=diffusers; [ $mode = compile ] && sys=diffusers-compile
     local ms; ms=$(echo "$line" | "$PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(round(d["median_s"]*1000,2))') || continue
     local mem; mem=$(echo "$line" | "$PY" -c 'import json,sys; print(round(json.loads(sys.stdin.read())["max_mem_gb"],2))')
-    record $sys 1 single step_ms "$ms" ms "transformer forward, median of 10"
-    record $sys 1 single peak_mem_gb "$mem" GB "torch.cuda.max_memory_allocated"
+    record $sys 1 single step_ms "$ms" ms "transformer forward, median of 10 (diffusers $ver)"
+    record $sys 1 single peak_mem_gb "$mem" GB "torch.cuda.max_memory_allocated (diffusers $ver)"
   done
   if [ "$NGPU" -ge 2 ]; then
     for mode in ulysses ring ulysses_compile ring_compile; do
