@@ -73,6 +73,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
     return InvalidArgument("rank " + std::to_string(options.rank) + " is outside world_size " +
                            std::to_string(options.world_size));
   }
+  if (options.cfg < 1 || options.cfg > 2) return InvalidArgument("cfg must be 1 or 2 (two CFG branches at most)");
   if (options.cfg * options.ulysses * options.ring != options.world_size) {
     return InvalidArgument("cfg * ulysses * ring must equal world_size");
   }

@@ -10,6 +10,9 @@ StatusOr<CfgPlan> CfgPlan::Make(DeviceMesh* mesh, bool cfg, const std::string& r
   CfgPlan p;
   p.cfg_ = cfg;
   p.parallel_ = mesh != nullptr && mesh->cfg_size() > 1;
+  if (p.parallel_ && mesh->cfg_size() != 2) {
+    return InvalidArgument("layout.cfg " + std::to_string(mesh->cfg_size()) + " is not allowed; allowed 1, 2");
+  }
   if (p.parallel_ && !cfg) {
     return InvalidArgument("this group runs CFG-parallel (cfg=" + std::to_string(mesh->cfg_size()) +
                            "): requests need classifier-free guidance (" + rule + ")");
