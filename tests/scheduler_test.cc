@@ -58,6 +58,11 @@ TEST(SchedulerTest, FluxSigmasAreNumpyLinspace) {
   EXPECT_EQ(FlowMatchEulerScheduler::FluxSigmas(1), std::vector<double>{1.0});
 }
 
+TEST(SchedulerTest, LinearSigmasAreNumpyLinspaceWithoutTheLastZero) {
+  EXPECT_EQ(FlowMatchEulerScheduler::LinearSigmas(4), (std::vector<double>{1.0, 0.75, 0.5, 0.25}));
+  EXPECT_EQ(FlowMatchEulerScheduler::LinearSigmas(1), std::vector<double>{1.0});
+}
+
 TEST(SchedulerTest, RejectsUnsupportedOptions) {
   auto j = nlohmann::json::parse(R"({"use_karras_sigmas": true})");
   EXPECT_EQ(FlowMatchEulerConfig::FromJson(j, "x").status().code(), StatusCode::kInvalidArgument);
@@ -83,6 +88,7 @@ TEST(SchedulerTest, MatchesDiffusersBitForBit) {
     EXPECT_EQ(mu, c["mu"].get<double>());
     std::optional<std::vector<double>> custom;
     if (c["flux_sigmas"].get<bool>()) custom = FlowMatchEulerScheduler::FluxSigmas(steps);
+    if (c["linear_sigmas"].get<bool>()) custom = FlowMatchEulerScheduler::LinearSigmas(steps);
     ASSERT_TRUE(sched.SetTimesteps(steps, mu, custom).ok());
     EXPECT_EQ(sched.sigmas(), JsonFloats(c["sigmas"]));
     EXPECT_EQ(sched.timesteps(), JsonFloats(c["timesteps"]));
@@ -96,7 +102,7 @@ TEST(SchedulerTest, MatchesDiffusersBitForBit) {
     }
     ++cases;
   }
-  EXPECT_GE(cases, 6);
+  EXPECT_GE(cases, 11);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-"""Reference sigmas/timesteps from diffusers' FlowMatchEulerDiscreteScheduler, as FluxPipeline sets them.
+"""Reference sigmas/timesteps from diffusers' FlowMatchEulerDiscreteScheduler, as FluxPipeline (and
+HunyuanVideoPipeline: linear_sigmas) sets them.
 
 Prints one JSON object: {"cases": [{"name", "config", "steps", "image_seq_len", "mu", "sigmas", "timesteps",
 "step": {"sample", "model_output", "prev"}}]}. Float values are exact float32 values written as doubles.
@@ -20,14 +21,18 @@ SCHNELL = {  # FLUX.1-schnell scheduler_config.json
     "num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": False,
 }
 STATIC = dict(SCHNELL, shift=3.0)
+HUNYUAN = {"num_train_timesteps": 1000, "shift": 7.0, "use_dynamic_shifting": False}  # HunyuanVideo's
 
 
-def case(name, config, steps, image_seq_len, flux_sigmas=True):
+def case(name, config, steps, image_seq_len, flux_sigmas=True, linear_sigmas=False):
     sched = FlowMatchEulerDiscreteScheduler(**config)
     mu = calculate_shift(image_seq_len, sched.config.get("base_image_seq_len", 256),
                          sched.config.get("max_image_seq_len", 4096), sched.config.get("base_shift", 0.5),
                          sched.config.get("max_shift", 1.15))
-    if flux_sigmas:
+    if linear_sigmas:  # HunyuanVideoPipeline's sigmas, no mu
+        sigmas = np.linspace(1.0, 0.0, steps + 1)[:-1]
+        timesteps, _ = retrieve_timesteps(sched, steps, "cpu", sigmas=sigmas)
+    elif flux_sigmas:
         sigmas = np.linspace(1.0, 1 / steps, steps)
         timesteps, _ = retrieve_timesteps(sched, steps, "cpu", sigmas=sigmas, mu=mu)
     else:
@@ -42,7 +47,7 @@ def case(name, config, steps, image_seq_len, flux_sigmas=True):
         if steps > 1 else None
     out = {
         "name": name, "config": config, "steps": steps, "image_seq_len": image_seq_len, "mu": mu,
-        "flux_sigmas": flux_sigmas,
+        "flux_sigmas": flux_sigmas and not linear_sigmas, "linear_sigmas": linear_sigmas,
         "sigmas": [float(x) for x in sched.sigmas.tolist()],
         "timesteps": [float(x) for x in timesteps.tolist()],
     }
@@ -61,5 +66,8 @@ cases = [
     case("static_shift3_7", STATIC, 7, 1024),
     case("dev_no_custom_sigmas_10", DEV, 10, 1024, flux_sigmas=False),
     case("static_no_custom_sigmas_9", STATIC, 9, 1024, flux_sigmas=False),
+    case("hunyuan_linear_50", HUNYUAN, 50, 1024, linear_sigmas=True),
+    case("hunyuan_linear_7", HUNYUAN, 7, 1024, linear_sigmas=True),
+    case("hunyuan_linear_1", HUNYUAN, 1, 1024, linear_sigmas=True),
 ]
 print(json.dumps({"cases": cases}))

@@ -126,6 +126,12 @@ std::vector<double> FlowMatchEulerScheduler::FluxSigmas(int64_t num_inference_st
   return Linspace(1.0, 1.0 / static_cast<double>(num_inference_steps), num_inference_steps);
 }
 
+std::vector<double> FlowMatchEulerScheduler::LinearSigmas(int64_t num_inference_steps) {
+  std::vector<double> s = Linspace(1.0, 0.0, num_inference_steps + 1);
+  s.pop_back();
+  return s;
+}
+
 Status FlowMatchEulerScheduler::SetTimesteps(int64_t num_inference_steps, std::optional<double> mu,
                                              const std::optional<std::vector<double>>& custom_sigmas) {
   if (num_inference_steps < 1) return InvalidArgument("num_inference_steps must be >= 1");

@@ -54,6 +54,8 @@ class FlowMatchEulerScheduler final : public Scheduler {
 
   // FLUX's default custom sigmas: np.linspace(1.0, 1 / n, n) (float64).
   static std::vector<double> FluxSigmas(int64_t num_inference_steps);
+  // np.linspace(1.0, 0.0, n + 1)[:-1] (float64): HunyuanVideoPipeline's default custom sigmas.
+  static std::vector<double> LinearSigmas(int64_t num_inference_steps);
 
   // diffusers' scheduler.timesteps [n] and scheduler.sigmas [n + 1] (trailing 0, or 1 with
   // invert_sigmas), both float32.
