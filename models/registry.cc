@@ -1,13 +1,14 @@
 #include "models/registry.h"
 
 #include "models/flux/flux_model.h"
+#include "models/hunyuan_video/hunyuan_video_model.h"
 
 namespace ditserve::models {
 
 const std::vector<ModelFamily>& AllFamilies() {
   static const auto* families = new std::vector<ModelFamily>{
       {"flux", OutputKind::kImage, flux::LoadFlux},
-      {"hunyuan_video", OutputKind::kVideo, nullptr},
+      {"hunyuan_video", OutputKind::kVideo, hunyuan_video::LoadHunyuanVideo},
       {"mochi", OutputKind::kVideo, nullptr},
       {"cogvideox", OutputKind::kVideo, nullptr},
   };

@@ -3,6 +3,7 @@
 
   export_model.py --family flux --src DIR --out DIR [--dtype float32|bfloat16] [--fp8] [--name NAME]
                   [--t5-max-length N] [--no-verify]
+  export_model.py --family hunyuan_video --src DIR --out DIR [--dtype float32|bfloat16] [--name NAME] [--no-verify]
 """
 import argparse
 import os
@@ -11,6 +12,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ditserve_export.flux import DTYPES, EXPORTERS, ExportError  # noqa: E402
+from ditserve_export.hunyuan_video import export_hunyuan_video  # noqa: E402
+
+EXPORTERS = {**EXPORTERS, "hunyuan_video": export_hunyuan_video}
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,9 @@
   make_test_models.py --out DIR
 
 Writes DIR/src/flux-tiny-{dev,schnell} (diffusers FluxPipeline dirs), DIR/flux-tiny-{dev,schnell}
-(ditserve model dirs, float32) and DIR/flux-tiny-dev-fp8 (bfloat16 with FP8 block weights: --fp8).  Idempotent: skipped when DIR/.done holds the hash of this script and of
+(ditserve model dirs, float32) and DIR/flux-tiny-dev-fp8 (bfloat16 with FP8 block weights: --fp8);
+DIR/src/hunyuan-video-tiny (a diffusers HunyuanVideoPipeline dir) and DIR/hunyuan-video-tiny (float32, VAE
+tiles of 32 pixels so that the tests' small videos exercise the spatial and temporal tiling).  Idempotent: skipped when DIR/.done holds the hash of this script and of
 the ditserve_export package.
 """
 import argparse
@@ -67,6 +69,17 @@ def main(argv=None) -> int:
             if os.path.isdir(fp8):
                 shutil.rmtree(fp8)
             export_flux(src, fp8, dtype="bfloat16", name=name + "-fp8", limits=tiny_limits(variant), fp8=True)
+    from ditserve_export.hunyuan_video import export_hunyuan_video
+    from ditserve_export.tiny import make_tiny_hunyuan_video, tiny_hunyuan_limits
+    name = "hunyuan-video-tiny"
+    src, dst = os.path.join(out, "src", name), os.path.join(out, name)
+    for d in (src, dst):
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+    make_tiny_hunyuan_video(src, seed=0)
+    export_hunyuan_video(src, dst, dtype="float32", name=name, limits=tiny_hunyuan_limits(),
+                         vae_tiles={"tile_sample_min_height": 32, "tile_sample_min_width": 32,
+                                    "tile_sample_stride_height": 24, "tile_sample_stride_width": 24})
     with open(done, "w") as f:
         f.write(digest + "\n")
     print(f"test models written to {out} in {time.time() - t0:.1f}s")
