@@ -165,5 +165,27 @@ TEST(HunyuanVideoParityTest, FirstBlockCache) {
   RunParity(c);
 }
 
+// The up-front memory estimate (FamilyModel::RequestDeviceBytes, what the core compares with the free device
+// memory) grows with the frames and the frame size.
+TEST(HunyuanVideoMemoryEstimate, GrowsWithFramesAndSize) {
+  auto info = ReadModelInfo(testing::TestModelsDir() + "/" + kModel);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  runtime::PipelineOptions opts;
+  opts.info = *info;
+  auto pipeline = models::CreatePipeline(opts);
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status().ToString();
+  auto bytes = [&](int64_t w, int64_t h, int64_t frames) {
+    GenerateParams p;
+    p.width = w;
+    p.height = h;
+    p.num_frames = frames;
+    return (*pipeline)->model().RequestDeviceBytes(p);
+  };
+  EXPECT_GT(bytes(32, 32, 5), 0u);
+  EXPECT_LT(bytes(32, 32, 5), bytes(64, 64, 5));
+  EXPECT_LT(bytes(64, 64, 5), bytes(64, 64, 33));
+  EXPECT_LT(bytes(64, 64, 33), bytes(256, 256, 33));
+}
+
 }  // namespace
 }  // namespace ditserve::models::hunyuan_video

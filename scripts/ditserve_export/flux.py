@@ -38,13 +38,6 @@ def _read_json(path: str) -> Dict:
         return json.load(f)
 
 
-def _require(path: str) -> str:
-    if not os.path.exists(path):
-        raise ExportError(f"missing {path} (expected a diffusers FLUX pipeline directory, "
-                          f"as written by FluxPipeline.save_pretrained)")
-    return path
-
-
 # ----------------------------------------------------------------------------------------------
 # transformer
 # ----------------------------------------------------------------------------------------------
@@ -304,8 +297,8 @@ def _validate_limits(limits: Dict) -> None:
 # ----------------------------------------------------------------------------------------------
 # entry point
 # ----------------------------------------------------------------------------------------------
-def open_export(src_dir: str, out_dir: str, dtype: str, required, transformer_class: str):
-    """The checks every family's exporter starts with: dtype known, src_dir a diffusers pipeline directory with
+def open_export(src_dir: str, out_dir: str, dtype: str, required, transformer_class: str, pipeline: str):
+    """The checks every family's exporter starts with: dtype known, src_dir a diffusers `pipeline` directory with
     the `required` files and a transformer of `transformer_class`; out_dir made and any stale model.json (it marks
     a finished export) removed. Returns (torch dtype, absolute src_dir, transformer config)."""
     if dtype not in DTYPES:
@@ -314,7 +307,9 @@ def open_export(src_dir: str, out_dir: str, dtype: str, required, transformer_cl
     if not os.path.isdir(src_dir):
         raise ExportError(f"source directory {src_dir} does not exist")
     for sub in required:
-        _require(os.path.join(src_dir, sub))
+        if not os.path.exists(os.path.join(src_dir, sub)):
+            raise ExportError(f"missing {os.path.join(src_dir, sub)} (expected a diffusers {pipeline} directory, as "
+                              f"written by {pipeline}.save_pretrained)")
     tcfg = _read_json(os.path.join(src_dir, "transformer/config.json"))
     if tcfg.get("_class_name", transformer_class) != transformer_class:
         raise ExportError(f"transformer is {tcfg.get('_class_name')}, expected {transformer_class}")
@@ -355,7 +350,7 @@ def export_flux(src_dir: str, out_dir: str, dtype: str = "float32", name: Option
         src_dir, out_dir, dtype,
         ("transformer/config.json", "vae/config.json", "text_encoder/config.json", "text_encoder_2/config.json",
          "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer_2/spiece.model",
-         "scheduler/scheduler_config.json"), "FluxTransformer2DModel")
+         "scheduler/scheduler_config.json"), "FluxTransformer2DModel", "FluxPipeline")
     variant = "dev" if tcfg.get("guidance_embeds", False) else "schnell"
     t5_len = int(t5_max_length or DEFAULT_T5_MAX_LENGTH[variant])
     if t5_len <= 0:

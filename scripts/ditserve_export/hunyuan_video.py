@@ -28,13 +28,6 @@ DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 6.0
 
 
-def _require(path: str) -> str:
-    if not os.path.exists(path):
-        raise ExportError(f"missing {path} (expected a diffusers HunyuanVideo pipeline directory, as written by "
-                          "HunyuanVideoPipeline.save_pretrained)")
-    return path
-
-
 def build_transformer(tdir: str, dtype: torch.dtype) -> HunyuanVideoTransformer:
     cfg = _read_json(os.path.join(tdir, "config.json"))
     try:
@@ -246,7 +239,7 @@ def export_hunyuan_video(src_dir: str, out_dir: str, dtype: str = "float32", nam
         src_dir, out_dir, dtype,
         ("transformer/config.json", "vae/config.json", "text_encoder/config.json", "text_encoder_2/config.json",
          "tokenizer/tokenizer.json", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt",
-         "scheduler/scheduler_config.json"), "HunyuanVideoTransformer3DModel")
+         "scheduler/scheduler_config.json"), "HunyuanVideoTransformer3DModel", "HunyuanVideoPipeline")
     name = name or os.path.basename(src_dir.rstrip("/"))
 
     from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
