@@ -57,6 +57,9 @@ struct ServerConfig {
   std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)
 };
 
+// HOST:PORT with PORT in 1..65535 (also used for command-line overrides of the addresses).
+Status CheckListenAddress(const std::string& key, const std::string& address, bool may_be_empty);
+
 StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::string& base_dir);
 StatusOr<ServerConfig> LoadConfig(const std::string& path);
 

@@ -10,14 +10,17 @@
 namespace ditserve::server {
 
 StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(ServerConfig config, std::string worker_binary) {
-  if (config.runtime_dir.empty()) config.runtime_dir = "/tmp/ditserve-" + std::to_string(getpid());
+  // server.runtime_dir is the parent of the private directory (default /tmp).
+  ASSIGN_OR_RETURN(std::unique_ptr<RuntimeDir> runtime_dir,
+                   RuntimeDir::Create(config.runtime_dir.empty() ? "/tmp" : config.runtime_dir));
+  config.runtime_dir = runtime_dir->path();
   std::unique_ptr<Metrics> metrics;
   try {
     metrics = std::make_unique<Metrics>(config.metrics_address);
   } catch (const std::exception& e) {
     return Unavailable("metrics_address " + config.metrics_address + ": cannot listen: " + e.what());
   }
-  std::unique_ptr<Coordinator> c(new Coordinator(std::move(config), std::move(metrics)));
+  std::unique_ptr<Coordinator> c(new Coordinator(std::move(config), std::move(runtime_dir), std::move(metrics)));
   for (const auto& m : c->config_.models) {
     auto info = ReadModelInfo(m.path);
     if (!info.ok()) return Status(info.status().code(), "model '" + m.name + "': " + info.status().message());
@@ -44,8 +47,11 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(ServerConfig config, 
   return c;
 }
 
-Coordinator::Coordinator(ServerConfig config, std::unique_ptr<Metrics> metrics)
-    : config_(std::move(config)), metrics_(std::move(metrics)), queue_(config_.queue_capacity) {}
+Coordinator::Coordinator(ServerConfig config, std::unique_ptr<RuntimeDir> runtime_dir, std::unique_ptr<Metrics> metrics)
+    : runtime_dir_(std::move(runtime_dir)),
+      config_(std::move(config)),
+      metrics_(std::move(metrics)),
+      queue_(config_.queue_capacity) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
 
@@ -122,6 +128,11 @@ void Coordinator::DispatchLoop() {
   }
 }
 
+std::string Coordinator::ModelLabel(const v1::GenerateRequest& request) const {
+  if (request.model().empty()) return models_.size() == 1 ? models_.begin()->first : kInvalidModelLabel;
+  return models_.count(request.model()) ? request.model() : kInvalidModelLabel;
+}
+
 v1::ListModelsResponse Coordinator::ListModels() const {
   v1::ListModelsResponse resp;
   for (const auto& [name, m] : models_) {
@@ -178,7 +189,7 @@ void Coordinator::BeginDrain() {
 
 bool Coordinator::WaitIdle(double timeout_s) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
+  while (std::chrono::steady_clock::now() < deadline && !force_stop_) {
     bool busy = queue_.size() > 0;
     for (const auto& g : groups_) busy = busy || g->busy();
     if (!busy) return true;
@@ -186,6 +197,8 @@ bool Coordinator::WaitIdle(double timeout_s) {
   }
   return false;
 }
+
+void Coordinator::ForceStop() { force_stop_ = true; }
 
 void Coordinator::Shutdown() {
   {
