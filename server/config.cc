@@ -104,7 +104,8 @@ Status ParseServer(const json& s, ServerConfig& c) {
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
                              "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
                              "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
-                             "cuda_graphs", "video_crf", "result_chunk_bytes"}));
+                             "cuda_graphs", "video_crf", "result_chunk_bytes", "max_start_attempts",
+                             "stall_timeout_s", "keep_running_without_groups"}));
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
   RETURN_IF_ERROR(CheckListenAddress("server.grpc_address", c.grpc_address, /*may_be_empty=*/false));
   RETURN_IF_ERROR(Get(s, "server", "metrics_address", c.metrics_address));
@@ -138,6 +139,11 @@ Status ParseServer(const json& s, ServerConfig& c) {
   RETURN_IF_ERROR(Get(s, "server", "debug_step_delay_ms", delay));
   RETURN_IF_ERROR(IntInRange("server.debug_step_delay_ms", delay, 0, 60000));
   c.debug_step_delay_ms = static_cast<uint32_t>(delay);
+  RETURN_IF_ERROR(Get(s, "server", "max_start_attempts", c.max_start_attempts));
+  RETURN_IF_ERROR(IntInRange("server.max_start_attempts", c.max_start_attempts, 1, 1000));
+  RETURN_IF_ERROR(Get(s, "server", "stall_timeout_s", c.stall_timeout_s));
+  if (c.stall_timeout_s < 0) return InvalidArgument("server.stall_timeout_s: must be >= 0 (0 = automatic)");
+  RETURN_IF_ERROR(Get(s, "server", "keep_running_without_groups", c.keep_running_without_groups));
   return Status::Ok();
 }
 

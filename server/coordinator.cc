@@ -70,6 +70,7 @@ StatusOr<std::shared_ptr<Job>> Coordinator::Submit(const v1::GenerateRequest& re
   ASSIGN_OR_RETURN(v1::GenerateRequest resolved, ValidateAndResolve(request, models_, seed));
   bool servable = false;
   for (const auto& g : groups_) servable = servable || g->Accepts(resolved);
+  if (servable) RETURN_IF_ERROR(LiveGroupFor(resolved));
   if (!servable) {
     return InvalidArgument("model '" + resolved.model() +
                            "' is served only by CFG-parallel groups (layout cfg=2): requests need classifier-free "
@@ -84,6 +85,17 @@ StatusOr<std::shared_ptr<Job>> Coordinator::Submit(const v1::GenerateRequest& re
   metrics_->QueueDepth(queue_.size());
   Notify();
   return job;
+}
+
+Status Coordinator::LiveGroupFor(const v1::GenerateRequest& request) const {
+  std::string failures;
+  for (const auto& g : groups_) {
+    if (!g->Accepts(request)) continue;
+    if (!g->failed()) return Status::Ok();
+    failures += (failures.empty() ? "group " : "; group ") + std::to_string(g->id()) + ": " + g->failure();
+  }
+  return Unavailable("model '" + request.model() + "' cannot be served: its worker groups failed to start (" +
+                     failures + ")");
 }
 
 void Coordinator::Cancel(const std::shared_ptr<Job>& job, Status reason) {
@@ -112,7 +124,14 @@ void Coordinator::DispatchLoop() {
         }
         return false;
       });
-      if (!job) break;
+      if (!job) {
+        // Jobs for a model whose every group has FAILED would wait forever: fail them now.
+        job = queue_.PopFirst([&](const Job& j) { return !LiveGroupFor(j.request()).ok(); });
+        if (!job) break;
+        metrics_->QueueDepth(queue_.size());
+        job->Finish(LiveGroupFor(job->request()));
+        continue;
+      }
       metrics_->QueueDepth(queue_.size());
       if (auto reason = job->cancel_reason()) {
         job->Finish(*reason);
@@ -174,10 +193,24 @@ v1::ServerStatus Coordinator::GetStatus() const {
 }
 
 bool Coordinator::AllModelsReady() const {
+  bool any_ready = false;
   for (const auto& [name, _] : models_) {
-    bool any = false;
-    for (const auto& g : groups_) any = any || (g->model() == name && g->ready_once());
-    if (!any) return false;
+    bool ready = false, all_failed = true;
+    for (const auto& g : groups_) {
+      if (g->model() != name) continue;
+      ready = ready || g->ready_once();
+      all_failed = all_failed && g->failed();
+    }
+    // A model whose groups all FAILED does not hold up the others (it answers UNAVAILABLE).
+    if (!ready && !all_failed) return false;
+    any_ready = any_ready || ready;
+  }
+  return any_ready;
+}
+
+bool Coordinator::AllGroupsFailed() const {
+  for (const auto& g : groups_) {
+    if (!g->failed()) return false;
   }
   return true;
 }

@@ -42,7 +42,9 @@ class Coordinator {
 
   v1::ListModelsResponse ListModels() const;
   v1::ServerStatus GetStatus() const;
-  bool AllModelsReady() const;  // every model has a group that has been ready
+  // Every model has a group that has been ready, or only FAILED groups; and some model is ready.
+  bool AllModelsReady() const;
+  bool AllGroupsFailed() const;  // nothing can ever be served
 
   void BeginDrain();                  // refuse new requests from now on
   bool WaitIdle(double timeout_s);    // queue empty and no group busy; false early after ForceStop
@@ -55,6 +57,8 @@ class Coordinator {
  private:
   Coordinator(ServerConfig config, std::unique_ptr<RuntimeDir> runtime_dir, std::unique_ptr<Metrics> metrics);
   void DispatchLoop();
+  // OK if a group that can run `request` has not FAILED; else UNAVAILABLE with the groups' reasons.
+  Status LiveGroupFor(const v1::GenerateRequest& request) const;
   void Notify();
 
   const std::unique_ptr<RuntimeDir> runtime_dir_;  // outlives the groups (declared before them)

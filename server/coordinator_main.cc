@@ -124,11 +124,22 @@ int main(int argc, char** argv) {
                cfg->metrics_address.empty() ? "off" : cfg->metrics_address, cfg->groups.size(), cfg->queue_capacity);
 
   std::atomic<bool> stopping{false};
+  std::atomic<int> exit_code{0};
   std::thread health_thread([&] {
     while (!stopping) {
       if ((*coord)->AllModelsReady()) {
         set_serving(true);
-        spdlog::info("ready: every model has a worker group up");
+        spdlog::info("ready: every model has a worker group up (or only FAILED groups)");
+        return;
+      }
+      if ((*coord)->AllGroupsFailed()) {
+        if (cfg->keep_running_without_groups) {
+          spdlog::error("every worker group FAILED; running on (server.keep_running_without_groups)");
+          return;
+        }
+        spdlog::error("every worker group FAILED: nothing can be served; exiting (reasons above and in GetServerStatus)");
+        exit_code = 3;
+        kill(getpid(), SIGTERM);  // the main thread's sigwait takes it: the usual orderly stop
         return;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -163,5 +174,5 @@ int main(int argc, char** argv) {
   (*coord)->Shutdown();  // fails leftovers with UNAVAILABLE, stops workers
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   spdlog::info("stopped");
-  return 0;
+  return exit_code;
 }

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -247,6 +248,108 @@ TEST_F(Hardening, PrivateRuntimeDirAndSecondSignalStopsTheDrain) {
   EXPECT_LT(took, 6.0);
   EXPECT_EQ(long_status.error_code(), grpc::StatusCode::UNAVAILABLE) << long_status.error_message();
   EXPECT_FALSE(fs::exists(dirs[0])) << "runtime dir left behind";
+}
+
+// Defect 4. Before: a model that cannot load was retried forever while requests for it queued up.
+TEST_F(Hardening, ModelThatCannotLoadFailsItsGroupAndAnswersUnavailable) {
+  const std::string broken = testing::MakeTempDir("ditserve-broken-model");
+  testing::WriteFakeVideoModel(broken, "fake-broken");
+  std::ofstream(broken + "/fake_load_error") << "transformer.pt: truncated file";
+  ServerOptions o = FakeOptions(*dir_);
+  o.models_json = R"([{"name": "fake-video", "path": ")" + *dir_ + R"("}, {"name": "fake-broken", "path": ")" +
+                  broken + R"("}])";
+  o.groups_json = R"([{"model": "fake-video", "devices": "cpu"}, {"model": "fake-broken", "devices": "cpu"}])";
+  ServerProcess s(o);
+  std::string err;
+  ASSERT_TRUE(s.WaitReady(60, &err)) << err;  // the good model serves; the broken one does not hold it up
+
+  auto req = SmallImage();
+  req.set_model("fake-broken");
+  grpc::Status st = RunToEnd(s.channel(), req);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(st.error_message().find("transformer.pt: truncated file"), std::string::npos) << st.error_message();
+  EXPECT_TRUE(RunToEnd(s.channel(), SmallImage()).ok());
+
+  auto stub = s.NewStub();
+  grpc::ClientContext ctx;
+  v1::ServerStatus status;
+  ASSERT_TRUE(stub->GetServerStatus(&ctx, v1::GetServerStatusRequest(), &status).ok());
+  ASSERT_EQ(status.groups_size(), 2);
+  EXPECT_EQ(status.groups(1).state(), v1::GROUP_STATE_FAILED);
+  EXPECT_NE(status.groups(1).failure().find("exited with code 3"), std::string::npos) << status.groups(1).failure();
+  EXPECT_EQ(status.groups(1).restarts(), 0u);
+  EXPECT_EQ(MetricValue(s.ScrapeMetrics(), "ditserve_group_failed", "group=\"1\",model=\"fake-broken\""), 1);
+  EXPECT_EQ(MetricValue(s.ScrapeMetrics(), "ditserve_group_failed", "group=\"0\",model=\"fake-video\""), 0);
+}
+
+// Defect 4: a worker that exits at every start (here /bin/false) fails its group after
+// server.max_start_attempts; with no group left the server exits non-zero, unless told to keep running.
+TEST_F(Hardening, NoGroupCanStartExitsNonZeroOrAnswersUnavailable) {
+  ServerOptions o = FakeOptions(*dir_);
+  o.worker_binary = "/bin/false";
+  o.extra_server_json = R"("max_start_attempts": 2)";
+  {
+    ServerProcess s(o);
+    for (int i = 0; i < 300 && s.Running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_FALSE(s.Running()) << s.LogTail();
+    EXPECT_TRUE(WIFEXITED(s.exit_status()) && WEXITSTATUS(s.exit_status()) == 3) << s.exit_status();
+    EXPECT_NE(s.LogTail().find("every worker group FAILED"), std::string::npos) << s.LogTail();
+  }
+  o.extra_server_json = R"("max_start_attempts": 2, "keep_running_without_groups": true)";
+  ServerProcess s(o);
+  grpc::Status st;
+  for (int i = 0; i < 100; ++i) {
+    st = RunToEnd(s.channel(), SmallImage());
+    if (st.error_code() == grpc::StatusCode::UNAVAILABLE &&
+        st.error_message().find("failed to start") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(st.error_message().find("2 failed starts in a row; last: worker rank 0"), std::string::npos)
+      << st.error_message();
+  EXPECT_TRUE(s.Running());
+}
+
+// Defect 10. Before: a SIGSTOPped worker left the request hanging forever and the group IDLE.
+TEST_F(Hardening, WatchdogFailsAStalledRequestAndRestartsTheGroup) {
+  ServerOptions o = FakeOptions(*dir_);
+  o.step_delay_ms = 100;
+  o.extra_server_json = R"("stall_timeout_s": 1.5)";
+  ServerProcess s(o);
+  std::string err;
+  ASSERT_TRUE(s.WaitReady(60, &err)) << err;
+  auto stub = s.NewStub();
+  auto group = [&] {
+    grpc::ClientContext ctx;
+    v1::ServerStatus status;
+    EXPECT_TRUE(stub->GetServerStatus(&ctx, v1::GetServerStatusRequest(), &status).ok());
+    return status.groups(0);
+  };
+  grpc::Status st;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread client([&] { st = RunToEnd(s.channel(), SmallImage(/*steps=*/50)); });
+  v1::GroupStatus g = group();
+  for (int i = 0; i < 200 && g.state() != v1::GROUP_STATE_BUSY; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    g = group();
+  }
+  ASSERT_EQ(g.state(), v1::GROUP_STATE_BUSY);
+  ASSERT_EQ(g.pids_size(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few steps in
+  kill(static_cast<pid_t>(g.pids(0)), SIGSTOP);
+  client.join();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 4.5);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(st.error_message().find("made no progress"), std::string::npos) << st.error_message();
+  for (int i = 0; i < 300 && group().state() != v1::GROUP_STATE_IDLE; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  g = group();
+  EXPECT_EQ(g.state(), v1::GROUP_STATE_IDLE);
+  EXPECT_EQ(g.restarts(), 1u);
+  EXPECT_TRUE(RunToEnd(s.channel(), SmallImage()).ok());
 }
 
 }  // namespace
