@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/log_format.h"
+
 namespace ditserve::server {
 namespace {
 
@@ -50,7 +52,7 @@ Status ParseServer(const json& s, ServerConfig& c) {
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
                              "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
                              "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
-                             "cuda_graphs", "video_crf", "result_chunk_bytes"}));
+                             "cuda_graphs", "video_crf", "result_chunk_bytes", "log_format"}));
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
   RETURN_IF_ERROR(Get(s, "server", "metrics_address", c.metrics_address));
   int64_t cap = c.queue_capacity;
@@ -82,6 +84,8 @@ Status ParseServer(const json& s, ServerConfig& c) {
   RETURN_IF_ERROR(Get(s, "server", "debug_step_delay_ms", delay));
   RETURN_IF_ERROR(IntInRange("server.debug_step_delay_ms", delay, 0, 60000));
   c.debug_step_delay_ms = static_cast<uint32_t>(delay);
+  RETURN_IF_ERROR(Get(s, "server", "log_format", c.log_format));
+  if (Status st = CheckLogFormat(c.log_format); !st.ok()) return InvalidArgument("server.log_format: " + st.message());
   return Status::Ok();
 }
 

@@ -53,6 +53,7 @@ struct ServerConfig {
   int video_crf = 18;
   uint64_t result_chunk_bytes = kDefaultResultChunkBytes;
   uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
+  std::string log_format = "text";   // stdout log lines of ditserve and its workers: text | json (log_format.h)
   std::vector<ModelConfig> models;
   std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)
 };
