@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/echo.h"
+#include "server/log_format.h"
 
 namespace ditserve::server {
 namespace {
@@ -104,7 +105,7 @@ Status ParseServer(const json& s, ServerConfig& c) {
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
                              "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
                              "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
-                             "cuda_graphs", "video_crf", "result_chunk_bytes", "max_start_attempts",
+                             "cuda_graphs", "video_crf", "result_chunk_bytes", "log_format", "max_start_attempts",
                              "stall_timeout_s", "keep_running_without_groups"}));
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
   RETURN_IF_ERROR(CheckListenAddress("server.grpc_address", c.grpc_address, /*may_be_empty=*/false));
@@ -139,6 +140,8 @@ Status ParseServer(const json& s, ServerConfig& c) {
   RETURN_IF_ERROR(Get(s, "server", "debug_step_delay_ms", delay));
   RETURN_IF_ERROR(IntInRange("server.debug_step_delay_ms", delay, 0, 60000));
   c.debug_step_delay_ms = static_cast<uint32_t>(delay);
+  RETURN_IF_ERROR(Get(s, "server", "log_format", c.log_format));
+  if (Status st = CheckLogFormat(c.log_format); !st.ok()) return InvalidArgument("server.log_format: " + st.message());
   RETURN_IF_ERROR(Get(s, "server", "max_start_attempts", c.max_start_attempts));
   RETURN_IF_ERROR(IntInRange("server.max_start_attempts", c.max_start_attempts, 1, 1000));
   RETURN_IF_ERROR(Get(s, "server", "stall_timeout_s", c.stall_timeout_s));

@@ -53,6 +53,7 @@ struct ServerConfig {
   int video_crf = 18;
   uint64_t result_chunk_bytes = kDefaultResultChunkBytes;
   uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
+  std::string log_format = "text";   // stdout log lines of ditserve and its workers: text | json (log_format.h)
   // A group whose start fails this many times in a row (or whose model cannot load on its device) is
   // FAILED: no more retries, requests for a model without another group get UNAVAILABLE.
   int max_start_attempts = 3;

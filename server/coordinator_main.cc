@@ -14,13 +14,14 @@
 
 #include "server/config.h"
 #include "server/coordinator.h"
+#include "server/log_format.h"
 #include "server/service.h"
 
 namespace {
 
 void Usage() {
   std::cerr << "usage: ditserve --config FILE [--grpc-address HOST:PORT] [--metrics-address HOST:PORT]\n"
-               "                [--worker-binary PATH] [--log-level debug|info|warn|error]\n";
+               "                [--worker-binary PATH] [--log-level debug|info|warn|error] [--log-format text|json]\n";
 }
 
 std::string SelfDir() {
@@ -32,7 +33,7 @@ std::string SelfDir() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, grpc_addr, metrics_addr, worker_bin, log_level = "info";
+  std::string config_path, grpc_addr, metrics_addr, worker_bin, log_level = "info", log_format;
   bool metrics_set = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     else if (a == "--metrics-address") { metrics_addr = next(); metrics_set = true; }
     else if (a == "--worker-binary") worker_bin = next();
     else if (a == "--log-level") log_level = next();
+    else if (a == "--log-format") log_format = next();
     else if (a == "-h" || a == "--help") { Usage(); return 0; }
     else { std::cerr << "ditserve: unknown argument " << a << "\n"; Usage(); return 2; }
   }
@@ -56,13 +58,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("[%H:%M:%S.%e] [coordinator] [%l] %v");
+  if (!log_format.empty()) {
+    if (auto st = ditserve::server::CheckLogFormat(log_format); !st.ok()) {
+      std::cerr << "ditserve: --log-format: " << st.message() << "\n";
+      return 2;
+    }
+  }
 
   auto cfg = ditserve::server::LoadConfig(config_path);
   if (!cfg.ok()) {
     std::cerr << "ditserve: " << cfg.status().message() << "\n";
     return 2;
   }
+  if (!log_format.empty()) cfg->log_format = log_format;  // the workers take it from the config
+  ditserve::server::ConfigureLogging(cfg->log_format, "coordinator");
   if (!grpc_addr.empty()) cfg->grpc_address = grpc_addr;
   if (metrics_set) cfg->metrics_address = metrics_addr;
   for (const auto& st : {ditserve::server::CheckListenAddress("--grpc-address", cfg->grpc_address, false),

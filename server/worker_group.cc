@@ -272,8 +272,8 @@ WorkerGroup::StartResult WorkerGroup::StartWorkers() {
         "--cache-warmup-steps", std::to_string(server_.cache_warmup_steps), "--cache-max-skips",
         std::to_string(server_.cache_max_consecutive_skips), "--cuda-graphs", server_.cuda_graphs ? "1" : "0",
         "--video-crf", std::to_string(server_.video_crf), "--result-chunk-bytes",
-        std::to_string(server_.result_chunk_bytes), "--parent-pid", std::to_string(getpid()), "--failure-file",
-        FailureFile(r)};
+        std::to_string(server_.result_chunk_bytes), "--log-format", server_.log_format, "--parent-pid",
+        std::to_string(getpid()), "--failure-file", FailureFile(r)};
     std::filesystem::remove(FailureFile(r), ec);
     rank.process = std::make_unique<WorkerProcess>(
         worker_binary_, args, [this, r](pid_t pid, int st) { OnWorkerExit(r, pid, st); });

@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "server/log_format.h"
 #include "server/worker/worker_service.h"
 
 namespace ditserve::worker {
@@ -24,7 +25,8 @@ int RunWorker(int argc, char** argv, const EngineFactory& factory) {
                                           {"--threads", "0"},    {"--step-delay-ms", "0"}, {"--parent-pid", "0"},
                                           {"--cache-warmup-steps", "1"}, {"--cache-max-skips", "0"},
                                           {"--cuda-graphs", "0"}, {"--video-crf", "18"},
-                                          {"--result-chunk-bytes", "1048576"}, {"--failure-file", ""}};
+                                          {"--result-chunk-bytes", "1048576"}, {"--log-format", "text"},
+                                          {"--failure-file", ""}};
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     if (!a.count(k) || i + 1 >= argc) {
@@ -39,7 +41,7 @@ int RunWorker(int argc, char** argv, const EngineFactory& factory) {
   if (parent > 0 && getppid() != parent) return kExitOrphaned;
 
   const int rank = std::stoi(a["--rank"]);
-  spdlog::set_pattern("[%H:%M:%S.%e] [worker g" + a["--group"] + "r" + a["--rank"] + "] [%l] %v");
+  server::ConfigureLogging(a["--log-format"], "worker g" + a["--group"] + "r" + a["--rank"]);
 
   sigset_t sigs;
   sigemptyset(&sigs);
