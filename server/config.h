@@ -53,9 +53,22 @@ struct ServerConfig {
   int video_crf = 18;
   uint64_t result_chunk_bytes = kDefaultResultChunkBytes;
   uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
+  std::string log_format = "text";   // stdout log lines of ditserve and its workers: text | json (log_format.h)
+  // A group whose start fails this many times in a row (or whose model cannot load on its device) is
+  // FAILED: no more retries, requests for a model without another group get UNAVAILABLE.
+  int max_start_attempts = 3;
+  // Watchdog: a running request whose group sends no progress (stage or step) for this long fails and the
+  // group restarts (a frozen or deadlocked worker). 0 = automatic: 10x the longest gap the group has shown
+  // between progress events, at least 60 s (300 s before its first completed request).
+  double stall_timeout_s = 0;
+  // false: exit non-zero at start when every group has FAILED (nothing could ever be served).
+  bool keep_running_without_groups = false;
   std::vector<ModelConfig> models;
   std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)
 };
+
+// HOST:PORT with PORT in 1..65535 (also used for command-line overrides of the addresses).
+Status CheckListenAddress(const std::string& key, const std::string& address, bool may_be_empty);
 
 StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::string& base_dir);
 StatusOr<ServerConfig> LoadConfig(const std::string& path);

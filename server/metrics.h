@@ -33,6 +33,7 @@ class Metrics {
   void InFlight(int group, const std::string& model, int n);
   void GroupUp(int group, const std::string& model, bool up);
   void WorkerRestart(int group, const std::string& model);
+  void GroupFailed(int group, const std::string& model);  // FAILED for good (the reason is in status and logs)
   void CacheSteps(const std::string& model, int64_t computed, int64_t skipped);
 
  private:
@@ -47,6 +48,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* inflight_;
   prometheus::Family<prometheus::Gauge>* group_up_;
   prometheus::Family<prometheus::Counter>* restarts_;
+  prometheus::Family<prometheus::Gauge>* group_failed_;
   prometheus::Family<prometheus::Counter>* cache_steps_;
 };
 

@@ -84,6 +84,9 @@ int ServerStatusCmd(Ctl& ctl, double timeout) {
                     std::to_string(g.restarts()), std::to_string(g.completed())});
   }
   PrintTable(rows);
+  for (const auto& g : s.groups()) {
+    if (!g.failure().empty()) std::printf("\ngroup %u: %s", g.id(), g.failure().c_str());
+  }
   return kExitOk;
 }
 
