@@ -100,13 +100,34 @@ Status IntInRange(const std::string& key, int64_t v, int64_t lo, int64_t hi) {
   return Status::Ok();
 }
 
-Status ParseServer(const json& s, ServerConfig& c) {
+// A file path setting: relative paths are relative to the config file's directory.
+Status GetPath(const json& obj, const std::string& where, const char* key, const std::string& base_dir,
+               std::string& out) {
+  RETURN_IF_ERROR(Get(obj, where, key, out));
+  if (!out.empty() && std::filesystem::path(out).is_relative() && !base_dir.empty()) {
+    out = (std::filesystem::path(base_dir) / out).lexically_normal().string();
+  }
+  return Status::Ok();
+}
+
+Status ParseTls(const json& s, const std::string& base_dir, TlsConfig& t) {
+  if (!s.contains("tls")) return Status::Ok();
+  RETURN_IF_ERROR(CheckKeys(s.at("tls"), "server.tls", {"cert_file", "key_file", "client_ca_file"}));
+  RETURN_IF_ERROR(GetPath(s.at("tls"), "server.tls", "cert_file", base_dir, t.cert_file));
+  RETURN_IF_ERROR(GetPath(s.at("tls"), "server.tls", "key_file", base_dir, t.key_file));
+  RETURN_IF_ERROR(GetPath(s.at("tls"), "server.tls", "client_ca_file", base_dir, t.client_ca_file));
+  if (t.cert_file.empty() || t.key_file.empty()) return InvalidArgument("server.tls: needs cert_file and key_file");
+  return Status::Ok();
+}
+
+Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) {
   RETURN_IF_ERROR(CheckKeys(s, "server",
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
                              "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
                              "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
                              "cuda_graphs", "video_crf", "result_chunk_bytes", "log_format", "max_start_attempts",
-                             "stall_timeout_s", "keep_running_without_groups"}));
+                             "stall_timeout_s", "keep_running_without_groups", "tls", "auth",
+                             "reflection"}));
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
   RETURN_IF_ERROR(CheckListenAddress("server.grpc_address", c.grpc_address, /*may_be_empty=*/false));
   RETURN_IF_ERROR(Get(s, "server", "metrics_address", c.metrics_address));
@@ -147,6 +168,12 @@ Status ParseServer(const json& s, ServerConfig& c) {
   RETURN_IF_ERROR(Get(s, "server", "stall_timeout_s", c.stall_timeout_s));
   if (c.stall_timeout_s < 0) return InvalidArgument("server.stall_timeout_s: must be >= 0 (0 = automatic)");
   RETURN_IF_ERROR(Get(s, "server", "keep_running_without_groups", c.keep_running_without_groups));
+  RETURN_IF_ERROR(ParseTls(s, base_dir, c.tls));
+  if (s.contains("auth")) {
+    RETURN_IF_ERROR(CheckKeys(s.at("auth"), "server.auth", {"api_keys_file"}));
+    RETURN_IF_ERROR(GetPath(s.at("auth"), "server.auth", "api_keys_file", base_dir, c.api_keys_file));
+  }
+  RETURN_IF_ERROR(Get(s, "server", "reflection", c.reflection));
   return Status::Ok();
 }
 
@@ -220,12 +247,12 @@ StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::stri
   try {
     root = json::parse(json_text, check_duplicates);
   } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers such as 1e752
-    return InvalidArgument(std::string("config: invalid JSON: ") + e.what());
+    return InvalidArgument("config: invalid JSON: " + Echo(e.what(), 256));  // what() quotes the input
   }
   if (!duplicate.empty()) return InvalidArgument("config: key \"" + Echo(duplicate) + "\" appears twice in one object");
   ServerConfig c;
   RETURN_IF_ERROR(CheckKeys(root, "config", {"server", "models", "groups"}));
-  if (root.contains("server")) RETURN_IF_ERROR(ParseServer(root.at("server"), c));
+  if (root.contains("server")) RETURN_IF_ERROR(ParseServer(root.at("server"), base_dir, c));
 
   if (!root.contains("models") || !root.at("models").is_array() || root.at("models").empty()) {
     return InvalidArgument("models: need a non-empty list of {\"name\", \"path\"}");

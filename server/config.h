@@ -32,6 +32,13 @@ inline constexpr uint64_t kDefaultResultChunkBytes = uint64_t{1} << 20;
 inline constexpr uint64_t kMinResultChunkBytes = 1024;
 inline constexpr uint64_t kMaxResultChunkBytes = uint64_t{3} << 20;
 
+// PEM files for the gRPC port. client_ca_file set = mutual TLS (clients must present a certificate the
+// CA signed).
+struct TlsConfig {
+  std::string cert_file, key_file, client_ca_file;
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerConfig {
   std::string grpc_address = "127.0.0.1:50051";
   std::string metrics_address = "127.0.0.1:9090";  // empty disables /metrics
@@ -63,6 +70,9 @@ struct ServerConfig {
   double stall_timeout_s = 0;
   // false: exit non-zero at start when every group has FAILED (nothing could ever be served).
   bool keep_running_without_groups = false;
+  TlsConfig tls;                  // server.tls: the public gRPC port
+  std::string api_keys_file;      // server.auth.api_keys_file (server/api_keys.h); empty: no authentication
+  bool reflection = false;        // server.reflection: gRPC server reflection (it also describes internal protos)
   std::vector<ModelConfig> models;
   std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)
 };

@@ -1,5 +1,6 @@
 // ditserve: the daemon. Serves ditserve.v1 over gRPC, /metrics over HTTP, and owns the worker
-// processes. SIGTERM/SIGINT: stop accepting, finish what is queued and running, exit 0.
+// processes. SIGTERM/SIGINT: stop accepting, finish what is queued and running, exit 0 (a second
+// signal: stop now). SIGHUP: reload the API keys file.
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "server/coordinator.h"
 #include "server/log_format.h"
 #include "server/service.h"
+#include "server/tls_credentials.h"
 
 namespace {
 
@@ -89,25 +91,44 @@ int main(int argc, char** argv) {
 
   // Termination signals are taken by one sigwait thread; every other thread (and, via the spawn
   // attributes, no worker) has them blocked.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
+  // SIGHUP (reload the API keys) is taken by the same thread.
+  sigset_t sigs, term_sigs;
+  sigemptyset(&term_sigs);
+  sigaddset(&term_sigs, SIGTERM);
+  sigaddset(&term_sigs, SIGINT);
+  sigs = term_sigs;
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
+
+  auto credentials = ditserve::server::MakeServerCredentials(cfg->tls);
+  if (!credentials.ok()) {
+    std::cerr << "ditserve: " << credentials.status().message() << "\n";
+    return 2;
+  }
+  std::unique_ptr<ditserve::server::ApiKeys> api_keys;
+  if (!cfg->api_keys_file.empty()) {
+    auto keys = ditserve::server::ApiKeys::Load(cfg->api_keys_file);
+    if (!keys.ok()) {
+      std::cerr << "ditserve: " << keys.status().message() << "\n";
+      return 2;
+    }
+    api_keys = std::move(*keys);
+  }
 
   auto coord = ditserve::server::Coordinator::Create(*cfg, worker_bin);
   if (!coord.ok()) {
     std::cerr << "ditserve: " << coord.status().message() << "\n";
     return 2;
   }
-  ditserve::server::DitServeService service(**coord);
+  ditserve::server::DitServeService service(**coord, api_keys.get());
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // Off by default: reflection answers from the whole descriptor pool, the internal worker protocol included.
+  if (cfg->reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(cfg->grpc_address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(cfg->grpc_address, *credentials, &bound_port);
   // gRPC sets SO_REUSEPORT by default: a second server on the same port would then start and take half
   // of the connections. Off, the bind fails and we say so.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -129,8 +150,10 @@ int main(int argc, char** argv) {
   };
   set_serving(false);
   const std::string host = cfg->grpc_address.substr(0, cfg->grpc_address.rfind(':'));
-  spdlog::info("listening on {}:{} (metrics: {}), {} group(s), queue capacity {}", host, bound_port,
-               cfg->metrics_address.empty() ? "off" : cfg->metrics_address, cfg->groups.size(), cfg->queue_capacity);
+  spdlog::info("listening on {}:{} ({}{}; metrics: {}), {} group(s), queue capacity {}", host, bound_port,
+               cfg->tls.enabled() ? (cfg->tls.client_ca_file.empty() ? "TLS" : "mutual TLS") : "plaintext",
+               api_keys ? ", API keys" : "", cfg->metrics_address.empty() ? "off" : cfg->metrics_address,
+               cfg->groups.size(), cfg->queue_capacity);
 
   std::atomic<bool> stopping{false};
   std::atomic<int> exit_code{0};
@@ -156,7 +179,17 @@ int main(int argc, char** argv) {
   });
 
   int sig = 0;
-  sigwait(&sigs, &sig);
+  while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+    if (!api_keys) {
+      spdlog::info("SIGHUP: no server.auth.api_keys_file to reload");
+      continue;
+    }
+    if (auto st = api_keys->Reload(); st.ok()) {
+      spdlog::info("SIGHUP: reloaded {} API key(s) from {}", api_keys->size(), api_keys->path());
+    } else {
+      spdlog::error("SIGHUP: keeping the API keys in use: {}", st.message());
+    }
+  }
   stopping = true;
   health_thread.join();
   spdlog::info("received {}: draining (up to {:.0f}s; a second signal stops at once)", strsignal(sig),
@@ -168,7 +201,7 @@ int main(int argc, char** argv) {
   std::thread second_signal([&] {
     const timespec poll = {0, 100 * 1000 * 1000};
     while (!drain_over) {
-      int s2 = sigtimedwait(&sigs, nullptr, &poll);
+      int s2 = sigtimedwait(&term_sigs, nullptr, &poll);
       if (s2 > 0) {
         spdlog::warn("received {} again: stopping now", strsignal(s2));
         (*coord)->ForceStop();

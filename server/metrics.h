@@ -17,7 +17,8 @@ namespace ditserve::server {
 
 class Metrics {
  public:
-  // bind_address "host:port"; empty = collect but do not serve.
+  // bind_address "host:port"; empty = collect but do not serve. Plain HTTP: bind it to loopback or a
+  // private interface (prometheus-cpp's civetweb as packaged did not complete TLS handshakes).
   explicit Metrics(const std::string& bind_address);
   ~Metrics();
   Metrics(const Metrics&) = delete;

@@ -23,7 +23,8 @@ Status ClientGone(grpc::ServerContext* ctx, const std::string& request_id) {
 
 }  // namespace
 
-DitServeService::DitServeService(Coordinator& coordinator) : coordinator_(coordinator) {
+DitServeService::DitServeService(Coordinator& coordinator, const ApiKeys* keys)
+    : coordinator_(coordinator), keys_(keys) {
   // The names come from the proto's descriptor; gRPC keeps their pointers, so they live in this object.
   const auto* service = v1::GenerateRequest::descriptor()->file()->FindServiceByName("DitServe");
   for (size_t i = 0; i < method_names_.size(); ++i) method_names_[i] = "/" + service->full_name() + "/" + service->method(static_cast<int>(i))->name();
@@ -50,6 +51,31 @@ DitServeService::DitServeService(Coordinator& coordinator) : coordinator_(coordi
           this)));
 }
 
+grpc::Status DitServeService::Authorize(grpc::ServerContext* ctx, Role needed, const char* method, Role* role) {
+  *role = Role::kAdmin;
+  if (!keys_) return grpc::Status::OK;
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (it == md.end() || it->second.size() <= kBearer.size() ||
+      std::string_view(it->second.data(), kBearer.size()) != kBearer) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "missing API key: send call metadata \"authorization: Bearer KEY\"");
+  }
+  const std::string key(it->second.data() + kBearer.size(), it->second.size() - kBearer.size());
+  auto found = keys_->Lookup(key);
+  if (!found) {
+    auth_log_.Warn("unknown API key from " + Echo(ctx->peer()) + " (" + method + ")");  // never the key
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown API key");
+  }
+  *role = *found;
+  if (*found < needed) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        std::string("this API key's role may not call ") + method + " (needs role user)");
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status DitServeService::Generate(grpc::ServerContext* ctx, const grpc::ByteBuffer* wire,
                                        grpc::ServerWriter<v1::GenerateEvent>* writer) {
   const auto start = Clock::now();
@@ -61,6 +87,13 @@ grpc::Status DitServeService::Generate(grpc::ServerContext* ctx, const grpc::Byt
                                            std::chrono::duration<double>(Clock::now() - start).count());
     return ToGrpc(s);
   };
+  Role role;
+  if (grpc::Status auth = Authorize(ctx, Role::kUser, "Generate", &role); !auth.ok()) {
+    const bool unauthenticated = auth.error_code() == grpc::StatusCode::UNAUTHENTICATED;
+    coordinator_.metrics().RequestFinished(model, unauthenticated ? "UNAUTHENTICATED" : "PERMISSION_DENIED",
+                                           std::chrono::duration<double>(Clock::now() - start).count());
+    return auth;
+  }
   std::vector<grpc::Slice> slices;
   std::string bytes;
   if (!wire->Dump(&slices).ok()) return finish(InvalidArgument("request: unreadable message"));
@@ -97,15 +130,26 @@ grpc::Status DitServeService::Generate(grpc::ServerContext* ctx, const grpc::Byt
   }
 }
 
-grpc::Status DitServeService::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+grpc::Status DitServeService::ListModels(grpc::ServerContext* ctx, const v1::ListModelsRequest*,
                                          v1::ListModelsResponse* resp) {
+  Role role;
+  if (grpc::Status auth = Authorize(ctx, Role::kReadOnly, "ListModels", &role); !auth.ok()) return auth;
   *resp = coordinator_.ListModels();
   return grpc::Status::OK;
 }
 
-grpc::Status DitServeService::GetServerStatus(grpc::ServerContext*, const v1::GetServerStatusRequest*,
+grpc::Status DitServeService::GetServerStatus(grpc::ServerContext* ctx, const v1::GetServerStatusRequest*,
                                               v1::ServerStatus* resp) {
+  Role role;
+  if (grpc::Status auth = Authorize(ctx, Role::kReadOnly, "GetServerStatus", &role); !auth.ok()) return auth;
   *resp = coordinator_.GetStatus();
+  if (role < Role::kAdmin) {
+    // Worker pids and devices describe the host: for admins only.
+    for (auto& g : *resp->mutable_groups()) {
+      g.clear_pids();
+      g.clear_devices();
+    }
+  }
   return grpc::Status::OK;
 }
 

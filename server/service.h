@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "ditserve/v1/ditserve.grpc.pb.h"
+#include "server/api_keys.h"
 #include "server/coordinator.h"
 #include "server/rate_limited_log.h"
 
@@ -18,7 +19,8 @@ namespace ditserve::server {
 // server reflection see the same service.
 class DitServeService final : public grpc::Service {
  public:
-  explicit DitServeService(Coordinator& coordinator);
+  // `keys` null: no authentication (every caller is admin).
+  DitServeService(Coordinator& coordinator, const ApiKeys* keys);
 
   grpc::Status Generate(grpc::ServerContext* ctx, const grpc::ByteBuffer* wire,
                         grpc::ServerWriter<v1::GenerateEvent>* writer);
@@ -27,7 +29,13 @@ class DitServeService final : public grpc::Service {
                                v1::ServerStatus* resp);
 
  private:
+  // The one authentication check: the bearer token in the call's metadata against the keys.
+  // UNAUTHENTICATED without a valid key, PERMISSION_DENIED when its role is below `needed`.
+  grpc::Status Authorize(grpc::ServerContext* ctx, Role needed, const char* method, Role* role);
+
   Coordinator& coordinator_;
+  const ApiKeys* const keys_;
+  RateLimitedLog auth_log_;
   std::array<std::string, 3> method_names_;  // Generate, ListModels, GetServerStatus: the proto's order
   RateLimitedLog bad_request_log_;
 };

@@ -128,6 +128,12 @@ TEST(Config, StrictNumbersKeysAndPorts) {
        "server.grpc_address: wrong type"},
       {R"({"server":{"cuda_graphs":1},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
        "server.cuda_graphs: wrong type"},
+      {R"({"server":{"tls":{"cert_file":"c.pem"}},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.tls: needs cert_file and key_file"},
+      {R"({"server":{"tls":{"cert":"c.pem"}},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.tls.cert: unknown key"},
+      {R"({"server":{"auth":{"keys":"k"}},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.auth.keys: unknown key"},
   };
   for (const auto& c : cases) ExpectRejected(c);
   // Integers written as floats are still integers; IPv6 and empty metrics addresses are fine.
@@ -149,6 +155,18 @@ TEST(Config, EchoesBoundedValues) {
                        "\"groups\":[{\"model\":\"m\"}]}", "");
   ASSERT_FALSE(r.ok());
   EXPECT_LT(r.status().message().size(), 300u) << r.status().message().substr(0, 300);
+}
+
+TEST(Config, TlsAndAuthPathsAreRelativeToTheConfig) {
+  auto c = ParseConfig(R"({"server": {"tls": {"cert_file": "s.pem", "key_file": "/k/s.key", "client_ca_file": "ca.pem"},
+    "auth": {"api_keys_file": "keys"}}, "models": [{"name": "m", "path": "/m"}], "groups": [{"model": "m"}]})",
+                       "/etc/ditserve");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->tls.cert_file, "/etc/ditserve/s.pem");
+  EXPECT_EQ(c->tls.key_file, "/k/s.key");
+  EXPECT_EQ(c->tls.client_ca_file, "/etc/ditserve/ca.pem");
+  EXPECT_EQ(c->api_keys_file, "/etc/ditserve/keys");
+  EXPECT_FALSE(c->reflection);
 }
 
 TEST(Config, MissingFileIsNotFound) {

@@ -79,7 +79,8 @@ ServerProcess::ServerProcess(ServerOptions opts) : opts_(std::move(opts)) {
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   if (posix_spawn(&pid_, bin.c_str(), &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
   posix_spawn_file_actions_destroy(&fa);
-  channel_ = grpc::CreateChannel(grpc_address_, grpc::InsecureChannelCredentials());
+  channel_ = grpc::CreateChannel(grpc_address_,
+                                 opts_.credentials ? opts_.credentials : grpc::InsecureChannelCredentials());
 }
 
 ServerProcess::~ServerProcess() {

@@ -27,6 +27,7 @@ struct ServerOptions {
   int video_crf = -1;               // server.video_crf; -1: the server's default
   std::string grpc_address;         // server.grpc_address; empty: 127.0.0.1 and a free port
   std::string extra_server_json;    // more "server" settings, e.g. R"("drain_timeout_s": 5)"
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // of channel(); null: plaintext
 };
 
 class ServerProcess {
