@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export a diffusers checkpoint directory into a ditserve model directory (docs/model_format.md).
 
-  export_model.py --family flux --src DIR --out DIR [--dtype float32|bfloat16] [--fp8] [--name NAME]
+  export_model.py --family flux|mochi --src DIR --out DIR [--dtype float32|bfloat16] [--fp8] [--name NAME]
                   [--t5-max-length N] [--no-verify]
   export_model.py --family hunyuan_video --src DIR --out DIR [--dtype float32|bfloat16] [--name NAME] [--no-verify]
 """
@@ -13,8 +13,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ditserve_export.flux import DTYPES, EXPORTERS, ExportError  # noqa: E402
 from ditserve_export.hunyuan_video import export_hunyuan_video  # noqa: E402
+from ditserve_export.mochi import export_mochi  # noqa: E402
 
-EXPORTERS = {**EXPORTERS, "hunyuan_video": export_hunyuan_video}
+EXPORTERS = {**EXPORTERS, "hunyuan_video": export_hunyuan_video, "mochi": export_mochi}
 
 
 def main(argv=None) -> int:
@@ -25,7 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weight dtype of the .pt files")
     p.add_argument("--name", default=None, help="model name in model.json (default: basename of --src)")
     p.add_argument("--t5-max-length", type=int, default=None,
-                   help="T5 sequence length (flux default: 512 for dev, 256 for schnell)")
+                   help="T5 sequence length (flux default: 512 for dev, 256 for schnell; mochi: 256)")
     p.add_argument("--fp8", action="store_true",
                    help="opt-in precision: the transformer blocks' GEMM weights in float8 e4m3 with per-output-feature "
                         "scales (needs --dtype bfloat16; GPUs with FP8 tensor cores run them as FP8 GEMMs)")

@@ -17,7 +17,7 @@
 
 #include "ditserve/model_info.h"
 #include "models/registry.h"
-#include "support/parity_data.h"
+#include "support/parity.h"
 #include "support/recording_job_control.h"
 #include "support/test_env.h"
 
