@@ -1,5 +1,6 @@
 #include "models/registry.h"
 
+#include "models/cogvideox/cogvideox_model.h"
 #include "models/flux/flux_model.h"
 
 namespace ditserve::models {
@@ -9,7 +10,7 @@ const std::vector<ModelFamily>& AllFamilies() {
       {"flux", OutputKind::kImage, flux::LoadFlux},
       {"hunyuan_video", OutputKind::kVideo, nullptr},
       {"mochi", OutputKind::kVideo, nullptr},
-      {"cogvideox", OutputKind::kVideo, nullptr},
+      {"cogvideox", OutputKind::kVideo, cogvideox::LoadCogVideoX},
   };
   return *families;
 }

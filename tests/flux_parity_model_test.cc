@@ -17,37 +17,17 @@
 
 #include "ditserve/model_info.h"
 #include "models/registry.h"
+#include "support/parity.h"
 #include "support/recording_job_control.h"
 #include "support/test_env.h"
 
 namespace ditserve::models::flux {
 namespace {
 
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+using testing::ReadRaw;
+using testing::RelError;
 
-template <typename T>
-std::vector<T> ReadRaw(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<T> out(bytes.size() / sizeof(T));
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(T));
-  return out;
-}
-
-// ||got - want|| / ||want|| (L2 over all elements).
-double RelError(const std::vector<float>& got, const float* want, size_t n) {
-  double diff = 0, ref = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double d = double(got[i]) - double(want[i]);
-    diff += d * d;
-    ref += double(want[i]) * double(want[i]);
-  }
-  return std::sqrt(diff) / std::max(std::sqrt(ref), 1e-30);
-}
+std::string Quote(const std::string& s) { return testing::ShellQuote(s); }
 
 constexpr double kEmbedsTolerance = 1e-5;
 constexpr double kLatentsTolerance = 1e-4;

@@ -137,5 +137,18 @@ TEST(Validate, FrameCountsOfTheForm4kPlus1) {
   EXPECT_EQ(r->fps(), 24u);
 }
 
+TEST(Validate, DynamicCfgOnlyForCogVideoX) {
+  auto models = Models();
+  auto req = Base();
+  req.set_use_dynamic_cfg(true);
+  auto r = ValidateAndResolve(req, models, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "use_dynamic_cfg: only CogVideoX models take it; allowed false for 'flux'");
+  models["flux"].family = "cogvideox";
+  r = ValidateAndResolve(req, models, 1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(ToParams(*r).use_dynamic_cfg);
+}
+
 }  // namespace
 }  // namespace ditserve::server

@@ -25,13 +25,22 @@ def _scheduler(variant: str):
                                            max_image_seq_len=4096)
 
 
+def tiny_t5_encoder(vocab_size: int):
+    """A 2-layer T5 encoder (d_model 32) with T5's special ids; seed torch before calling."""
+    from transformers import T5Config, T5EncoderModel
+    return T5EncoderModel(T5Config(
+        vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=32, relative_attention_max_distance=128,
+        feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False)).eval()
+
+
 def make_tiny_flux(out_dir: str, variant: str = "dev", seed: int = 0) -> str:
     """Build a tiny random FluxPipeline and ``save_pretrained`` it to out_dir (diffusers layout)."""
     if variant not in ("dev", "schnell"):
         raise ValueError(f"variant must be 'dev' or 'schnell', got {variant!r}")
     from diffusers import AutoencoderKL, FluxPipeline, FluxTransformer2DModel
-    from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel,
-                              T5TokenizerFast)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5TokenizerFast
 
     with tempfile.TemporaryDirectory() as tmp:
         vocab, merges = build_clip_bpe(os.path.join(tmp, "clip"), DEFAULT_CORPUS)
@@ -48,11 +57,7 @@ def make_tiny_flux(out_dir: str, variant: str = "dev", seed: int = 0) -> str:
             eos_token_id=tokenizer.eos_token_id)).eval()
 
         torch.manual_seed(seed + 1)
-        text_encoder_2 = T5EncoderModel(T5Config(
-            vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-            relative_attention_num_buckets=32, relative_attention_max_distance=128,
-            feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False,
-            pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False)).eval()
+        text_encoder_2 = tiny_t5_encoder(len(tokenizer_2))
 
         torch.manual_seed(seed + 2)
         vae = AutoencoderKL(
