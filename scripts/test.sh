@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
 scripts/build.sh build
-# GPU tests (label gpu) run only on a GPU host: scripts/gpu_host.sh.
-ctest --test-dir build --output-on-failure --timeout 1200 -LE gpu -j "${DITSERVE_TEST_JOBS:-2}" "$@"
+# GPU tests (label gpu) run only on a GPU host: scripts/gpu_host.sh. The Docker smoke test (label docker) builds
+# an image: ctest --test-dir build -L docker (or scripts/docker_smoke.sh).
+ctest --test-dir build --output-on-failure --timeout 1200 -LE "gpu|docker" -j "${DITSERVE_TEST_JOBS:-2}" "$@"

@@ -1,12 +1,18 @@
 #include "server/config.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "server/echo.h"
+#include "server/log_format.h"
 
 namespace ditserve::server {
 namespace {
@@ -26,14 +32,63 @@ Status CheckKeys(const json& obj, const std::string& where, const std::set<std::
   return Status::Ok();
 }
 
-template <typename T>
-Status Get(const json& obj, const std::string& where, const char* key, T& out) {
+// Typed reads that refuse what nlohmann would silently convert: a float where an integer belongs
+// (`"ranks": 2.5` would become 2) and numbers outside the target type (`1e30`, or `1e752`, which parses as
+// infinity; converting either to an integer is undefined behaviour).
+Status Get(const json& obj, const std::string& where, const char* key, std::string& out) {
   if (!obj.contains(key)) return Status::Ok();
-  try {
-    out = obj.at(key).get<T>();
-  } catch (const json::exception&) {
-    return InvalidArgument(where + "." + key + ": wrong type");
+  if (!obj.at(key).is_string()) return InvalidArgument(where + "." + key + ": wrong type (need a string)");
+  out = obj.at(key).get<std::string>();
+  return Status::Ok();
+}
+
+Status Get(const json& obj, const std::string& where, const char* key, bool& out) {
+  if (!obj.contains(key)) return Status::Ok();
+  if (!obj.at(key).is_boolean()) return InvalidArgument(where + "." + key + ": wrong type (need true or false)");
+  out = obj.at(key).get<bool>();
+  return Status::Ok();
+}
+
+Status Get(const json& obj, const std::string& where, const char* key, double& out) {
+  if (!obj.contains(key)) return Status::Ok();
+  const json& v = obj.at(key);
+  if (!v.is_number()) return InvalidArgument(where + "." + key + ": wrong type (need a number)");
+  const double d = v.get<double>();
+  if (!std::isfinite(d)) return InvalidArgument(where + "." + key + ": number too large");
+  out = d;
+  return Status::Ok();
+}
+
+Status Get(const json& obj, const std::string& where, const char* key, int64_t& out) {
+  if (!obj.contains(key)) return Status::Ok();
+  const json& v = obj.at(key);
+  const std::string name = where + "." + key;
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return InvalidArgument(name + ": number too large");
+    }
+    out = static_cast<int64_t>(v.get<uint64_t>());
+  } else if (v.is_number_integer()) {
+    out = v.get<int64_t>();
+  } else if (v.is_number_float()) {
+    // 1e3 is an integer written as a float; 2.5 is not an integer at all.
+    const double d = v.get<double>();
+    if (!std::isfinite(d) || std::fabs(d) >= 9.0e18) return InvalidArgument(name + ": number too large");
+    if (d != std::trunc(d)) return InvalidArgument(name + ": must be an integer, got " + Echo(v.dump()));
+    out = static_cast<int64_t>(d);
+  } else {
+    return InvalidArgument(name + ": wrong type (need an integer)");
   }
+  return Status::Ok();
+}
+
+Status Get(const json& obj, const std::string& where, const char* key, int& out) {
+  int64_t v = out;
+  RETURN_IF_ERROR(Get(obj, where, key, v));
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+    return InvalidArgument(where + "." + key + ": " + std::to_string(v) + " out of range");
+  }
+  out = static_cast<int>(v);
   return Status::Ok();
 }
 
@@ -45,14 +100,38 @@ Status IntInRange(const std::string& key, int64_t v, int64_t lo, int64_t hi) {
   return Status::Ok();
 }
 
-Status ParseServer(const json& s, ServerConfig& c) {
+// A file path setting: relative paths are relative to the config file's directory.
+Status GetPath(const json& obj, const std::string& where, const char* key, const std::string& base_dir,
+               std::string& out) {
+  RETURN_IF_ERROR(Get(obj, where, key, out));
+  if (!out.empty() && std::filesystem::path(out).is_relative() && !base_dir.empty()) {
+    out = (std::filesystem::path(base_dir) / out).lexically_normal().string();
+  }
+  return Status::Ok();
+}
+
+Status ParseTls(const json& s, const std::string& base_dir, TlsConfig& t) {
+  if (!s.contains("tls")) return Status::Ok();
+  RETURN_IF_ERROR(CheckKeys(s.at("tls"), "server.tls", {"cert_file", "key_file", "client_ca_file"}));
+  RETURN_IF_ERROR(GetPath(s.at("tls"), "server.tls", "cert_file", base_dir, t.cert_file));
+  RETURN_IF_ERROR(GetPath(s.at("tls"), "server.tls", "key_file", base_dir, t.key_file));
+  RETURN_IF_ERROR(GetPath(s.at("tls"), "server.tls", "client_ca_file", base_dir, t.client_ca_file));
+  if (t.cert_file.empty() || t.key_file.empty()) return InvalidArgument("server.tls: needs cert_file and key_file");
+  return Status::Ok();
+}
+
+Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) {
   RETURN_IF_ERROR(CheckKeys(s, "server",
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
                              "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
                              "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
-                             "cuda_graphs", "video_crf", "result_chunk_bytes"}));
+                             "cuda_graphs", "video_crf", "result_chunk_bytes", "log_format", "max_start_attempts",
+                             "stall_timeout_s", "keep_running_without_groups", "tls", "auth",
+                             "reflection"}));
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
+  RETURN_IF_ERROR(CheckListenAddress("server.grpc_address", c.grpc_address, /*may_be_empty=*/false));
   RETURN_IF_ERROR(Get(s, "server", "metrics_address", c.metrics_address));
+  RETURN_IF_ERROR(CheckListenAddress("server.metrics_address", c.metrics_address, /*may_be_empty=*/true));
   int64_t cap = c.queue_capacity;
   RETURN_IF_ERROR(Get(s, "server", "queue_capacity", cap));
   RETURN_IF_ERROR(IntInRange("server.queue_capacity", cap, 1, 100000));
@@ -82,6 +161,19 @@ Status ParseServer(const json& s, ServerConfig& c) {
   RETURN_IF_ERROR(Get(s, "server", "debug_step_delay_ms", delay));
   RETURN_IF_ERROR(IntInRange("server.debug_step_delay_ms", delay, 0, 60000));
   c.debug_step_delay_ms = static_cast<uint32_t>(delay);
+  RETURN_IF_ERROR(Get(s, "server", "log_format", c.log_format));
+  if (Status st = CheckLogFormat(c.log_format); !st.ok()) return InvalidArgument("server.log_format: " + st.message());
+  RETURN_IF_ERROR(Get(s, "server", "max_start_attempts", c.max_start_attempts));
+  RETURN_IF_ERROR(IntInRange("server.max_start_attempts", c.max_start_attempts, 1, 1000));
+  RETURN_IF_ERROR(Get(s, "server", "stall_timeout_s", c.stall_timeout_s));
+  if (c.stall_timeout_s < 0) return InvalidArgument("server.stall_timeout_s: must be >= 0 (0 = automatic)");
+  RETURN_IF_ERROR(Get(s, "server", "keep_running_without_groups", c.keep_running_without_groups));
+  RETURN_IF_ERROR(ParseTls(s, base_dir, c.tls));
+  if (s.contains("auth")) {
+    RETURN_IF_ERROR(CheckKeys(s.at("auth"), "server.auth", {"api_keys_file"}));
+    RETURN_IF_ERROR(GetPath(s.at("auth"), "server.auth", "api_keys_file", base_dir, c.api_keys_file));
+  }
+  RETURN_IF_ERROR(Get(s, "server", "reflection", c.reflection));
   return Status::Ok();
 }
 
@@ -117,20 +209,50 @@ Status ParseDevices(const json& g, const std::string& where, int total, std::vec
 
 }  // namespace
 
+Status CheckListenAddress(const std::string& key, const std::string& address, bool may_be_empty) {
+  if (address.empty()) {
+    return may_be_empty ? Status::Ok() : InvalidArgument(key + ": required (HOST:PORT)");
+  }
+  // HOST:PORT, HOST an IPv4 address, a name, or a bracketed IPv6 address. A port above 65535 would
+  // wrap around in the socket layer and listen somewhere else than the operator asked for.
+  const size_t colon = address.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
+  if (colon == 0 || port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) < 1 || std::stoi(port) > 65535) {
+    return InvalidArgument(key + ": \"" + Echo(address) + "\" is not HOST:PORT with PORT in [1, 65535]");
+  }
+  return Status::Ok();
+}
+
 std::string GroupConfig::Layout() const {
   return "cfg" + std::to_string(cfg) + "xulysses" + std::to_string(ulysses) + "xring" + std::to_string(ring);
 }
 
 StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::string& base_dir) {
+  // nlohmann keeps the last of duplicate keys; a config that says a setting twice is a mistake to
+  // report, not to resolve silently. The parser callback sees each object's keys in order.
+  std::vector<std::set<std::string>> open_objects;
+  std::string duplicate;
+  auto check_duplicates = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      open_objects.emplace_back();
+    } else if (event == json::parse_event_t::object_end) {
+      if (!open_objects.empty()) open_objects.pop_back();
+    } else if (event == json::parse_event_t::key && !open_objects.empty() && duplicate.empty()) {
+      if (!open_objects.back().insert(parsed.get<std::string>()).second) duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
   json root;
   try {
-    root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+    root = json::parse(json_text, check_duplicates);
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers such as 1e752
     return InvalidArgument(std::string("config: invalid JSON: ") + e.what());
   }
+  if (!duplicate.empty()) return InvalidArgument("config: key \"" + Echo(duplicate) + "\" appears twice in one object");
   ServerConfig c;
   RETURN_IF_ERROR(CheckKeys(root, "config", {"server", "models", "groups"}));
-  if (root.contains("server")) RETURN_IF_ERROR(ParseServer(root.at("server"), c));
+  if (root.contains("server")) RETURN_IF_ERROR(ParseServer(root.at("server"), base_dir, c));
 
   if (!root.contains("models") || !root.at("models").is_array() || root.at("models").empty()) {
     return InvalidArgument("models: need a non-empty list of {\"name\", \"path\"}");

@@ -32,6 +32,13 @@ inline constexpr uint64_t kDefaultResultChunkBytes = uint64_t{1} << 20;
 inline constexpr uint64_t kMinResultChunkBytes = 1024;
 inline constexpr uint64_t kMaxResultChunkBytes = uint64_t{3} << 20;
 
+// PEM files for the gRPC port. client_ca_file set = mutual TLS (clients must present a certificate the
+// CA signed).
+struct TlsConfig {
+  std::string cert_file, key_file, client_ca_file;
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerConfig {
   std::string grpc_address = "127.0.0.1:50051";
   std::string metrics_address = "127.0.0.1:9090";  // empty disables /metrics
@@ -53,9 +60,25 @@ struct ServerConfig {
   int video_crf = 18;
   uint64_t result_chunk_bytes = kDefaultResultChunkBytes;
   uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
+  std::string log_format = "text";   // stdout log lines of ditserve and its workers: text | json (log_format.h)
+  // A group whose start fails this many times in a row (or whose model cannot load on its device) is
+  // FAILED: no more retries, requests for a model without another group get UNAVAILABLE.
+  int max_start_attempts = 3;
+  // Watchdog: a running request whose group sends no progress (stage or step) for this long fails and the
+  // group restarts (a frozen or deadlocked worker). 0 = automatic: 10x the longest gap the group has shown
+  // between progress events, at least 60 s (300 s before its first completed request).
+  double stall_timeout_s = 0;
+  // false: exit non-zero at start when every group has FAILED (nothing could ever be served).
+  bool keep_running_without_groups = false;
+  TlsConfig tls;                  // server.tls: the public gRPC port
+  std::string api_keys_file;      // server.auth.api_keys_file (server/api_keys.h); empty: no authentication
+  bool reflection = false;        // server.reflection: gRPC server reflection (it also describes internal protos)
   std::vector<ModelConfig> models;
   std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)
 };
+
+// HOST:PORT with PORT in 1..65535 (also used for command-line overrides of the addresses).
+Status CheckListenAddress(const std::string& key, const std::string& address, bool may_be_empty);
 
 StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::string& base_dir);
 StatusOr<ServerConfig> LoadConfig(const std::string& path);

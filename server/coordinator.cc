@@ -10,14 +10,17 @@
 namespace ditserve::server {
 
 StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(ServerConfig config, std::string worker_binary) {
-  if (config.runtime_dir.empty()) config.runtime_dir = "/tmp/ditserve-" + std::to_string(getpid());
+  // server.runtime_dir is the parent of the private directory (default /tmp).
+  ASSIGN_OR_RETURN(std::unique_ptr<RuntimeDir> runtime_dir,
+                   RuntimeDir::Create(config.runtime_dir.empty() ? "/tmp" : config.runtime_dir));
+  config.runtime_dir = runtime_dir->path();
   std::unique_ptr<Metrics> metrics;
   try {
     metrics = std::make_unique<Metrics>(config.metrics_address);
   } catch (const std::exception& e) {
     return Unavailable("metrics_address " + config.metrics_address + ": cannot listen: " + e.what());
   }
-  std::unique_ptr<Coordinator> c(new Coordinator(std::move(config), std::move(metrics)));
+  std::unique_ptr<Coordinator> c(new Coordinator(std::move(config), std::move(runtime_dir), std::move(metrics)));
   for (const auto& m : c->config_.models) {
     auto info = ReadModelInfo(m.path);
     if (!info.ok()) return Status(info.status().code(), "model '" + m.name + "': " + info.status().message());
@@ -44,8 +47,11 @@ StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(ServerConfig config, 
   return c;
 }
 
-Coordinator::Coordinator(ServerConfig config, std::unique_ptr<Metrics> metrics)
-    : config_(std::move(config)), metrics_(std::move(metrics)), queue_(config_.queue_capacity) {}
+Coordinator::Coordinator(ServerConfig config, std::unique_ptr<RuntimeDir> runtime_dir, std::unique_ptr<Metrics> metrics)
+    : runtime_dir_(std::move(runtime_dir)),
+      config_(std::move(config)),
+      metrics_(std::move(metrics)),
+      queue_(config_.queue_capacity) {}
 
 Coordinator::~Coordinator() { Shutdown(); }
 
@@ -64,6 +70,7 @@ StatusOr<std::shared_ptr<Job>> Coordinator::Submit(const v1::GenerateRequest& re
   ASSIGN_OR_RETURN(v1::GenerateRequest resolved, ValidateAndResolve(request, models_, seed));
   bool servable = false;
   for (const auto& g : groups_) servable = servable || g->Accepts(resolved);
+  if (servable) RETURN_IF_ERROR(LiveGroupFor(resolved));
   if (!servable) {
     return InvalidArgument("model '" + resolved.model() +
                            "' is served only by CFG-parallel groups (layout cfg=2): requests need classifier-free "
@@ -78,6 +85,17 @@ StatusOr<std::shared_ptr<Job>> Coordinator::Submit(const v1::GenerateRequest& re
   metrics_->QueueDepth(queue_.size());
   Notify();
   return job;
+}
+
+Status Coordinator::LiveGroupFor(const v1::GenerateRequest& request) const {
+  std::string failures;
+  for (const auto& g : groups_) {
+    if (!g->Accepts(request)) continue;
+    if (!g->failed()) return Status::Ok();
+    failures += (failures.empty() ? "group " : "; group ") + std::to_string(g->id()) + ": " + g->failure();
+  }
+  return Unavailable("model '" + request.model() + "' cannot be served: its worker groups failed to start (" +
+                     failures + ")");
 }
 
 void Coordinator::Cancel(const std::shared_ptr<Job>& job, Status reason) {
@@ -106,7 +124,14 @@ void Coordinator::DispatchLoop() {
         }
         return false;
       });
-      if (!job) break;
+      if (!job) {
+        // Jobs for a model whose every group has FAILED would wait forever: fail them now.
+        job = queue_.PopFirst([&](const Job& j) { return !LiveGroupFor(j.request()).ok(); });
+        if (!job) break;
+        metrics_->QueueDepth(queue_.size());
+        job->Finish(LiveGroupFor(job->request()));
+        continue;
+      }
       metrics_->QueueDepth(queue_.size());
       if (auto reason = job->cancel_reason()) {
         job->Finish(*reason);
@@ -120,6 +145,11 @@ void Coordinator::DispatchLoop() {
     }
     lock.lock();
   }
+}
+
+std::string Coordinator::ModelLabel(const v1::GenerateRequest& request) const {
+  if (request.model().empty()) return models_.size() == 1 ? models_.begin()->first : kInvalidModelLabel;
+  return models_.count(request.model()) ? request.model() : kInvalidModelLabel;
 }
 
 v1::ListModelsResponse Coordinator::ListModels() const {
@@ -163,10 +193,24 @@ v1::ServerStatus Coordinator::GetStatus() const {
 }
 
 bool Coordinator::AllModelsReady() const {
+  bool any_ready = false;
   for (const auto& [name, _] : models_) {
-    bool any = false;
-    for (const auto& g : groups_) any = any || (g->model() == name && g->ready_once());
-    if (!any) return false;
+    bool ready = false, all_failed = true;
+    for (const auto& g : groups_) {
+      if (g->model() != name) continue;
+      ready = ready || g->ready_once();
+      all_failed = all_failed && g->failed();
+    }
+    // A model whose groups all FAILED does not hold up the others (it answers UNAVAILABLE).
+    if (!ready && !all_failed) return false;
+    any_ready = any_ready || ready;
+  }
+  return any_ready;
+}
+
+bool Coordinator::AllGroupsFailed() const {
+  for (const auto& g : groups_) {
+    if (!g->failed()) return false;
   }
   return true;
 }
@@ -178,7 +222,7 @@ void Coordinator::BeginDrain() {
 
 bool Coordinator::WaitIdle(double timeout_s) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
+  while (std::chrono::steady_clock::now() < deadline && !force_stop_) {
     bool busy = queue_.size() > 0;
     for (const auto& g : groups_) busy = busy || g->busy();
     if (!busy) return true;
@@ -186,6 +230,8 @@ bool Coordinator::WaitIdle(double timeout_s) {
   }
   return false;
 }
+
+void Coordinator::ForceStop() { force_stop_ = true; }
 
 void Coordinator::Shutdown() {
   {

@@ -16,9 +16,14 @@
 #include "server/job.h"
 #include "server/metrics.h"
 #include "server/request_queue.h"
+#include "server/runtime_dir.h"
 #include "server/worker_group.h"
 
 namespace ditserve::server {
+
+// The metrics label of requests that name no model the server has (or could not be decoded): one shared
+// label, so clients cannot add series.
+inline constexpr char kInvalidModelLabel[] = "_invalid";
 
 class Coordinator {
  public:
@@ -31,22 +36,32 @@ class Coordinator {
   // Client went away or its deadline passed: drop the job from the queue or stop it on its group.
   void Cancel(const std::shared_ptr<Job>& job, Status reason);
 
+  // The model label of `request` in metrics: its model (or the only model, when it names none) if the
+  // server has it, else kInvalidModelLabel.
+  std::string ModelLabel(const v1::GenerateRequest& request) const;
+
   v1::ListModelsResponse ListModels() const;
   v1::ServerStatus GetStatus() const;
-  bool AllModelsReady() const;  // every model has a group that has been ready
+  // Every model has a group that has been ready, or only FAILED groups; and some model is ready.
+  bool AllModelsReady() const;
+  bool AllGroupsFailed() const;  // nothing can ever be served
 
   void BeginDrain();                  // refuse new requests from now on
-  bool WaitIdle(double timeout_s);    // queue empty and no group busy
+  bool WaitIdle(double timeout_s);    // queue empty and no group busy; false early after ForceStop
+  void ForceStop();                   // a second signal: WaitIdle gives up now
   void Shutdown();                    // stop groups and their workers
 
   Metrics& metrics() { return *metrics_; }
   const ServerConfig& config() const { return config_; }
 
  private:
-  Coordinator(ServerConfig config, std::unique_ptr<Metrics> metrics);
+  Coordinator(ServerConfig config, std::unique_ptr<RuntimeDir> runtime_dir, std::unique_ptr<Metrics> metrics);
   void DispatchLoop();
+  // OK if a group that can run `request` has not FAILED; else UNAVAILABLE with the groups' reasons.
+  Status LiveGroupFor(const v1::GenerateRequest& request) const;
   void Notify();
 
+  const std::unique_ptr<RuntimeDir> runtime_dir_;  // outlives the groups (declared before them)
   const ServerConfig config_;
   std::unique_ptr<Metrics> metrics_;
   std::map<std::string, ModelInfo> models_;
@@ -58,6 +73,7 @@ class Coordinator {
   std::condition_variable cv_;
   bool stop_ = false;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> force_stop_{false};
   std::atomic<uint64_t> next_id_{1};
   std::mt19937_64 rng_{std::random_device{}()};
   std::mutex rng_mu_;

@@ -37,6 +37,7 @@ Metrics::Metrics(const std::string& bind_address) : registry_(std::make_shared<p
   inflight_ = &BuildGauge().Name("ditserve_group_inflight_requests").Help("Requests running on each worker group").Register(*registry_);
   group_up_ = &BuildGauge().Name("ditserve_group_up").Help("1 when the worker group is ready or busy").Register(*registry_);
   restarts_ = &BuildCounter().Name("ditserve_worker_restarts_total").Help("Worker group restarts after a worker died").Register(*registry_);
+  group_failed_ = &BuildGauge().Name("ditserve_group_failed").Help("1 when the worker group has FAILED and will not be retried (reason: GetServerStatus, logs)").Register(*registry_);
   cache_steps_ = &BuildCounter().Name("ditserve_cache_steps_total").Help("Denoising steps by First Block Cache outcome (computed|skipped)").Register(*registry_);
   queue_depth_->Add({}).Set(0);
   if (!bind_address.empty()) {
@@ -52,6 +53,7 @@ void Metrics::RegisterGroup(int group, const std::string& model) {
   restarts_->Add(labels);
   inflight_->Add(labels).Set(0);
   group_up_->Add(labels).Set(0);
+  group_failed_->Add(labels).Set(0);
 }
 
 void Metrics::RequestFinished(const std::string& model, const std::string& status, double seconds) {
@@ -76,6 +78,9 @@ void Metrics::GroupUp(int group, const std::string& model, bool up) {
 }
 void Metrics::WorkerRestart(int group, const std::string& model) {
   restarts_->Add({{"group", std::to_string(group)}, {"model", model}}).Increment();
+}
+void Metrics::GroupFailed(int group, const std::string& model) {
+  group_failed_->Add({{"group", std::to_string(group)}, {"model", model}}).Set(1);
 }
 void Metrics::CacheSteps(const std::string& model, int64_t computed, int64_t skipped) {
   cache_steps_->Add({{"model", model}, {"outcome", "computed"}}).Increment(static_cast<double>(computed));

@@ -17,7 +17,8 @@ namespace ditserve::server {
 
 class Metrics {
  public:
-  // bind_address "host:port"; empty = collect but do not serve.
+  // bind_address "host:port"; empty = collect but do not serve. Plain HTTP: bind it to loopback or a
+  // private interface (prometheus-cpp's civetweb as packaged did not complete TLS handshakes).
   explicit Metrics(const std::string& bind_address);
   ~Metrics();
   Metrics(const Metrics&) = delete;
@@ -33,6 +34,7 @@ class Metrics {
   void InFlight(int group, const std::string& model, int n);
   void GroupUp(int group, const std::string& model, bool up);
   void WorkerRestart(int group, const std::string& model);
+  void GroupFailed(int group, const std::string& model);  // FAILED for good (the reason is in status and logs)
   void CacheSteps(const std::string& model, int64_t computed, int64_t skipped);
 
  private:
@@ -47,6 +49,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* inflight_;
   prometheus::Family<prometheus::Gauge>* group_up_;
   prometheus::Family<prometheus::Counter>* restarts_;
+  prometheus::Family<prometheus::Gauge>* group_failed_;
   prometheus::Family<prometheus::Counter>* cache_steps_;
 };
 

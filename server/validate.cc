@@ -1,6 +1,7 @@
 #include "server/validate.h"
 
 #include "ditserve/request.h"
+#include "server/echo.h"
 #include "server/request_params.h"
 
 namespace ditserve::server {
@@ -17,7 +18,7 @@ StatusOr<v1::GenerateRequest> ValidateAndResolve(const v1::GenerateRequest& req,
   if (it == models.end()) {
     std::string names;
     for (const auto& [n, _] : models) names += (names.empty() ? "" : ", ") + n;
-    return InvalidArgument("model: unknown model '" + out.model() + "'; available: " + names);
+    return InvalidArgument("model: unknown model '" + Echo(out.model()) + "'; available: " + names);
   }
   const ModelInfo& m = it->second;
   if (out.client_request_id().size() > kMaxClientRequestIdChars) {

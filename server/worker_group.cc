@@ -3,15 +3,21 @@
 #include "server/worker_group.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
 #include "server/grpc_status.h"
 #include "server/result_stream.h"
+#include "server/worker/exit_codes.h"
 
 namespace ditserve::server {
 namespace {
@@ -89,6 +95,16 @@ bool WorkerGroup::ready_once() const {
   return ready_once_;
 }
 
+bool WorkerGroup::failed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_ == v1::GROUP_STATE_FAILED;
+}
+
+std::string WorkerGroup::failure() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
 v1::GroupStatus WorkerGroup::GetStatus() const {
   std::lock_guard<std::mutex> lock(mu_);
   v1::GroupStatus s;
@@ -102,6 +118,7 @@ v1::GroupStatus WorkerGroup::GetStatus() const {
   s.set_restarts(restarts_);
   s.set_completed(completed_);
   for (auto p : pids_) s.add_pids(p);
+  s.set_failure(failure_);
   return s;
 }
 
@@ -125,8 +142,21 @@ bool WorkerGroup::WaitInterruptible(double seconds) {
   return !stopping_;
 }
 
+void WorkerGroup::Fail(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    state_ = v1::GROUP_STATE_FAILED;
+    failure_ = reason;
+  }
+  spdlog::error("group {} (model {}): FAILED, not retrying: {}", group_.id, model_.name, reason);
+  metrics_.GroupUp(group_.id, model_.name, false);
+  metrics_.GroupFailed(group_.id, model_.name);
+  if (on_idle_) on_idle_();  // the dispatcher fails what is queued for a model nobody can serve now
+}
+
 void WorkerGroup::OwnerLoop() {
   double backoff = 0.5;
+  int failed_starts = 0;
   SetState(v1::GROUP_STATE_STARTING);
   while (true) {
     {
@@ -134,13 +164,26 @@ void WorkerGroup::OwnerLoop() {
       if (stopping_) break;
     }
     if (ranks_.empty()) {
-      if (!StartWorkers()) {
+      const StartResult started = StartWorkers();
+      if (started == StartResult::kStopping) break;
+      if (started != StartResult::kReady) {
         StopWorkers();
-        spdlog::warn("group {}: start failed; retrying in {:.1f}s", group_.id, backoff);
+        ++failed_starts;
+        std::string why = failure();
+        if (started == StartResult::kPermanent || failed_starts >= server_.max_start_attempts) {
+          if (started != StartResult::kPermanent) {
+            why = std::to_string(failed_starts) + " failed starts in a row; last: " + why;
+          }
+          Fail(why);
+          break;
+        }
+        spdlog::warn("group {}: start failed ({}); retrying in {:.1f}s (attempt {} of {})", group_.id, why, backoff,
+                     failed_starts + 1, server_.max_start_attempts);
         if (!WaitInterruptible(backoff)) break;
         backoff = std::min(backoff * 2, 30.0);
         continue;
       }
+      failed_starts = 0;
       backoff = 0.5;
       SetState(v1::GROUP_STATE_IDLE);
     }
@@ -193,21 +236,29 @@ void WorkerGroup::OwnerLoop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     orphan = std::move(job_);
-    state_ = v1::GROUP_STATE_STOPPED;
+    if (state_ != v1::GROUP_STATE_FAILED) state_ = v1::GROUP_STATE_STOPPED;
   }
   if (orphan) orphan->Finish(Unavailable("server is shutting down"));
   StopWorkers();
 }
 
-bool WorkerGroup::StartWorkers() {
+WorkerGroup::StartResult WorkerGroup::StartWorkers() {
   std::error_code ec;
-  std::filesystem::create_directories(server_.runtime_dir, ec);
+  bool was_ready;
   {
     std::lock_guard<std::mutex> lock(mu_);
     died_ = false;
+    died_exit_code_ = -1;
     expect_exits_ = false;
     pids_.clear();
+    was_ready = ready_once_;
   }
+  auto failed = [&](StartResult result, const std::string& why) {
+    spdlog::error("group {}: {}", group_.id, why);
+    std::lock_guard<std::mutex> lock(mu_);
+    failure_ = why;
+    return result;
+  };
   for (int r = 0; r < group_.ranks; ++r) {
     Rank rank;
     rank.socket = server_.runtime_dir + "/g" + std::to_string(group_.id) + "r" + std::to_string(r) + ".sock";
@@ -221,14 +272,15 @@ bool WorkerGroup::StartWorkers() {
         "--cache-warmup-steps", std::to_string(server_.cache_warmup_steps), "--cache-max-skips",
         std::to_string(server_.cache_max_consecutive_skips), "--cuda-graphs", server_.cuda_graphs ? "1" : "0",
         "--video-crf", std::to_string(server_.video_crf), "--result-chunk-bytes",
-        std::to_string(server_.result_chunk_bytes), "--parent-pid", std::to_string(getpid())};
+        std::to_string(server_.result_chunk_bytes), "--log-format", server_.log_format, "--parent-pid",
+        std::to_string(getpid()), "--failure-file", FailureFile(r)};
+    std::filesystem::remove(FailureFile(r), ec);
     rank.process = std::make_unique<WorkerProcess>(
         worker_binary_, args, [this, r](pid_t pid, int st) { OnWorkerExit(r, pid, st); });
     std::string err;
     if (!rank.process->Start(&err)) {
-      spdlog::error("group {}: {}", group_.id, err);
       ranks_.push_back(std::move(rank));
-      return false;
+      return failed(StartResult::kPermanent, err);  // the binary cannot be run at all
     }
     // gRPC's default 4 MiB receive limit stays: results arrive in chunks (server/result_stream.h).
     rank.stub = internal::Worker::NewStub(grpc::CreateChannel("unix:" + rank.socket, grpc::InsecureChannelCredentials()));
@@ -245,13 +297,32 @@ bool WorkerGroup::StartWorkers() {
   const auto deadline = Clock::now() + std::chrono::duration<double>(server_.worker_start_timeout_s);
   std::vector<bool> ready(ranks_.size(), false);
   while (Clock::now() < deadline) {
+    std::string died_what;
+    int exit_code = -1;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return false;
+      if (stopping_) return StartResult::kStopping;
       if (died_) {
-        spdlog::error("group {}: {} during start", group_.id, died_what_);
-        return false;
+        died_what = died_what_;
+        exit_code = died_exit_code_;
       }
+    }
+    if (!died_what.empty()) {
+      // A model that does not load on its device (bad files, no such device) or arguments the worker
+      // refuses will fail the same way on every retry. After the group has once been ready, the same
+      // exit may be passing (a device still freeing memory), so only repeated failures count then.
+      const bool permanent =
+          !was_ready && (exit_code == worker::kExitCannotLoad || exit_code == worker::kExitBadArguments);
+      std::string why = died_what + " during start";
+      for (int r = 0; r < group_.ranks; ++r) {
+        std::ifstream in(FailureFile(r));
+        std::string reason((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (!reason.empty()) {
+          why += ": rank " + std::to_string(r) + ": " + reason;
+          break;
+        }
+      }
+      return failed(permanent ? StartResult::kPermanent : StartResult::kRetry, why);
     }
     bool all = true;
     for (size_t r = 0; r < ranks_.size(); ++r) {
@@ -265,12 +336,16 @@ bool WorkerGroup::StartWorkers() {
     }
     if (all) {
       spdlog::info("group {}: ready", group_.id);
-      return true;
+      std::lock_guard<std::mutex> lock(mu_);
+      failure_.clear();
+      return StartResult::kReady;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  spdlog::error("group {}: workers not ready after {:.0f}s", group_.id, server_.worker_start_timeout_s);
-  return false;
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "workers not ready after %.0f s (server.worker_start_timeout_s)",
+                server_.worker_start_timeout_s);
+  return failed(StartResult::kRetry, buf);
 }
 
 void WorkerGroup::StopWorkers() {
@@ -296,6 +371,7 @@ void WorkerGroup::OnWorkerExit(int rank, pid_t pid, int wait_status) {
       died_ = true;
       died_what_ = "worker rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " +
                    WorkerProcess::DescribeExit(wait_status);
+      died_exit_code_ = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
     }
     siblings = pids_;
   }
@@ -304,6 +380,37 @@ void WorkerGroup::OnWorkerExit(int rank, pid_t pid, int wait_status) {
     if (p != pid) kill(static_cast<pid_t>(p), SIGKILL);
   }
   cv_.notify_all();
+}
+
+std::string WorkerGroup::FailureFile(int rank) const {
+  return server_.runtime_dir + "/g" + std::to_string(group_.id) + "r" + std::to_string(rank) + ".failure";
+}
+
+void WorkerGroup::KillStalled(const std::string& what) {
+  std::vector<int64_t> pids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!died_) {
+      died_ = true;
+      died_what_ = "the group " + what;
+      died_exit_code_ = -1;
+    }
+    pids = pids_;
+  }
+  spdlog::error("group {}: {}", group_.id, what);
+  for (auto p : pids) kill(static_cast<pid_t>(p), SIGKILL);  // SIGKILL ends a SIGSTOPped process too
+  cv_.notify_all();
+}
+
+double WorkerGroup::StallLimitSeconds() const {
+  if (server_.stall_timeout_s > 0) return server_.stall_timeout_s;
+  uint64_t completed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    completed = completed_;
+  }
+  // Before any request has completed, a first run's warm-up (kernel autotuning, graph capture) is unmeasured.
+  return completed == 0 ? 300.0 : std::max(60.0, 10.0 * longest_gap_s_);
 }
 
 bool WorkerGroup::Accepts(const v1::GenerateRequest& request) const {
@@ -339,6 +446,27 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
     });
   }
 
+  // Watchdog: a rank that stops making progress (frozen, deadlocked in a collective) would hold the job
+  // and the group forever; past the stall limit the group is treated as dead: killed, job failed, restart.
+  std::atomic<int64_t> last_event_ns{Clock::now().time_since_epoch().count()};
+  std::mutex watchdog_mu;
+  std::condition_variable watchdog_cv;
+  bool watchdog_done = false;
+  const double stall_limit_s = StallLimitSeconds();
+  std::thread watchdog([&] {
+    std::unique_lock<std::mutex> lock(watchdog_mu);
+    while (!watchdog_cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return watchdog_done; })) {
+      const double idle_s = SecondsSince(Clock::time_point(Clock::duration(last_event_ns.load())));
+      if (idle_s <= stall_limit_s) continue;
+      char what[160];
+      std::snprintf(what, sizeof what, "made no progress for %.1f s (stall limit %.1f s): frozen or deadlocked; killed",
+                    idle_s, stall_limit_s);
+      KillStalled(what);
+      run->CancelAll();
+      return;
+    }
+  });
+
   // The leader's output passes through unchanged; the assembler only checks offsets and the total.
   ResultAssembler result_check(/*keep_data=*/false);
   Status stream_error;
@@ -346,11 +474,14 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
   internal::JobEvent ev;
   auto last_event = Clock::now();
   while (reader->Read(&ev)) {
+    const double gap_s = SecondsSince(last_event);
+    last_event = Clock::now();
+    last_event_ns = last_event.time_since_epoch().count();
+    longest_gap_s_ = std::max(longest_gap_s_, gap_s);
     v1::GenerateEvent out;
     if (ev.has_progress()) {
       const auto& p = ev.progress();
-      if (p.stage() == v1::STAGE_DENOISE && p.step() > 0) metrics_.Step(model, SecondsSince(last_event));
-      last_event = Clock::now();
+      if (p.stage() == v1::STAGE_DENOISE && p.step() > 0) metrics_.Step(model, gap_s);
       *out.mutable_progress() = p;
     } else if (ev.has_result()) {
       stream_error = result_check.Add(ev.result());
@@ -378,6 +509,12 @@ void WorkerGroup::RunJob(const std::shared_ptr<Job>& job) {
   if (!stream_error.ok()) run->CancelAll();  // a broken stream: stop every rank, then fail the job below
   grpc::Status leader_status = reader->Finish();
   for (auto& t : followers) t.join();
+  {
+    std::lock_guard<std::mutex> lock(watchdog_mu);
+    watchdog_done = true;
+  }
+  watchdog_cv.notify_all();
+  watchdog.join();
   job->SetCanceller(nullptr);
   {
     std::lock_guard<std::mutex> lock(run->mu);

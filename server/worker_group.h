@@ -35,6 +35,8 @@ class WorkerGroup {
   bool idle() const;
   bool busy() const;
   bool ready_once() const;  // has been ready at least once
+  bool failed() const;      // FAILED: it will not start again (failure() says why)
+  std::string failure() const;
   const std::string& model() const { return model_.name; }
   // Whether this group's layout can run the request: a CFG-parallel group (cfg > 1) splits the two
   // CFG branches over its ranks, so it needs a request that uses CFG by the model's rule.
@@ -49,8 +51,14 @@ class WorkerGroup {
     std::string socket;
   };
 
+  enum class StartResult { kReady, kRetry, kPermanent, kStopping };
+
   void OwnerLoop();
-  bool StartWorkers();
+  StartResult StartWorkers();
+  void Fail(const std::string& reason);
+  void KillStalled(const std::string& what);  // the watchdog: mark the group dead and SIGKILL its ranks
+  double StallLimitSeconds() const;
+  std::string FailureFile(int rank) const;  // where a rank that cannot load its model writes why
   void StopWorkers();
   void RunJob(const std::shared_ptr<Job>& job);
   void OnWorkerExit(int rank, pid_t pid, int wait_status);
@@ -72,8 +80,11 @@ class WorkerGroup {
   std::string running_request_;
   bool stopping_ = false;
   bool expect_exits_ = false;         // we are stopping the workers ourselves
-  bool died_ = false;                 // a rank died unexpectedly
+  bool died_ = false;                 // a rank died unexpectedly (or was killed by the watchdog)
   std::string died_what_;
+  int died_exit_code_ = -1;           // the first dead rank's exit code; -1 if it was signalled
+  std::string failure_;               // FAILED's reason, or the last start failure's
+  double longest_gap_s_ = 0;          // owner thread: longest time between worker events seen
   bool ready_once_ = false;
   uint32_t restarts_ = 0;
   uint64_t completed_ = 0;

@@ -53,6 +53,13 @@ struct BadCase {
   const char* expect;  // substring of the error, naming the key
 };
 
+void ExpectRejected(const BadCase& c) {
+  auto r = ParseConfig(c.json, "");
+  ASSERT_FALSE(r.ok()) << c.json;
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find(c.expect), std::string::npos) << r.status().message();
+}
+
 TEST(Config, RejectsWithTheKeyNamed) {
   const BadCase cases[] = {
       {"{", "invalid JSON"},
@@ -84,12 +91,82 @@ TEST(Config, RejectsWithTheKeyNamed) {
       {R"({"server":{"result_chunk_bytes":4194304},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
        "server.result_chunk_bytes: 4194304 out of range [1024, 3145728]"},
   };
-  for (const auto& c : cases) {
-    auto r = ParseConfig(c.json, "");
-    ASSERT_FALSE(r.ok()) << c.json;
-    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(r.status().message().find(c.expect), std::string::npos) << r.status().message();
-  }
+  for (const auto& c : cases) ExpectRejected(c);
+}
+
+// Issue 19, defects 7 and 11: each of these was accepted (or crashed, or gave a confusing error) before.
+TEST(Config, StrictNumbersKeysAndPorts) {
+  const BadCase cases[] = {
+      // ranks: 2.5 silently became 2.
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","ranks":2.5}]})",
+       "groups[0].ranks: must be an integer, got 2.5"},
+      // Duplicate keys were last-wins.
+      {R"({"server":{"queue_capacity":4,"queue_capacity":8},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "key \"queue_capacity\" appears twice"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}],"groups":[{"model":"m"}]})",
+       "key \"groups\" appears twice"},
+      // 1e30 gave a confusing error; 1e752 parses as infinity and converting it to an integer is UB.
+      {R"({"server":{"queue_capacity":1e30},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.queue_capacity: number too large"},
+      // 1e752 overflowed the JSON parser itself with an exception that escaped ParseConfig (a crash).
+      {R"({"server":{"queue_capacity":1e752},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "invalid JSON: [json.exception.out_of_range.406] number overflow parsing '1e752'"},
+      {R"({"server":{"drain_timeout_s":-1e752},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "number overflow"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","count":18446744073709551615}]})",
+       "groups[0].count: number too large"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","ranks":4294967298}]})",
+       "groups[0].ranks: 4294967298 out of range"},
+      // Port 99999 wrapped around to another port.
+      {R"({"server":{"grpc_address":"127.0.0.1:99999"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.grpc_address: \"127.0.0.1:99999\" is not HOST:PORT with PORT in [1, 65535]"},
+      {R"({"server":{"metrics_address":"127.0.0.1:0"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.metrics_address:"},
+      {R"({"server":{"grpc_address":"localhost"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.grpc_address:"},
+      {R"({"server":{"grpc_address":7},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.grpc_address: wrong type"},
+      {R"({"server":{"cuda_graphs":1},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.cuda_graphs: wrong type"},
+      {R"({"server":{"tls":{"cert_file":"c.pem"}},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.tls: needs cert_file and key_file"},
+      {R"({"server":{"tls":{"cert":"c.pem"}},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.tls.cert: unknown key"},
+      {R"({"server":{"auth":{"keys":"k"}},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.auth.keys: unknown key"},
+  };
+  for (const auto& c : cases) ExpectRejected(c);
+  // Integers written as floats are still integers; IPv6 and empty metrics addresses are fine.
+  auto ok = ParseConfig(R"({"server":{"queue_capacity":1e3,"grpc_address":"[::1]:50051","metrics_address":""},
+                            "models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","ranks":2.0}]})", "");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->queue_capacity, 1000u);
+  EXPECT_EQ(ok->groups[0].ranks, 2);
+  EXPECT_TRUE(CheckListenAddress("--grpc-address", "0.0.0.0:65535", false).ok());
+  EXPECT_FALSE(CheckListenAddress("--grpc-address", "0.0.0.0:65536", false).ok());
+  EXPECT_FALSE(CheckListenAddress("--grpc-address", "", false).ok());
+  EXPECT_TRUE(CheckListenAddress("--metrics-address", "", true).ok());
+}
+
+// Echoed values are bounded: a huge key must not make a huge error.
+TEST(Config, EchoesBoundedValues) {
+  std::string big(100000, 'k');
+  auto r = ParseConfig("{\"server\":{\"grpc_address\":\"" + big + ":99999\"},\"models\":[{\"name\":\"m\",\"path\":\"/m\"}],"
+                       "\"groups\":[{\"model\":\"m\"}]}", "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_LT(r.status().message().size(), 300u) << r.status().message().substr(0, 300);
+}
+
+TEST(Config, TlsAndAuthPathsAreRelativeToTheConfig) {
+  auto c = ParseConfig(R"({"server": {"tls": {"cert_file": "s.pem", "key_file": "/k/s.key", "client_ca_file": "ca.pem"},
+    "auth": {"api_keys_file": "keys"}}, "models": [{"name": "m", "path": "/m"}], "groups": [{"model": "m"}]})",
+                       "/etc/ditserve");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->tls.cert_file, "/etc/ditserve/s.pem");
+  EXPECT_EQ(c->tls.key_file, "/k/s.key");
+  EXPECT_EQ(c->tls.client_ca_file, "/etc/ditserve/ca.pem");
+  EXPECT_EQ(c->api_keys_file, "/etc/ditserve/keys");
+  EXPECT_FALSE(c->reflection);
 }
 
 TEST(Config, MissingFileIsNotFound) {

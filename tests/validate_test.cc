@@ -150,5 +150,37 @@ TEST(Validate, DynamicCfgOnlyForCogVideoX) {
   EXPECT_TRUE(ToParams(*r).use_dynamic_cfg);
 }
 
+// Before: a 16 KB unknown model name was echoed whole, the status message exceeded gRPC's metadata limit
+// and the client got RESOURCE_EXHAUSTED instead of INVALID_ARGUMENT.
+TEST(Validate, UnknownModelNameIsEchoedTruncated) {
+  v1::GenerateRequest r;
+  r.set_model(std::string(16384, 'x'));
+  r.set_prompt("a cat");
+  auto v = ValidateAndResolve(r, Models(), 1);
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_LT(v.status().message().size(), 200u);
+  EXPECT_NE(v.status().message().find("(16384 bytes)"), std::string::npos) << v.status().message();
+}
+
+// Defect 5: the prompt limit is in characters on both sides (one validator, ValidateParams, which the
+// coordinator runs before queueing and every rank runs again): a 1,400-character CJK prompt (4,200 bytes)
+// passes, 1,401 characters do not.
+TEST(Validate, PromptLimitIsInCharactersNotBytes) {
+  auto models = Models();
+  models["flux"].max_prompt_chars = 1400;
+  std::string cjk;
+  for (int i = 0; i < 1400; ++i) cjk += "\xe7\x8c\xab";
+  v1::GenerateRequest r = Base();
+  r.set_prompt(cjk);
+  auto v = ValidateAndResolve(r, models, 1);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE(ValidateParams(models.at("flux"), ToParams(*v)).ok());
+  r.set_prompt(cjk + "\xe7\x8c\xab");
+  v = ValidateAndResolve(r, models, 1);
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.status().message().find("prompt: 1401 characters"), std::string::npos) << v.status().message();
+}
+
 }  // namespace
 }  // namespace ditserve::server

@@ -38,7 +38,7 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows) {
 
 int Models(Ctl& ctl, double timeout) {
   grpc::ClientContext ctx;
-  SetDeadline(ctx, timeout);
+  PrepareCall(ctl, ctx, timeout);
   ActiveCall guard(&ctx);
   v1::ListModelsResponse resp;
   grpc::Status st = ctl.stub->ListModels(&ctx, v1::ListModelsRequest(), &resp);
@@ -63,7 +63,7 @@ int Models(Ctl& ctl, double timeout) {
 
 int ServerStatusCmd(Ctl& ctl, double timeout) {
   grpc::ClientContext ctx;
-  SetDeadline(ctx, timeout);
+  PrepareCall(ctl, ctx, timeout);
   ActiveCall guard(&ctx);
   v1::ServerStatus s;
   grpc::Status st = ctl.stub->GetServerStatus(&ctx, v1::GetServerStatusRequest(), &s);
@@ -84,6 +84,9 @@ int ServerStatusCmd(Ctl& ctl, double timeout) {
                     std::to_string(g.restarts()), std::to_string(g.completed())});
   }
   PrintTable(rows);
+  for (const auto& g : s.groups()) {
+    if (!g.failure().empty()) std::printf("\ngroup %u: %s", g.id(), g.failure().c_str());
+  }
   return kExitOk;
 }
 
@@ -102,7 +105,7 @@ int Health(Ctl& ctl, const std::string& service, double timeout) {
   grpc::Slice slice(req);
   grpc::ByteBuffer request(&slice, 1), response;
   grpc::ClientContext ctx;
-  SetDeadline(ctx, timeout);
+  PrepareCall(ctl, ctx, timeout);
   ActiveCall guard(&ctx);
   grpc::CompletionQueue cq;
   grpc::GenericStub stub(ctl.channel);

@@ -6,6 +6,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
@@ -96,6 +98,51 @@ int Ctl::Fail(const grpc::Status& st) {
       return Fail("UNAVAILABLE", msg, kExitUnavailable);
     default: return Fail(CodeName(st.error_code()), msg, kExitError);
   }
+}
+
+void PrepareCall(const Ctl& ctl, grpc::ClientContext& ctx, double seconds) {
+  SetDeadline(ctx, seconds);
+  if (!ctl.api_key.empty()) ctx.AddMetadata("authorization", "Bearer " + ctl.api_key);
+}
+
+namespace {
+bool ReadFile(const std::string& path, const char* what, std::string* out) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "ditctl: error: cannot read %s %s\n", what, path.c_str());
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+}  // namespace
+
+bool MakeCredentials(const TlsOpts& o, Ctl& ctl, std::shared_ptr<grpc::ChannelCredentials>* creds) {
+  if (!o.api_key_file.empty()) {
+    std::string key;
+    if (!ReadFile(o.api_key_file, "--api-key-file", &key)) return false;
+    // The first word of the file: a trailing newline or role are not part of the key.
+    std::istringstream words(key);
+    words >> ctl.api_key;
+  }
+  if (!o.tls && o.ca_file.empty() && o.cert_file.empty()) {
+    *creds = grpc::InsecureChannelCredentials();
+    return true;
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!o.ca_file.empty() && !ReadFile(o.ca_file, "--ca-file", &ssl.pem_root_certs)) return false;
+  if (o.cert_file.empty() != o.key_file.empty()) {
+    std::fputs("ditctl: error: --cert-file and --key-file go together\n", stderr);
+    return false;
+  }
+  if (!o.cert_file.empty() && (!ReadFile(o.cert_file, "--cert-file", &ssl.pem_cert_chain) ||
+                               !ReadFile(o.key_file, "--key-file", &ssl.pem_private_key))) {
+    return false;
+  }
+  *creds = grpc::SslCredentials(ssl);
+  return true;
 }
 
 void SetDeadline(grpc::ClientContext& ctx, double seconds) {

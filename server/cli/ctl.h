@@ -32,6 +32,7 @@ class ActiveCall {  // registers ctx for cancellation for the scope's lifetime
 
 struct Ctl {
   std::string addr;
+  std::string api_key;     // sent as "authorization: Bearer KEY" on every call when set
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::DitServe::Stub> stub;
   bool tty = false;        // stderr is a terminal
@@ -45,6 +46,16 @@ struct Ctl {
 };
 
 void SetDeadline(grpc::ClientContext& ctx, double seconds);  // <= 0: none
+void PrepareCall(const Ctl& ctl, grpc::ClientContext& ctx, double seconds);  // deadline and API key
+
+// TLS options: --tls alone uses the system's root certificates; --ca-file names the server's CA;
+// --cert-file/--key-file present a client certificate (mutual TLS).
+struct TlsOpts {
+  bool tls = false;
+  std::string ca_file, cert_file, key_file, api_key_file;
+};
+// The channel credentials and ctl.api_key from the options; false with a message on stderr.
+bool MakeCredentials(const TlsOpts& o, Ctl& ctl, std::shared_ptr<grpc::ChannelCredentials>* creds);
 std::string Fmt(const char* printf_format, double v);
 std::string HumanBytes(size_t n);
 const char* StageName(v1::Stage s, bool json = false);

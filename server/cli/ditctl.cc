@@ -17,6 +17,13 @@ int main(int argc, char** argv) {
   app.fallthrough();  // global options are accepted after the subcommand too
   std::string addr = "127.0.0.1:50051";
   app.add_option("--server", addr, "ditserve address HOST:PORT")->envname("DITSERVE_ADDR")->capture_default_str();
+  TlsOpts tls;
+  app.add_flag("--tls", tls.tls, "connect with TLS (the system's root certificates unless --ca-file)");
+  app.add_option("--ca-file", tls.ca_file, "PEM CA certificate(s) to verify the server with (implies --tls)");
+  app.add_option("--cert-file", tls.cert_file, "PEM client certificate for mutual TLS (with --key-file)");
+  app.add_option("--key-file", tls.key_file, "PEM client private key for mutual TLS");
+  app.add_option("--api-key-file", tls.api_key_file, "file whose first word is the API key (sent as a bearer token)")
+      ->envname("DITSERVE_API_KEY_FILE");
 
   GenerateOpts g;
   auto* gen = app.add_subcommand("generate", "generate an image or video, streaming progress");
@@ -69,7 +76,9 @@ int main(int argc, char** argv) {
   ctl.addr = addr;
   ctl.tty = isatty(STDERR_FILENO) != 0;
   // gRPC's default 4 MiB receive limit is enough: large results arrive in chunks (Result + ResultChunk).
-  ctl.channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (!MakeCredentials(tls, ctl, &creds)) return kExitUsage;
+  ctl.channel = grpc::CreateChannel(addr, creds);
   ctl.stub = v1::DitServe::NewStub(ctl.channel);
 
   if (*gen) return Generate(ctl, g);

@@ -88,7 +88,7 @@ int Generate(Ctl& ctl, const GenerateOpts& o) {
   req.set_model(o.model);
   if (req.model().empty()) {  // default: the first model the server lists
     grpc::ClientContext ctx;
-    SetDeadline(ctx, o.timeout > 0 ? o.timeout : 10);
+    PrepareCall(ctl, ctx, o.timeout > 0 ? o.timeout : 10);
     ActiveCall guard(&ctx);
     v1::ListModelsResponse models;
     grpc::Status st = ctl.stub->ListModels(&ctx, v1::ListModelsRequest(), &models);
@@ -113,7 +113,7 @@ int Generate(Ctl& ctl, const GenerateOpts& o) {
                                             : v1::OUTPUT_FORMAT_UNSPECIFIED);
 
   grpc::ClientContext ctx;
-  SetDeadline(ctx, o.timeout);
+  PrepareCall(ctl, ctx, o.timeout);
   ActiveCall guard(&ctx);
   ProgressLine progress(ctl, o.quiet);
   auto reader = ctl.stub->Generate(&ctx, req);

@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <string>
@@ -11,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "server/log_format.h"
 #include "server/worker/worker_service.h"
 
 namespace ditserve::worker {
@@ -23,22 +25,23 @@ int RunWorker(int argc, char** argv, const EngineFactory& factory) {
                                           {"--threads", "0"},    {"--step-delay-ms", "0"}, {"--parent-pid", "0"},
                                           {"--cache-warmup-steps", "1"}, {"--cache-max-skips", "0"},
                                           {"--cuda-graphs", "0"}, {"--video-crf", "18"},
-                                          {"--result-chunk-bytes", "1048576"}};
+                                          {"--result-chunk-bytes", "1048576"}, {"--log-format", "text"},
+                                          {"--failure-file", ""}};
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     if (!a.count(k) || i + 1 >= argc) {
       std::cerr << "ditserve-worker: bad argument " << k << " (started by ditserve, not by hand)\n";
-      return 2;
+      return kExitBadArguments;
     }
     a[k] = argv[++i];
   }
   // Die with the coordinator: orphaned workers would hold GPUs forever.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   int parent = std::stoi(a["--parent-pid"]);
-  if (parent > 0 && getppid() != parent) return 1;
+  if (parent > 0 && getppid() != parent) return kExitOrphaned;
 
   const int rank = std::stoi(a["--rank"]);
-  spdlog::set_pattern("[%H:%M:%S.%e] [worker g" + a["--group"] + "r" + a["--rank"] + "] [%l] %v");
+  server::ConfigureLogging(a["--log-format"], "worker g" + a["--group"] + "r" + a["--rank"]);
 
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -54,7 +57,7 @@ int RunWorker(int argc, char** argv, const EngineFactory& factory) {
   auto server = builder.BuildAndStart();
   if (!server) {
     spdlog::error("cannot listen on {}", a["--listen"]);
-    return 2;
+    return kExitBadArguments;
   }
 
   EngineOptions opts;
@@ -75,8 +78,10 @@ int RunWorker(int argc, char** argv, const EngineFactory& factory) {
   auto engine = factory(opts);
   if (!engine.ok()) {
     spdlog::error("cannot load model {}: {}", opts.model_dir, engine.status().ToString());
+    // The coordinator reports why the group failed (status, UNAVAILABLE answers) from this file.
+    if (!a["--failure-file"].empty()) std::ofstream(a["--failure-file"]) << engine.status().ToString().substr(0, 2000);
     server->Shutdown();
-    return 3;
+    return kExitCannotLoad;
   }
   service.SetEngine(std::move(*engine));
   spdlog::info("ready: {} on {}", opts.model_dir, opts.device);

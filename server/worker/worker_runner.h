@@ -7,13 +7,13 @@
 #include <memory>
 
 #include "ditserve/engine.h"
+#include "server/worker/exit_codes.h"
 
 namespace ditserve::worker {
 
 using EngineFactory = std::function<StatusOr<std::unique_ptr<Engine>>(const EngineOptions&)>;
 
-// Returns the process exit code: 0 after a signal, 1 orphaned at start, 2 bad arguments or no socket,
-// 3 the engine failed to load.
+// Returns the process exit code: 0 after a signal, else one of server/worker/exit_codes.h.
 int RunWorker(int argc, char** argv, const EngineFactory& factory);
 
 }  // namespace ditserve::worker

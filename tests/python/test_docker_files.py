@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Offline checks of docker/ (no Docker engine needed): the compose file's structure, that the
-Dockerfile's COPY sources exist and aren't dockerignored, that its apt packages match
-scripts/install.sh, that the binaries it runs are CMake targets, and that ports, paths and timeouts
-agree between Dockerfile, compose file and config example. Exit status 1 on any failure."""
+"""Offline checks of docker/ (no Docker engine needed; scripts/docker_smoke.sh builds and runs it for real):
+the compose files' structure, that the Dockerfile's COPY sources exist and aren't dockerignored, that its
+apt packages match scripts/install.sh, that the binaries it runs are CMake targets, that both variants'
+stages exist, and that ports, paths, settings and timeouts agree between Dockerfile, compose files,
+.env.example and config example. Exit status 1 on any failure."""
 
 import fnmatch
 import json
@@ -90,7 +91,21 @@ def load_yaml(text):
         import yaml  # noqa: PLC0415
     except ImportError:
         return mini_yaml(text), "mini parser"
-    return yaml.safe_load(text), "PyYAML"
+
+    class ComposeLoader(yaml.SafeLoader):
+        pass
+
+    # Compose's merge tags: !reset (drop the inherited value), !override (replace instead of merge).
+    for tag in ("!reset", "!override"):
+        ComposeLoader.add_constructor(tag, lambda loader, node: (
+            loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else
+            loader.construct_mapping(node) if isinstance(node, yaml.MappingNode) else loader.construct_scalar(node)))
+    return yaml.load(text, Loader=ComposeLoader), "PyYAML"
+
+
+def env_default(s):
+    """${NAME:-default} -> default (what compose substitutes when .env does not set NAME)."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(s))
 
 
 # ---- Dockerfile parsing ---------------------------------------------------------------------------
@@ -177,13 +192,35 @@ def main():
     for rel in (".venv/bin/python", "build/server/ditserve", "build-cli/x", "docker/models/flux"):
         check(f"dockerignore drops {rel}", dockerignored(rel, patterns))
 
-    # FROM: a CUDA 13 devel builder and a runtime stage.
-    froms = [a for _, i, a in instrs if i == "FROM"]
+    # FROM: per variant a toolchain and a base stage (CUDA 13 for gpu, Debian 12 for cpu), one builder and one
+    # runtime stage picked by ARG VARIANT.
+    stages = {}
+    for _, i, a in instrs:
+        if i == "FROM":
+            image, _, name = a.partition(" AS ")
+            stages[name.strip()] = image.strip()
     args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", dockerfile, re.M))
-    expand = lambda s: re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), s)  # noqa: E731
-    check("builder is a CUDA 13 devel image", froms and re.match(r"nvidia/cuda:13\.\d+\.\d+-\S*devel", expand(froms[0])),
-          expand(froms[0]) if froms else "no FROM")
-    check("multi-stage (runtime stage)", len(froms) >= 2, f"{len(froms)} FROM")
+
+    def expand(s):
+        for _ in range(5):  # ARG defaults may name other ARGs
+            s = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), s)
+        return s
+
+    check("ARG VARIANT defaults to gpu", args.get("VARIANT") == "gpu", args.get("VARIANT"))
+    check("gpu toolchain is a CUDA 13 devel image",
+          re.match(r"nvidia/cuda:13\.\d+\.\d+-\S*devel", expand(stages.get("gpu-toolchain", ""))),
+          expand(stages.get("gpu-toolchain", "missing")))
+    check("gpu base is a CUDA 13 base image", re.match(r"nvidia/cuda:13\.\d+\.\d+-base", expand(stages.get("gpu-base", ""))),
+          expand(stages.get("gpu-base", "missing")))
+    check("cpu toolchain and base are Debian 12", expand(stages.get("cpu-toolchain", "")).startswith("debian:bookworm")
+          and expand(stages.get("cpu-base", "")).startswith("debian:bookworm"),
+          (stages.get("cpu-toolchain"), stages.get("cpu-base")))
+    check("builder FROM ${VARIANT}-toolchain", stages.get("builder") == "${VARIANT}-toolchain", stages.get("builder"))
+    check("runtime FROM ${VARIANT}-base", stages.get("runtime") == "${VARIANT}-base", stages.get("runtime"))
+    check("runtime is the last stage", list(stages)[-1:] == ["runtime"], list(stages))
+    runtime_idx = list(stages).index("runtime") if "runtime" in stages else -1
+    users = [a for st, i, a in instrs if i == "USER" and st == runtime_idx]
+    check("runtime runs as a non-root user", users and users[-1].split(":")[0] not in ("root", "0"), users)
 
     # COPY/ADD sources exist in the repository and survive the dockerignore.
     for stage, instr, a in instrs:
@@ -211,9 +248,12 @@ def main():
     check("apt packages in install.sh but not Dockerfile", not (sh_pkgs - docker_pkgs), sorted(sh_pkgs - docker_pkgs))
     check("python3-venv installed", "python3-venv" in docker_pkgs)
 
-    # Builder runs install.sh and build.sh; the runtime keeps torch/lib and the three binaries.
+    # Builder installs the pinned torch (requirements.txt) and runs build.sh; the runtime keeps torch/lib and the
+    # three binaries.
     runs = " ".join(a for _, i, a in instrs if i == "RUN")
-    check("RUN scripts/install.sh", "scripts/install.sh" in runs)
+    check("RUN docker/install_torch.sh", "docker/install_torch.sh" in runs)
+    check("install_torch.sh takes torch's pin from requirements.txt",
+          "scripts/requirements.txt" in read("docker/install_torch.sh"))
     check("RUN scripts/build.sh build", re.search(r"scripts/build\.sh\s+build\b", runs))
     check("scripts/build.sh exists", os.path.exists(os.path.join(ROOT, "scripts/build.sh")))
     check("keeps torch/lib", "torch/lib" in runs)
@@ -237,9 +277,10 @@ def main():
             expose |= {int(p.split("/")[0]) for p in a.split()}
     check("EXPOSE 50051 9090", expose == {50051, 9090}, sorted(expose))
 
-    # docker-compose.yml
+    # docker-compose.yml (+ the GPU and host-network overrides, .env.example)
     compose, parser = load_yaml(read("docker/docker-compose.yml"))
     check(f"compose parses ({parser})", isinstance(compose, dict))
+    check("compose v2 format (no version key)", isinstance(compose, dict) and "version" not in compose)
     svc = (compose or {}).get("services", {}).get("ditserve") if isinstance(compose, dict) else None
     check("service ditserve", isinstance(svc, dict))
     svc = svc if isinstance(svc, dict) else {}
@@ -248,22 +289,49 @@ def main():
     df = build.get("dockerfile", "")
     check("build.dockerfile resolves to docker/Dockerfile",
           os.path.normpath(os.path.join(DOCKER, build.get("context", ""), df)) == os.path.join(DOCKER, "Dockerfile"), df)
-    devices = (((svc.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get("devices") or []
-    gpu = [d for d in devices if isinstance(d, dict) and d.get("driver") == "nvidia"]
-    check("GPU reservation driver nvidia", gpu)
-    check("GPU reservation count all", gpu and gpu[0].get("count") == "all")
-    check("GPU reservation capabilities [gpu]", gpu and "gpu" in (gpu[0].get("capabilities") or []))
-    ports = [str(p) for p in svc.get("ports") or []]
-    check("ports 50051:50051 9090:9090", set(ports) >= {"50051:50051", "9090:9090"}, ports)
+    build_args = build.get("args") or {}
+    check("build args are Dockerfile ARGs", build_args and set(build_args) <= set(args), sorted(build_args))
+    ports = [env_default(p) for p in svc.get("ports") or []]
+    check("ports published on loopback by default", set(ports) == {"127.0.0.1:50051:50051", "127.0.0.1:9090:9090"}, ports)
     check("compose container ports == EXPOSE", {int(p.rsplit(":", 1)[-1].split("/")[0]) for p in ports} == expose)
-    vols = [str(v) for v in svc.get("volumes") or []]
+    vols = [env_default(v) for v in svc.get("volumes") or []]
     check("volume ./models:/models:ro", "./models:/models:ro" in vols, vols)
     cfg_mount = [v for v in vols if v.split(":")[1:2] == ["/etc/ditserve/config.json"]]
     check("config mounted read-only at the ENTRYPOINT path", cfg_mount and cfg_mount[0].endswith(":ro"), cfg_mount)
+    check("read-only root filesystem", svc.get("read_only") is True)
+    check("tmpfs /tmp (worker sockets)", any(str(t).split(":")[0] == "/tmp" for t in svc.get("tmpfs") or []))
+    check("init: true (signals forwarded, zombies reaped)", svc.get("init") is True)
     check("stop_signal SIGTERM", svc.get("stop_signal") == "SIGTERM")
     grace = str(svc.get("stop_grace_period", ""))
     check("stop_grace_period 120s", grace == "120s", grace)
     check("restart unless-stopped", svc.get("restart") == "unless-stopped")
+    cmd = [env_default(c) for c in svc.get("command") or []]
+    check("command: --log-format json by default", cmd[:2] == ["--log-format", "json"], cmd)
+    check("logs rotated", ((svc.get("logging") or {}).get("options") or {}).get("max-size"))
+
+    gpu_file, _ = load_yaml(read("docker/docker-compose.gpu.yml"))
+    gsvc = ((gpu_file or {}).get("services") or {}).get("ditserve") or {}
+    check("gpu override builds VARIANT gpu", ((gsvc.get("build") or {}).get("args") or {}).get("VARIANT") == "gpu")
+    devices = (((gsvc.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get("devices") or []
+    gpu = [d for d in devices if isinstance(d, dict) and d.get("driver") == "nvidia"]
+    check("GPU reservation driver nvidia", gpu)
+    check("GPU reservation count all by default", gpu and env_default(gpu[0].get("count")) == "all")
+    check("GPU reservation capabilities [gpu]", gpu and "gpu" in (gpu[0].get("capabilities") or []))
+    check("gpu override: /dev/shm for NCCL", gsvc.get("shm_size"))
+
+    host_file, _ = load_yaml(read("docker/docker-compose.hostnet.yml"))
+    hsvc = ((host_file or {}).get("services") or {}).get("ditserve") or {}
+    check("hostnet override: network_mode host, no published ports",
+          hsvc.get("network_mode") == "host" and hsvc.get("ports") in ([], "!reset []"), hsvc)
+
+    env_example = read("docker/.env.example")
+    env_keys = set(re.findall(r"^#?\s*(\w+)=", env_example, re.M))
+    used = set()
+    for f in ("docker/docker-compose.yml", "docker/docker-compose.gpu.yml"):
+        used |= set(re.findall(r"\$\{(\w+)", read(f)))
+    check(".env.example documents every variable the compose files use", not (used - env_keys), sorted(used - env_keys))
+    check(".env.example sets nothing the compose files ignore", not (env_keys - used - {"COMPOSE_FILE"}),
+          sorted(env_keys - used - {"COMPOSE_FILE"}))
 
     # config.example.json: valid, keys the daemon knows, consistent with the compose file.
     try:

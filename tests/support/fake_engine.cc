@@ -1,6 +1,7 @@
 #include "support/fake_engine.h"
 
 #include <fstream>
+#include <iterator>
 
 #include "engine/io/mp4.h"
 #include "engine/io/png.h"
@@ -46,6 +47,11 @@ StatusOr<GenerateOutput> FakeOutput(const GenerateParams& p, const EngineOptions
 
 StatusOr<std::unique_ptr<Engine>> FakeEngine::Create(const EngineOptions& options) {
   ASSIGN_OR_RETURN(ModelInfo info, ReadModelInfo(options.model_dir));
+  std::ifstream load_error(options.model_dir + "/fake_load_error");
+  if (load_error) {
+    std::string reason((std::istreambuf_iterator<char>(load_error)), std::istreambuf_iterator<char>());
+    return FailedPrecondition(reason);
+  }
   return std::unique_ptr<Engine>(std::make_unique<FakeEngine>(options, std::move(info)));
 }
 

@@ -21,7 +21,8 @@ StatusOr<GenerateOutput> FakeOutput(const GenerateParams& params, const EngineOp
 
 class FakeEngine final : public Engine {
  public:
-  // An EngineFactory: reads options.model_dir's model.json like the real engine does.
+  // An EngineFactory: reads options.model_dir's model.json like the real engine does. A file
+  // fake_load_error in the model dir makes it fail with that file's text (a model that cannot load).
   static StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
   FakeEngine(EngineOptions options, ModelInfo info) : options_(std::move(options)), info_(std::move(info)) {}
   const ModelInfo& info() const override { return info_; }

@@ -28,26 +28,9 @@ namespace {
 // grpc.health.v1.HealthCheckRequest{service=""} is an empty message; the response's field 1 (enum
 // status) is 1 for SERVING. Hand-encoded to avoid depending on the health proto's generated code.
 bool HealthServing(const std::shared_ptr<grpc::Channel>& channel) {
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-  grpc::ByteBuffer request, response;
-  grpc::Slice empty("", 0);
-  request = grpc::ByteBuffer(&empty, 1);
-  grpc::CompletionQueue cq;
-  auto call = stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", request, &cq);
-  call->StartCall();
-  grpc::Status status;
-  call->Finish(&response, &status, reinterpret_cast<void*>(1));
-  void* tag;
-  bool ok;
-  cq.Next(&tag, &ok);
-  if (!status.ok()) return false;
-  std::vector<grpc::Slice> slices;
-  response.Dump(&slices);
-  std::string bytes;
-  for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return bytes == std::string("\x08\x01", 2);
+  std::string response;
+  return RawUnaryCall(channel, "/grpc.health.v1.Health/Check", "", &response, 0.5).ok() &&
+         response == std::string("\x08\x01", 2);
 }
 
 }  // namespace
@@ -56,7 +39,7 @@ ServerProcess::ServerProcess(ServerOptions opts) : opts_(std::move(opts)) {
   if (opts_.model_dir.empty()) opts_.model_dir = TestModelsDir() + "/" + opts_.model_name;
   dir_ = MakeTempDir("ditserve-test");
   log_path_ = dir_ + "/ditserve.log";
-  grpc_address_ = "127.0.0.1:" + std::to_string(FreeTcpPort());
+  grpc_address_ = opts_.grpc_address.empty() ? "127.0.0.1:" + std::to_string(FreeTcpPort()) : opts_.grpc_address;
   metrics_port_ = FreeTcpPort();
   std::ofstream cfg(dir_ + "/config.json");
   cfg << "{\"server\": {\"grpc_address\": \"" << grpc_address_ << "\", \"metrics_address\": \"127.0.0.1:"
@@ -67,6 +50,7 @@ ServerProcess::ServerProcess(ServerOptions opts) : opts_(std::move(opts)) {
   if (!opts_.worker_binary.empty()) cfg << ", \"worker_binary\": \"" << opts_.worker_binary << "\"";
   if (opts_.result_chunk_bytes > 0) cfg << ", \"result_chunk_bytes\": " << opts_.result_chunk_bytes;
   if (opts_.video_crf >= 0) cfg << ", \"video_crf\": " << opts_.video_crf;
+  if (!opts_.extra_server_json.empty()) cfg << ", " << opts_.extra_server_json;
   cfg << "},\n"
       << " \"models\": ";
   if (opts_.models_json.empty()) {
@@ -95,7 +79,8 @@ ServerProcess::ServerProcess(ServerOptions opts) : opts_(std::move(opts)) {
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   if (posix_spawn(&pid_, bin.c_str(), &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
   posix_spawn_file_actions_destroy(&fa);
-  channel_ = grpc::CreateChannel(grpc_address_, grpc::InsecureChannelCredentials());
+  channel_ = grpc::CreateChannel(grpc_address_,
+                                 opts_.credentials ? opts_.credentials : grpc::InsecureChannelCredentials());
 }
 
 ServerProcess::~ServerProcess() {
@@ -175,6 +160,30 @@ std::string ServerProcess::LogTail(size_t bytes) const {
   ss << in.rdbuf();
   std::string s = ss.str();
   return s.size() > bytes ? s.substr(s.size() - bytes) : s;
+}
+
+grpc::Status RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                          const std::string& request, std::string* response, double timeout_s) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(timeout_s)));
+  grpc::Slice slice(request);
+  grpc::ByteBuffer req(&slice, 1), reply;
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareUnaryCall(&ctx, method, req, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&reply, &status, reinterpret_cast<void*>(1));
+  void* tag;
+  bool ok;
+  cq.Next(&tag, &ok);
+  if (response && status.ok()) {
+    std::vector<grpc::Slice> slices;
+    (void)reply.Dump(&slices);
+    for (auto& s : slices) response->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return status;
 }
 
 double MetricValue(const std::string& text, const std::string& name, const std::string& labels) {

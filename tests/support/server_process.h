@@ -25,6 +25,9 @@ struct ServerOptions {
   std::string worker_binary;       // server.worker_binary; empty: the real ditserve-worker
   uint64_t result_chunk_bytes = 0;  // server.result_chunk_bytes; 0: the server's default
   int video_crf = -1;               // server.video_crf; -1: the server's default
+  std::string grpc_address;         // server.grpc_address; empty: 127.0.0.1 and a free port
+  std::string extra_server_json;    // more "server" settings, e.g. R"("drain_timeout_s": 5)"
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // of channel(); null: plaintext
 };
 
 class ServerProcess {
@@ -39,6 +42,7 @@ class ServerProcess {
   void Signal(int sig);
   pid_t pid() const { return pid_; }
   bool Running();
+  int exit_status() const { return exit_status_; }  // waitpid form once Running() saw it exit, else -1
 
   // Clients use gRPC's default channel settings (4 MiB receive limit), as any client would.
   std::unique_ptr<v1::DitServe::Stub> NewStub() const;
@@ -47,6 +51,7 @@ class ServerProcess {
   int metrics_port() const { return metrics_port_; }
   std::string ScrapeMetrics() const;  // GET /metrics body, empty on failure
   std::string LogTail(size_t bytes = 4000) const;
+  const std::string& dir() const { return dir_; }  // config, log; runtime dirs go under dir()/run
 
  private:
   ServerOptions opts_;
@@ -56,6 +61,11 @@ class ServerProcess {
   int exit_status_ = -1;
   std::shared_ptr<grpc::Channel> channel_;
 };
+
+// A unary call with raw request bytes, as a hostile client could send them (also to a server-streaming
+// method: an error comes back before any response). *response gets the reply's bytes when OK.
+grpc::Status RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                          const std::string& request, std::string* response = nullptr, double timeout_s = 10);
 
 // Reads `name{labels} value` from a Prometheus text exposition; `labels` must match exactly the text
 // inside the braces (e.g. model="m",status="OK"). Returns -1 when absent.
