@@ -88,8 +88,8 @@ TEST_F(CogVideoXServed, BadRequestsNameTheFieldAndAllowedValues) {
     std::string field, allowed;
   };
   const std::vector<Bad> bads = {
-      {"frames not 4k+1", [](auto& r) { r.set_num_frames(10); }, "num_frames", "4k+1"},
-      {"too many frames", [](auto& r) { r.set_num_frames(29); }, "num_frames", "[1, 25]"},
+      {"frames not 8k+1", [](auto& r) { r.set_num_frames(13); }, "num_frames", "[1, 25], 8k+1"},
+      {"too many frames", [](auto& r) { r.set_num_frames(33); }, "num_frames", "[1, 25]"},
       {"width not a multiple of 16", [](auto& r) { r.set_width(40); }, "width", "multiple of 16"},
       {"height too large", [](auto& r) { r.set_height(256); }, "height", "[16, 128]"},
   };

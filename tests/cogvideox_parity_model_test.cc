@@ -136,9 +136,9 @@ TEST(CogVideoXParityTest, TwoBDynamicCfgNegativePrompt) {
   RunParity({"cogvideox-tiny-2b", "a lighthouse at sunset", "blurry", 32, 48, 9, 3, 6.f, true, 7});
 }
 
-// 13 frames: 4 latent frames, so the decoder's first frame batch is even.
+// 17 frames: 5 latent frames, decoded as a first batch of 3 and a second of 2 with the first's conv cache.
 TEST(CogVideoXParityTest, FiveBDpmDynamicCfg) {
-  RunParity({"cogvideox-tiny-5b", "an astronaut riding a horse", "", 48, 32, 13, 3, 6.f, true, 3});
+  RunParity({"cogvideox-tiny-5b", "an astronaut riding a horse", "", 48, 32, 17, 3, 6.f, true, 3});
 }
 
 // 9 frames: 3 latent frames padded to 4 for the temporal patches, the padding dropped before decoding.
@@ -147,21 +147,21 @@ TEST(CogVideoXParityTest, OneFiveDdimPaddedFrames) {
 }
 
 TEST(CogVideoXParityTest, OneFiveWithoutCfg) {
-  RunParity({"cogvideox-tiny-1.5", "a castle on a hill", "", 32, 32, 13, 2, 1.f, false, 5});
+  RunParity({"cogvideox-tiny-1.5", "a castle on a hill", "", 32, 32, 17, 2, 1.f, false, 5});
 }
 
 TEST(CogVideoXModelTest, Mp4HasEveryFrame) {
   auto pipeline = Pipeline("cogvideox-tiny-2b");
   ASSERT_TRUE(pipeline.ok()) << pipeline.status().ToString();
   testing::RecordingJobControl control;
-  auto out = (*pipeline)->Generate(ParamsOf({"cogvideox-tiny-2b", "a fox", "", 48, 32, 13, 1, 6.f, false, 1}),
+  auto out = (*pipeline)->Generate(ParamsOf({"cogvideox-tiny-2b", "a fox", "", 48, 32, 17, 1, 6.f, false, 1}),
                                    control);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ(out->mime_type, "video/mp4");
-  EXPECT_EQ(out->frames, 13);
+  EXPECT_EQ(out->frames, 17);
   auto video = testing::DecodeMp4(out->data);
   ASSERT_TRUE(video.ok()) << video.status().ToString();
-  EXPECT_EQ(video->frames, 13);
+  EXPECT_EQ(video->frames, 17);
   EXPECT_EQ(video->width, 48);
   EXPECT_EQ(video->height, 32);
   EXPECT_EQ(video->fps_num / std::max(video->fps_den, 1), 8);

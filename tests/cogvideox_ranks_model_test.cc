@@ -73,14 +73,14 @@ int ChildMain(const testing::ChildArgs& a) {
   return 0;
 }
 
-struct Run {
+struct RunResult {
   std::string pattern;
   std::vector<double> latents;
   std::vector<int> frames;
 };
-Run Parse(const std::string& text) {
+RunResult Parse(const std::string& text) {
   std::istringstream in(text);
-  Run r;
+  RunResult r;
   size_t n = 0;
   in >> r.pattern >> n;
   r.latents.resize(n);
@@ -101,7 +101,7 @@ class CogVideoXRanks : public ::testing::TestWithParam<Layout> {};
 TEST_P(CogVideoXRanks, EveryRankEqualsOneRank) {
   const Layout l = GetParam();
   runtime::SetAttentionBackend(nullptr);
-  const Run want = Parse(RunPipeline(nullptr, "cogvideox-tiny-" + l.model, l.threshold));
+  const RunResult want = Parse(RunPipeline(nullptr, "cogvideox-tiny-" + l.model, l.threshold));
   ASSERT_FALSE(want.latents.empty());
   ASSERT_FALSE(want.frames.empty());
   const int world = l.cfg * l.ulysses * l.ring;
@@ -110,7 +110,7 @@ TEST_P(CogVideoXRanks, EveryRankEqualsOneRank) {
                                                std::to_string(l.threshold)}, 600);
   for (int r = 0; r < world; ++r) {
     ASSERT_EQ(ranks[r].code, 0) << "rank " << r;
-    const Run got = Parse(ranks[r].output);
+    const RunResult got = Parse(ranks[r].output);
     EXPECT_EQ(got.pattern, want.pattern) << "rank " << r;
     ASSERT_EQ(got.latents.size(), want.latents.size()) << "rank " << r;
     double max_diff = 0, max_ref = 0;

@@ -1,5 +1,7 @@
 #include "models/cogvideox/cogvideox_text.h"
 
+#include <filesystem>
+
 #include "engine/runtime/torchscript.h"
 #include "engine/text/t5_tokenizer.h"
 
@@ -13,7 +15,17 @@ StatusOr<std::unique_ptr<CogVideoXTextEncoder>> CogVideoXTextEncoder::Load(const
   enc->device_ = device;
   enc->dtype_ = config.dtype;
   enc->length_ = config.max_sequence_length;
-  ASSIGN_OR_RETURN(enc->tokenizer_, text::T5Tokenizer::Load(config.Path(config.spiece)));
+  // CogVideoX ships the slow T5Tokenizer (spiece.model, no tokenizer.json): sentencepiece's dummy prefix puts
+  // "▁" before the text and before each piece between added tokens, i.e. Metaspace prepend "always".
+  const std::string spiece = config.Path(config.spiece);
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::path(spiece).parent_path() / "tokenizer.json", ec)) {
+    ASSIGN_OR_RETURN(enc->tokenizer_, text::T5Tokenizer::Load(spiece));
+  } else {
+    text::T5TokenizerOptions options = text::T5TokenizerOptions::FromVocabFile();
+    options.prepend = text::T5TokenizerOptions::Prepend::kAlways;
+    ASSIGN_OR_RETURN(enc->tokenizer_, text::T5Tokenizer::Load(spiece, options));
+  }
   ASSIGN_OR_RETURN(enc->t5_, runtime::LoadTorchScript(config.Path(config.text_encoder_file), device));
   return enc;
 }

@@ -220,13 +220,15 @@ def export_vae_decoder(src: str, out_path: str, dtype: torch.dtype, verify: bool
 # entry point
 # ----------------------------------------------------------------------------------------------
 def default_limits(variant: str, scale: int, patch: int) -> Dict:
+    """num_frames 8k+1: an odd number of latent frames ((F - 1) / 4 + 1), the only counts the frame-batched VAE
+    decodes to F frames (an even count decodes to 4 per latent frame: 13 frames would come back as 16)."""
     m = scale * patch
     if variant == "1.5":
         size = {"width": (256, 1360, 1360), "height": (256, 768, 768)}
-        frames = {"min": 5, "max": 161, "multiple_of": 4, "offset": 1, "default": 81}
+        frames = {"min": 9, "max": 161, "multiple_of": 8, "offset": 1, "default": 81}
     else:
         size = {"width": (256, 1360, 720), "height": (256, 1360, 480)}
-        frames = {"min": 5, "max": 49, "multiple_of": 4, "offset": 1, "default": 49}
+        frames = {"min": 9, "max": 49, "multiple_of": 8, "offset": 1, "default": 49}
     lim = {k: {"min": lo, "max": hi, "multiple_of": m, "default": d} for k, (lo, hi, d) in size.items()}
     lim.update({"num_frames": frames, "num_inference_steps": {"min": 1, "max": 100, "default": 50},
                 "default_guidance_scale": 6.0, "default_fps": 16 if variant == "1.5" else 8,

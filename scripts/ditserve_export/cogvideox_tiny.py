@@ -57,6 +57,6 @@ def tiny_cogvideox_limits() -> dict:
     return {
         "width": {"min": 16, "max": 128, "multiple_of": 16, "default": 48},
         "height": {"min": 16, "max": 128, "multiple_of": 16, "default": 32},
-        "num_frames": {"min": 1, "max": 25, "multiple_of": 4, "offset": 1, "default": 9},
+        "num_frames": {"min": 1, "max": 25, "multiple_of": 8, "offset": 1, "default": 9},
         "num_inference_steps": {"min": 1, "max": 50, "default": 3},
     }
