@@ -2,6 +2,7 @@
 
 #include "models/cogvideox/cogvideox_model.h"
 #include "models/flux/flux_model.h"
+#include "models/mochi/mochi_model.h"
 
 namespace ditserve::models {
 
@@ -9,7 +10,7 @@ const std::vector<ModelFamily>& AllFamilies() {
   static const auto* families = new std::vector<ModelFamily>{
       {"flux", OutputKind::kImage, flux::LoadFlux},
       {"hunyuan_video", OutputKind::kVideo, nullptr},
-      {"mochi", OutputKind::kVideo, nullptr},
+      {"mochi", OutputKind::kVideo, mochi::LoadMochi},
       {"cogvideox", OutputKind::kVideo, cogvideox::LoadCogVideoX},
   };
   return *families;

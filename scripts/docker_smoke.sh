@@ -157,12 +157,15 @@ DITSERVE_IMAGE=$IMAGE
 DITSERVE_CONFIG=$WORK/config.json
 DITSERVE_LOG_FORMAT=json
 EOF
-# The model volume (made above) replaces the ./models bind; health is polled every second, not every 15.
+# The model volume (made above) replaces the ./models bind; the image's health check (ditctl health) is told the
+# port through DITSERVE_ADDR and polls every second, not every 15.
 cat > "$WORK/smoke.yml" <<EOF
 services:
   ditserve:
     volumes:
       - models:/models:ro
+    environment:
+      DITSERVE_ADDR: "$ADDR"
     healthcheck:
       interval: 1s
       timeout: 5s

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export a diffusers checkpoint directory into a ditserve model directory (docs/model_format.md).
 
-  export_model.py --family flux --src DIR --out DIR [--dtype float32|bfloat16] [--fp8] [--name NAME]
+  export_model.py --family flux|mochi --src DIR --out DIR [--dtype float32|bfloat16] [--fp8] [--name NAME]
                   [--t5-max-length N] [--no-verify]
 """
 import argparse
@@ -12,6 +12,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ditserve_export.cogvideox import export_cogvideox  # noqa: E402
 from ditserve_export.flux import DTYPES, EXPORTERS, ExportError  # noqa: E402
+from ditserve_export.mochi import export_mochi  # noqa: E402
+
+EXPORTERS = {**EXPORTERS, "mochi": export_mochi}
 
 EXPORTERS = dict(EXPORTERS, cogvideox=export_cogvideox)
 DTYPES = dict(DTYPES, float16=None)  # cogvideox: 2b runs in float16
@@ -27,7 +30,7 @@ def main(argv=None) -> int:
                         "5b / 1.5 bfloat16)")
     p.add_argument("--name", default=None, help="model name in model.json (default: basename of --src)")
     p.add_argument("--t5-max-length", type=int, default=None,
-                   help="T5 sequence length (flux default: 512 for dev, 256 for schnell)")
+                   help="T5 sequence length (flux default: 512 for dev, 256 for schnell; mochi: 256)")
     p.add_argument("--fp8", action="store_true",
                    help="opt-in precision: the transformer blocks' GEMM weights in float8 e4m3 with per-output-feature "
                         "scales (needs --dtype bfloat16; GPUs with FP8 tensor cores run them as FP8 GEMMs)")

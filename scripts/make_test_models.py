@@ -4,7 +4,7 @@
   make_test_models.py --out DIR
 
 Writes DIR/src/flux-tiny-{dev,schnell} (diffusers FluxPipeline dirs), DIR/flux-tiny-{dev,schnell}
-(ditserve model dirs, float32) and DIR/flux-tiny-dev-fp8 (bfloat16 with FP8 block weights: --fp8);
+(ditserve model dirs, float32) and DIR/flux-tiny-dev-fp8 (bfloat16 with FP8 block weights: --fp8), DIR/src/mochi-tiny and DIR/mochi-tiny,
 DIR/src/cogvideox-tiny-{2b,5b,1.5} (CogVideoXPipeline dirs) and DIR/cogvideox-tiny-{2b,5b,1.5} (float32).  Idempotent: skipped when DIR/.done holds the hash of this script and of
 the ditserve_export package.
 """
@@ -73,6 +73,11 @@ def main(argv=None) -> int:
             if os.path.isdir(fp8):
                 shutil.rmtree(fp8)
             export_flux(src, fp8, dtype="bfloat16", name=name + "-fp8", limits=tiny_limits(variant), fp8=True)
+    from ditserve_export.mochi import export_mochi
+    from ditserve_export.tiny_mochi import make_tiny_mochi, tiny_mochi_limits
+    src, dst = fresh_dirs(out, "mochi-tiny")
+    make_tiny_mochi(src, seed=0)
+    export_mochi(src, dst, dtype="float32", name="mochi-tiny", limits=tiny_mochi_limits())
     from ditserve_export.cogvideox import export_cogvideox
     from ditserve_export.cogvideox_tiny import make_tiny_cogvideox, tiny_cogvideox_limits
 

@@ -247,7 +247,7 @@ StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::stri
   try {
     root = json::parse(json_text, check_duplicates);
   } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers such as 1e752
-    return InvalidArgument(std::string("config: invalid JSON: ") + e.what());
+    return InvalidArgument("config: invalid JSON: " + Echo(e.what(), 256));  // what() quotes the input
   }
   if (!duplicate.empty()) return InvalidArgument("config: key \"" + Echo(duplicate) + "\" appears twice in one object");
   ServerConfig c;

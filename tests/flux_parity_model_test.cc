@@ -26,8 +26,7 @@ namespace {
 
 using testing::ReadRaw;
 using testing::RelError;
-
-std::string Quote(const std::string& s) { return testing::ShellQuote(s); }
+using testing::ShellQuote;
 
 constexpr double kEmbedsTolerance = 1e-5;
 constexpr double kLatentsTolerance = 1e-4;
@@ -52,8 +51,8 @@ void RunParity(const Case& c) {
   const std::string out_dir = testing::MakeTempDir("flux-parity");
   std::ostringstream cmd;
   cmd << testing::PythonExe() << " " << testing::SourceDir() << "/tests/python/flux_parity_reference.py"
-      << " --src " << Quote(models + "/src/" + c.model) << " --out " << Quote(out_dir) << " --prompt "
-      << Quote(c.prompt) << " --negative-prompt " << Quote(c.negative_prompt) << " --seed " << c.seed
+      << " --src " << ShellQuote(models + "/src/" + c.model) << " --out " << ShellQuote(out_dir) << " --prompt "
+      << ShellQuote(c.prompt) << " --negative-prompt " << ShellQuote(c.negative_prompt) << " --seed " << c.seed
       << " --width " << c.width << " --height " << c.height << " --steps " << c.steps << " --guidance "
       << c.guidance << " --true-cfg " << c.true_cfg << " --max-sequence-length " << t5_length << " --fbcache-threshold " << c.cache_threshold
       << " --fbcache-warmup " << c.cache_warmup << " --fbcache-max-skips " << c.cache_max_skips << " > " << out_dir << "/log.txt 2>&1";

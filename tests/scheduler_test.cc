@@ -63,6 +63,15 @@ TEST(SchedulerTest, LinearSigmasAreNumpyLinspaceWithoutTheLastZero) {
   EXPECT_EQ(FlowMatchEulerScheduler::LinearSigmas(1), std::vector<double>{1.0});
 }
 
+TEST(SchedulerTest, LinearQuadraticSigmasNeedTwoSteps) {
+  EXPECT_EQ(FlowMatchEulerScheduler::LinearQuadraticSigmas(1, 0.025).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(FlowMatchEulerScheduler::LinearQuadraticSigmas(0, 0.025).status().code(), StatusCode::kInvalidArgument);
+  const auto two = FlowMatchEulerScheduler::LinearQuadraticSigmas(2, 0.025);
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(two->size(), 2u);
+  EXPECT_EQ((*two)[0], 1.0);
+}
+
 TEST(SchedulerTest, RejectsUnsupportedOptions) {
   auto j = nlohmann::json::parse(R"({"use_karras_sigmas": true})");
   EXPECT_EQ(FlowMatchEulerConfig::FromJson(j, "x").status().code(), StatusCode::kInvalidArgument);
@@ -89,6 +98,12 @@ TEST(SchedulerTest, MatchesDiffusersBitForBit) {
     std::optional<std::vector<double>> custom;
     if (c["flux_sigmas"].get<bool>()) custom = FlowMatchEulerScheduler::FluxSigmas(steps);
     if (c["linear_sigmas"].get<bool>()) custom = FlowMatchEulerScheduler::LinearSigmas(steps);
+    if (c["linear_quadratic"].get<bool>()) {
+      auto lq = FlowMatchEulerScheduler::LinearQuadraticSigmas(steps, 0.025);
+      ASSERT_TRUE(lq.ok()) << lq.status().ToString();
+      EXPECT_EQ(*lq, c["linear_quadratic_sigmas"].get<std::vector<double>>()) << "float64 schedule";
+      custom = *lq;
+    }
     ASSERT_TRUE(sched.SetTimesteps(steps, mu, custom).ok());
     EXPECT_EQ(sched.sigmas(), JsonFloats(c["sigmas"]));
     EXPECT_EQ(sched.timesteps(), JsonFloats(c["timesteps"]));
@@ -102,7 +117,7 @@ TEST(SchedulerTest, MatchesDiffusersBitForBit) {
     }
     ++cases;
   }
-  EXPECT_GE(cases, 11);
+  EXPECT_GE(cases, 15);
 }
 
 }  // namespace

@@ -5,6 +5,14 @@
 
 #include <torch/library.h>
 
+#include "engine/runtime/key_compaction.h"
+
+#ifdef DITSERVE_HAVE_TORCH_CUDA
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#endif
+
 namespace ditserve::runtime {
 namespace {
 
@@ -20,6 +28,25 @@ at::Tensor CudnnReadable(const at::Tensor& t) {
   bool ok = t.stride(3) == 1 && (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15u) == 0;
   for (int i = 0; i < 3 && ok; ++i) ok = t.size(i) == 1 || t.stride(i) % 8 == 0;
   return ok ? t : t.contiguous();
+}
+
+at::Tensor Cudnn(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  return std::get<0>(at::_scaled_dot_product_cudnn_attention(CudnnReadable(q), CudnnReadable(k), CudnnReadable(v),
+                                                             std::nullopt, /*compute_log_sumexp=*/false, 0.0, false,
+                                                             false));
+}
+
+// A key-compacted attention syncs with the host once per mask, which a CUDA graph capture cannot do.
+bool Capturing(const at::Tensor& q) {
+#ifdef DITSERVE_HAVE_TORCH_CUDA
+  if (!q.is_cuda()) return false;
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  C10_CUDA_CHECK(cudaStreamIsCapturing(c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(q.get_device())).stream(), &status));
+  return status != cudaStreamCaptureStatusNone;
+#else
+  (void)q;
+  return false;
+#endif
 }
 
 at::Tensor AttentionKernel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -57,9 +84,22 @@ at::Tensor SdpaAttentionBackend::Attention(const at::Tensor& q, const at::Tensor
     // at about half cuDNN's throughput at FLUX's shape (331 vs 647 TFLOP/s on an H200). cuDNN reads
     // strided q/k/v (the exported graph passes [B, S, H, D]-stored views and column slices of fused
     // projections) and returns its output in q's layout.
-    return std::get<0>(at::_scaled_dot_product_cudnn_attention(CudnnReadable(q), CudnnReadable(k), CudnnReadable(v),
-                                                               std::nullopt, /*compute_log_sumexp=*/false, 0.0,
-                                                               false, false));
+    return Cudnn(q, k, v);
+  }
+  if (q.is_cuda() && masked && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) && !Capturing(q)) {
+    // Padding keys (a padded prompt): cuDNN on each row's real keys instead of the (slower) masked kernel.
+    const std::vector<KeyCompaction::Row> rows = compaction_.Rows(*key_mask);
+    std::vector<at::Tensor> out;
+    for (int64_t b = 0; b < q.size(0); ++b) {
+      const auto& row = rows[static_cast<size_t>(b)];
+      const at::Tensor qb = q.narrow(0, b, 1);
+      if (row.prefix == 0 || (row.prefix < 0 && row.index.numel() == 0)) {
+        out.push_back(at::zeros_like(qb));  // every key masked: SDPA's convention for an all -inf row
+        continue;
+      }
+      out.push_back(Cudnn(qb, KeyCompaction::Select(k, b, row), KeyCompaction::Select(v, b, row)));
+    }
+    return out.size() == 1 ? out[0] : at::cat(out, 0);
   }
   std::optional<at::Tensor> attn_mask;
   if (key_mask.has_value() && key_mask->defined()) {

@@ -10,6 +10,8 @@
 
 #include <ATen/ATen.h>
 
+#include "engine/runtime/key_compaction.h"
+
 namespace ditserve::runtime {
 
 class AttentionBackend {
@@ -22,12 +24,16 @@ class AttentionBackend {
                                const std::optional<at::Tensor>& key_mask) = 0;
 };
 
-// Plain at::scaled_dot_product_attention on this rank's full sequence.
+// Plain at::scaled_dot_product_attention on this rank's full sequence (cuDNN for unmasked half/bf16 on CUDA;
+// masked half/bf16 on CUDA runs cuDNN on the real keys: key_compaction.h).
 class SdpaAttentionBackend final : public AttentionBackend {
  public:
   const char* name() const override { return "sdpa"; }
   at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        const std::optional<at::Tensor>& key_mask) override;
+
+ private:
+  KeyCompaction compaction_;
 };
 
 // Installs `backend` for this process (nullptr restores SDPA). Call while no job is running.

@@ -1,5 +1,6 @@
 #include "models/flux/flux_denoiser.h"
 
+#include "engine/runtime/tensor_pair.h"
 #include "engine/runtime/torchscript.h"
 
 namespace ditserve::models::flux {
@@ -7,11 +8,6 @@ namespace {
 
 // Inputs: [txt, mod, cos, sin, mask].
 enum { kTxt, kMod, kCos, kSin, kMask };
-
-runtime::TensorList Pair(const c10::IValue& v) {
-  const auto& e = v.toTupleRef().elements();
-  return {e[0].toTensor(), e[1].toTensor()};
-}
 
 }  // namespace
 
@@ -42,7 +38,7 @@ runtime::TensorList FluxDenoiser::Begin(const at::Tensor& latents, const runtime
                                         at::Tensor* img_in) {
   const at::Tensor img = transformer_.get_method("embed_image")({layout_.Shard(kImage, latents, 1)}).toTensor();
   if (img_in != nullptr) *img_in = img;
-  return Pair(transformer_.get_method("double_blocks")(
+  return runtime::TensorPair(transformer_.get_method("double_blocks")(
       {int64_t{0}, end, img, in[kTxt], in[kMod], in[kCos], in[kSin], runtime::Optional(in[kMask])}));
 }
 
@@ -61,14 +57,14 @@ runtime::Denoiser::FirstBlock FluxDenoiser::First(const at::Tensor& latents, con
 runtime::TensorList FluxDenoiser::Rest(const runtime::TensorList& streams, const runtime::TensorList& in) {
   runtime::TensorList s = streams;  // after double block 0
   if (num_layers_ > 1) {
-    s = Pair(transformer_.get_method("double_blocks")(
+    s = runtime::TensorPair(transformer_.get_method("double_blocks")(
         {int64_t{1}, num_layers_, s[0], s[1], in[kMod], in[kCos], in[kSin], runtime::Optional(in[kMask])}));
   }
   return Singles(s, in);
 }
 
 runtime::TensorList FluxDenoiser::Singles(const runtime::TensorList& s, const runtime::TensorList& in) {
-  return Pair(transformer_.get_method("single_blocks")(
+  return runtime::TensorPair(transformer_.get_method("single_blocks")(
       {int64_t{0}, num_single_layers_, s[0], s[1], in[kMod], in[kCos], in[kSin], runtime::Optional(in[kMask])}));
 }
 

@@ -26,7 +26,7 @@ def _scheduler(variant: str):
 
 
 def tiny_t5_encoder(vocab_size: int):
-    """A 2-layer T5 encoder (d_model 32) with T5's special ids; seed torch before calling."""
+    """A 2-layer T5 encoder (d_model 32) in the layout of T5-v1.1 (gated GELU), randomly initialised."""
     from transformers import T5Config, T5EncoderModel
     return T5EncoderModel(T5Config(
         vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,

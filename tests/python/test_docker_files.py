@@ -187,9 +187,11 @@ def main():
         if os.path.exists(os.path.join(ROOT, ignore_file)) else []
     for must in (".venv", "build*", "test-models"):
         check(f"dockerignore excludes {must}", must in patterns)
-    for rel in ("scripts/install.sh", "scripts/build.sh", "CMakeLists.txt", "server/cli/ditctl.cc"):
+    for rel in ("scripts/install.sh", "scripts/build.sh", "scripts/requirements.txt", "CMakeLists.txt",
+                "server/cli/ditctl.cc", "docker/install_torch.sh", "proto/ditserve/v1/ditserve.proto"):
         check(f"dockerignore keeps {rel}", not dockerignored(rel, patterns))
-    for rel in (".venv/bin/python", "build/server/ditserve", "build-cli/x", "docker/models/flux"):
+    for rel in (".venv/bin/python", "build/server/ditserve", "build-cli/x", "docker/models/flux", "docker/Dockerfile",
+                "docker/docker-compose.yml", "docs/deployment.md", "README.md", "tests/config_test.cc", ".dev/tools"):
         check(f"dockerignore drops {rel}", dockerignored(rel, patterns))
 
     # FROM: per variant a toolchain and a base stage (CUDA 13 for gpu, Debian 12 for cpu), one builder and one

@@ -132,6 +132,27 @@ std::vector<double> FlowMatchEulerScheduler::LinearSigmas(int64_t num_inference_
   return s;
 }
 
+StatusOr<std::vector<double>> FlowMatchEulerScheduler::LinearQuadraticSigmas(int64_t num_steps, double threshold) {
+  if (num_steps < 2) return InvalidArgument("num_inference_steps: the linear-quadratic schedule needs >= 2 steps");
+  const int64_t linear_steps = num_steps / 2;
+  const int64_t quadratic_steps = num_steps - linear_steps;
+  const double step_diff = static_cast<double>(linear_steps) - threshold * static_cast<double>(num_steps);
+  const double qs2 = static_cast<double>(quadratic_steps * quadratic_steps);
+  const double quadratic_coef = step_diff / static_cast<double>(linear_steps * quadratic_steps * quadratic_steps);
+  const double linear_coef = threshold / static_cast<double>(linear_steps) - 2 * step_diff / qs2;
+  const double constant = quadratic_coef * static_cast<double>(linear_steps * linear_steps);
+  std::vector<double> s;
+  s.reserve(static_cast<size_t>(num_steps));
+  for (int64_t i = 0; i < linear_steps; ++i) {
+    s.push_back(1.0 - static_cast<double>(i) * threshold / static_cast<double>(linear_steps));
+  }
+  for (int64_t i = linear_steps; i < num_steps; ++i) {
+    const double x = quadratic_coef * static_cast<double>(i * i) + linear_coef * static_cast<double>(i) + constant;
+    s.push_back(1.0 - x);
+  }
+  return s;
+}
+
 Status FlowMatchEulerScheduler::SetTimesteps(int64_t num_inference_steps, std::optional<double> mu,
                                              const std::optional<std::vector<double>>& custom_sigmas) {
   if (num_inference_steps < 1) return InvalidArgument("num_inference_steps must be >= 1");

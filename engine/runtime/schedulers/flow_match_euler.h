@@ -56,6 +56,10 @@ class FlowMatchEulerScheduler final : public Scheduler {
   static std::vector<double> FluxSigmas(int64_t num_inference_steps);
   // np.linspace(1.0, 0.0, n + 1)[:-1] (float64): HunyuanVideoPipeline's default custom sigmas.
   static std::vector<double> LinearSigmas(int64_t num_inference_steps);
+  // MochiPipeline's linear_quadratic_schedule(n, threshold_noise) (python floats = double): linear from 1 down
+  // to 1 - threshold over the first n / 2 steps, then quadratic towards 0. Needs n >= 2 (diffusers divides by
+  // n / 2).
+  static StatusOr<std::vector<double>> LinearQuadraticSigmas(int64_t num_inference_steps, double threshold_noise);
 
   // diffusers' scheduler.timesteps [n] and scheduler.sigmas [n + 1] (trailing 0, or 1 with
   // invert_sigmas), both float32.

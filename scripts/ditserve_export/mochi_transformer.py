@@ -1,0 +1,344 @@
+"""ditserve's TorchScript-able Mochi-1 transformer.
+
+Numerically it follows diffusers 0.34 ``MochiTransformer3DModel`` and holds the same parameters under the same
+names (a diffusers state dict loads as is). Differences, all deliberate (docs/models/mochi.md):
+
+* attention is ``torch.ops.ditserve.attention(q, k, v, key_mask)`` over the joint sequence [video tokens, text
+  tokens] with the prompt's padding as a key mask. diffusers instead drops the padded text tokens per sample
+  (data-dependent shapes) and gives them a zero attention output. The video tokens' results are equal; padded
+  text tokens get other values here, which nothing reads (they are never keys, and the pooled conditioning is
+  computed from the encoder output before the blocks);
+* the rotary table is computed once per request (``rope``: diffusers' positions and learned per-head
+  frequencies, float32) and passed to the blocks, so the engine can shard its rows over the sequence ranks;
+* the model runs in pieces: ``conditioning`` (every block's modulation for all steps of a request, batched),
+  ``embed_text`` (caption projection, once per request), ``embed_video`` (patch embedding), ``blocks(start,
+  end, ...)`` (First Block Cache splits after block 0), ``head`` (final norm + projection, tokens out;
+  the engine unpatchifies after gathering the sequence shards).
+"""
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import ops as _ops  # noqa: F401  (registers torch.ops.ditserve.*)
+from .flux_transformer import MLPEmbedder, timestep_sinusoid
+
+
+def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """diffusers RMSNorm(0, eps, elementwise_affine=False) of a float32 tensor."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def _modulated(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+    """MochiModulatedRMSNorm / MochiRMSNormZero: rms(x.float()) * scale (float32 math), back to x's dtype.
+    scale [B, 1, D] (any float dtype; promoted as diffusers' product promotes it)."""
+    return (_rms(x.to(torch.float32), eps) * scale).to(x.dtype)
+
+
+class HeadRMSNorm(nn.Module):
+    """MochiRMSNorm(head_dim, eps, elementwise_affine=True) over the last dim."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        return (x * torch.rsqrt(var + self.eps) * self.weight).to(x.dtype)
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """diffusers' Mochi apply_rotary_emb: x [B, S, H, D], cos/sin float32 [S, H, D/2] on (even, odd) pairs."""
+    xe = x[..., 0::2].float()
+    xo = x[..., 1::2].float()
+    c = (xe * cos - xo * sin).to(x.dtype)
+    s = (xe * sin + xo * cos).to(x.dtype)
+    return torch.stack([c, s], dim=-1).flatten(-2)
+
+
+class SwiGLUProj(nn.Module):
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, 2 * inner, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, g = self.proj(x).chunk(2, dim=-1)
+        return h * F.silu(g)
+
+
+class FeedForward(nn.Module):
+    """diffusers FeedForward(activation_fn="swiglu", bias=False): net.0 (SwiGLU), net.1 (dropout), net.2."""
+
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.net = nn.ModuleList([SwiGLUProj(dim, inner), nn.Dropout(0.0), nn.Linear(inner, dim, bias=False)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class Linear(nn.Module):
+    """Holds ``linear`` (MochiRMSNormZero's modulation projection); the engine computes it in conditioning."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.linear(s)
+
+
+class ContinuousNorm(nn.Module):
+    """MochiLayerNormContinuous's projection (the last block's text norm)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(in_dim, out_dim)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.linear_1(s)
+
+
+class MochiAttention(nn.Module):
+    def __init__(self, dim: int, pdim: int, heads: int, head_dim: int, context_pre_only: bool):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.context_pre_only = context_pre_only
+        self.norm_q = HeadRMSNorm(head_dim, 1e-5)
+        self.norm_k = HeadRMSNorm(head_dim, 1e-5)
+        self.norm_added_q = HeadRMSNorm(head_dim, 1e-5)
+        self.norm_added_k = HeadRMSNorm(head_dim, 1e-5)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(dim, inner, bias=False)
+        self.to_v = nn.Linear(dim, inner, bias=False)
+        self.add_q_proj = nn.Linear(pdim, inner, bias=False)
+        self.add_k_proj = nn.Linear(pdim, inner, bias=False)
+        self.add_v_proj = nn.Linear(pdim, inner, bias=False)
+        self.to_out = nn.ModuleList([nn.Linear(inner, dim), nn.Dropout(0.0)])
+        self.to_add_out = nn.Linear(inner, pdim) if not context_pre_only else nn.Identity()
+
+    def forward(self, x: torch.Tensor, txt: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        h = self.heads
+        q = _rope(self.norm_q(self.to_q(x).unflatten(2, (h, -1))), cos, sin)
+        k = _rope(self.norm_k(self.to_k(x).unflatten(2, (h, -1))), cos, sin)
+        v = self.to_v(x).unflatten(2, (h, -1))
+        tq = self.norm_added_q(self.add_q_proj(txt).unflatten(2, (h, -1)))
+        tk = self.norm_added_k(self.add_k_proj(txt).unflatten(2, (h, -1)))
+        tv = self.add_v_proj(txt).unflatten(2, (h, -1))
+        q = torch.cat([q, tq], dim=1).transpose(1, 2)
+        k = torch.cat([k, tk], dim=1).transpose(1, 2)
+        v = torch.cat([v, tv], dim=1).transpose(1, 2)
+        o = torch.ops.ditserve.attention(q, k, v, key_mask)
+        o = o.transpose(1, 2).flatten(2, 3).to(x.dtype)
+        s = x.shape[1]
+        out = self.to_out[0](o[:, :s])
+        txt_out = self.to_add_out(o[:, s:])
+        return out, txt_out
+
+
+class MochiBlock(nn.Module):
+    def __init__(self, dim: int, pdim: int, heads: int, head_dim: int, context_pre_only: bool, eps: float = 1e-6):
+        super().__init__()
+        self.context_pre_only = context_pre_only
+        self.eps = eps
+        self.dim = dim
+        self.pdim = pdim
+        self.norm1 = Linear(dim, 4 * dim)
+        self.norm1_context = ContinuousNorm(dim, pdim) if context_pre_only else Linear(dim, 4 * pdim)
+        self.attn1 = MochiAttention(dim, pdim, heads, head_dim, context_pre_only)
+        self.ff = FeedForward(dim, (4 * dim * 2) // 3)
+        self.ff_context = FeedForward(pdim, (4 * pdim * 2) // 3) if not context_pre_only else nn.Identity()
+
+    def mod_width(self) -> int:
+        return 4 * self.dim + (self.pdim if self.context_pre_only else 4 * self.pdim)
+
+    def forward(self, x: torch.Tensor, txt: torch.Tensor, mod: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        d, p, eps = self.dim, self.pdim, self.eps
+        m = mod[:, :4 * d].unsqueeze(1)
+        scale_msa, gate_msa = m[:, :, :d], m[:, :, d:2 * d]
+        scale_mlp, gate_mlp = m[:, :, 2 * d:3 * d], m[:, :, 3 * d:]
+        nx = _modulated(x, 1 + scale_msa.to(torch.float32), eps)
+        c = mod[:, 4 * d:].unsqueeze(1)
+        if self.context_pre_only:
+            ntxt = _modulated(txt, 1 + c.to(torch.float32), eps)
+        else:
+            ntxt = _modulated(txt, 1 + c[:, :, :p].to(torch.float32), eps)
+        a, ta = self.attn1(nx, ntxt, cos, sin, key_mask)
+        x = x + _modulated(a, torch.tanh(gate_msa), eps)
+        x = x + _modulated(self.ff(_modulated(x, 1 + scale_mlp.to(torch.float32), eps)), torch.tanh(gate_mlp), eps)
+        if not self.context_pre_only:
+            txt = txt + _modulated(ta, torch.tanh(c[:, :, p:2 * p]), eps)
+            h = self.ff_context(_modulated(txt, 1 + c[:, :, 2 * p:3 * p].to(torch.float32), eps))
+            txt = txt + _modulated(h, torch.tanh(c[:, :, 3 * p:]), eps)
+        return x, txt
+
+
+class AttentionPool(nn.Module):
+    """diffusers MochiAttentionPool (masked mean token as the query over [mean, tokens])."""
+
+    def __init__(self, heads: int, embed_dim: int, out_dim: int):
+        super().__init__()
+        self.heads = heads
+        self.to_kv = nn.Linear(embed_dim, 2 * embed_dim)
+        self.to_q = nn.Linear(embed_dim, embed_dim)
+        self.to_out = nn.Linear(embed_dim, out_dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        d = x.shape[2]
+        attn_mask = F.pad(mask[:, None, None, :].to(torch.bool), (1, 0), value=True)
+        w = mask[:, :, None].to(x.dtype)
+        w = w / w.sum(dim=1, keepdim=True).clamp(min=1)
+        pooled = (x * w).sum(dim=1, keepdim=True)
+        x = torch.cat([pooled, x], dim=1)
+        hd = d // self.heads
+        kv = self.to_kv(x).unflatten(2, (2, self.heads, hd)).transpose(1, 3)
+        k, v = kv.unbind(2)
+        q = self.to_q(x[:, 0]).unflatten(1, (self.heads, hd)).unsqueeze(2)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=0.0)
+        return self.to_out(o.squeeze(2).flatten(1, 2))
+
+
+class TimeEmbed(nn.Module):
+    """MochiCombinedTimestepCaptionEmbedding's parameters (timestep_embedder, pooler, caption_proj)."""
+
+    def __init__(self, dim: int, pdim: int, text_dim: int, time_dim: int):
+        super().__init__()
+        self.time_dim = time_dim
+        self.timestep_embedder = MLPEmbedder(time_dim, dim)
+        self.pooler = AttentionPool(8, text_dim, dim)
+        self.caption_proj = nn.Linear(text_dim, pdim)
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, p: int, cin: int, dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, dim, kernel_size=p, stride=p)
+
+
+class NormOut(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, 2 * dim)
+
+
+class MochiTransformer(nn.Module):
+    def __init__(self, patch_size: int = 2, num_attention_heads: int = 24, attention_head_dim: int = 128,
+                 num_layers: int = 48, pooled_projection_dim: int = 1536, in_channels: int = 12,
+                 out_channels: Optional[int] = None, text_embed_dim: int = 4096, time_embed_dim: int = 256):
+        super().__init__()
+        dim = num_attention_heads * attention_head_dim
+        out_channels = out_channels or in_channels
+        self.patch_size = patch_size
+        self.inner_dim = dim
+        self.num_layers = num_layers
+        self.patch_embed = PatchEmbed(patch_size, in_channels, dim)
+        self.time_embed = TimeEmbed(dim, pooled_projection_dim, text_embed_dim, time_embed_dim)
+        self.pos_frequencies = nn.Parameter(torch.zeros(3, num_attention_heads, attention_head_dim // 2))
+        self.transformer_blocks = nn.ModuleList([
+            MochiBlock(dim, pooled_projection_dim, num_attention_heads, attention_head_dim, i == num_layers - 1)
+            for i in range(num_layers)])
+        self.norm_out = NormOut(dim)
+        self.proj_out = nn.Linear(dim, patch_size * patch_size * out_channels)
+        offsets: List[int] = []
+        o = 0
+        for blk in self.transformer_blocks:
+            offsets.append(o)
+            o += blk.mod_width()
+        offsets.append(o)
+        self.mod_offsets = offsets  # block i's modulation: [offsets[i], offsets[i + 1]); norm_out's after
+
+    @classmethod
+    def from_diffusers_config(cls, cfg) -> "MochiTransformer":
+        keys = ("patch_size", "num_attention_heads", "attention_head_dim", "num_layers", "pooled_projection_dim",
+                "in_channels", "out_channels", "text_embed_dim", "time_embed_dim")
+        for k, want in (("qk_norm", "rms_norm"), ("activation_fn", "swiglu")):
+            if cfg.get(k, want) != want:
+                raise ValueError(f"MochiTransformer3DModel with {k}={cfg.get(k)!r} is not supported (need {want!r})")
+        return cls(**{k: cfg[k] for k in keys if k in cfg})
+
+    @torch.jit.export
+    def rope(self, num_frames: int, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """diffusers MochiRoPE for a (frames, height, width) grid of patches: float32 cos, sin [T*H*W, heads,
+        head_dim/2], tokens frame-major as the patch embedding orders them."""
+        dev = self.pos_frequencies.device
+        scale = (192.0 * 192.0 / float(height * width)) ** 0.5
+        t = torch.arange(num_frames, device=dev, dtype=torch.float32)
+        eh = torch.linspace(-height * scale / 2, height * scale / 2, height + 1, device=dev, dtype=torch.float32)
+        ew = torch.linspace(-width * scale / 2, width * scale / 2, width + 1, device=dev, dtype=torch.float32)
+        h = (eh[:-1] + eh[1:]) / 2
+        w = (ew[:-1] + ew[1:]) / 2
+        gt, gh, gw = torch.meshgrid([t, h, w], indexing="ij")
+        pos = torch.stack([gt, gh, gw], dim=-1).view(-1, 3)
+        freqs = torch.einsum("nd,dhf->nhf", pos, self.pos_frequencies.to(torch.float32))
+        return torch.cos(freqs), torch.sin(freqs)
+
+    @torch.jit.export
+    def conditioning(self, timesteps: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """timesteps [n] (the transformer's timestep, in the model dtype), text [B, L, text_dim] (encoder output),
+        mask [B, L] -> [n, B, mod_dim]: every block's and the final norm's modulation at every step (silu(temb)
+        through each projection, as diffusers computes them per call)."""
+        n = timesteps.shape[0]
+        b = text.shape[0]
+        te = self.time_embed
+        pooled = te.pooler(text, mask)                                          # [B, dim]
+        t = timestep_sinusoid(timesteps.repeat_interleave(b), te.time_dim).to(text.dtype)
+        temb = te.timestep_embedder(t) + pooled.repeat(n, 1)                    # step-major rows
+        s = F.silu(temb)
+        mods: List[torch.Tensor] = []
+        for blk in self.transformer_blocks:
+            mods.append(blk.norm1(s))
+            mods.append(blk.norm1_context(s))
+        mods.append(self.norm_out.linear(s))
+        return torch.cat(mods, dim=1).view(n, b, -1)
+
+    @torch.jit.export
+    def embed_text(self, text: torch.Tensor) -> torch.Tensor:
+        return self.time_embed.caption_proj(text)
+
+    @torch.jit.export
+    def embed_video(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, C, T, H, W] -> [B, T * H/p * W/p, dim] (frame-major, rows, columns)."""
+        b = latents.shape[0]
+        x = latents.permute(0, 2, 1, 3, 4).flatten(0, 1)
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        return x.unflatten(0, (b, -1)).flatten(1, 2)
+
+    @torch.jit.export
+    def blocks(self, start: int, end: int, x: torch.Tensor, txt: torch.Tensor, mod: torch.Tensor, cos: torch.Tensor,
+               sin: torch.Tensor, key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """mod [B, mod_dim]: this step's row of conditioning()."""
+        for i, blk in enumerate(self.transformer_blocks):
+            if i >= start and i < end:
+                x, txt = blk(x, txt, mod[:, self.mod_offsets[i]:self.mod_offsets[i + 1]], cos, sin, key_mask)
+        return x, txt
+
+    @torch.jit.export
+    def head(self, x: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
+        """AdaLayerNormContinuous (layer norm, eps 1e-6, scale then shift) + proj_out: [B, S, p*p*C] tokens."""
+        d = self.inner_dim
+        m = mod[:, self.mod_offsets[self.num_layers]:]
+        scale, shift = m[:, :d], m[:, d:2 * d]
+        x = F.layer_norm(x, [d], None, None, 1e-6) * (1 + scale)[:, None, :] + shift[:, None, :]
+        return self.proj_out(x)
+
+    def forward(self, latents: torch.Tensor, text: torch.Tensor, timestep: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        """diffusers' transformer call for one timestep (all samples at the same t): -> [B, C, T, H, W]."""
+        b, _, t, hh, ww = latents.shape
+        p = self.patch_size
+        mod = self.conditioning(timestep[:1], text, mask)[0]
+        cos, sin = self.rope(t, hh // p, ww // p)
+        keys = torch.cat([torch.ones(b, t * (hh // p) * (ww // p), dtype=torch.bool, device=latents.device),
+                          mask.to(torch.bool)], dim=1)
+        x, txt = self.blocks(0, self.num_layers, self.embed_video(latents), self.embed_text(text), mod, cos, sin,
+                             keys)
+        out = self.head(x, mod)
+        out = out.reshape(b, t, hh // p, ww // p, p, p, -1).permute(0, 6, 1, 2, 4, 3, 5)
+        return out.reshape(b, -1, t, hh, ww)

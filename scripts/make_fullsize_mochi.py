@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Write a Mochi-1 pipeline directory at the released configs (genmo/mochi-1-preview: 10.0B-parameter
+MochiTransformer3DModel, T5-v1.1-XXL encoder, AutoencoderKLMochi) with random bf16 weights, in the layout
+MochiPipeline.save_pretrained writes. For benchmarks without downloading weights; the tokenizer is the small
+trained one (ids stay in range). Weights are initialised on --device (cuda: seconds) in bf16, never fp32.
+
+  make_fullsize_mochi.py --out DIR [--device cuda]
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ditserve_export.tiny_tokenizers import DEFAULT_CORPUS, build_t5_spm  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu", help="where to initialise the random weights")
+    a = p.parse_args()
+    from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiPipeline, MochiTransformer3DModel
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    t0 = time.time()
+    torch.set_default_dtype(torch.bfloat16)
+    torch.manual_seed(0)
+    torch.set_default_device(a.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        spiece = build_t5_spm(os.path.join(tmp, "t5"), DEFAULT_CORPUS)
+        tokenizer = T5TokenizerFast(vocab_file=spiece, add_prefix_space=True, model_max_length=256)
+        text_encoder = T5EncoderModel(T5Config(
+            vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+            feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False, tie_word_embeddings=False,
+            pad_token_id=0, eos_token_id=1)).eval()
+        vae = AutoencoderKLMochi().eval()  # the released config is diffusers' default
+        transformer = MochiTransformer3DModel().eval()
+        with torch.no_grad():  # diffusers initialises the learned RoPE frequencies to zero
+            transformer.pos_frequencies.normal_(0, 0.02)
+        print(f"built in {time.time() - t0:.1f}s; transformer params "
+              f"{sum(x.numel() for x in transformer.parameters()) / 1e9:.2f}B", flush=True)
+        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False,
+                                                    invert_sigmas=True)
+        pipe = MochiPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                             transformer=transformer, force_zeros_for_empty_prompt=True)
+        pipe.save_pretrained(a.out, max_shard_size="10GB")
+    print(f"wrote {a.out} in {time.time() - t0:.1f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
