@@ -29,7 +29,8 @@ class CogVideoXDenoiser final : public runtime::Denoiser {
 
   int num_branches() const override { return static_cast<int>(branches_.size()); }
   runtime::TensorList Inputs(int branch, int64_t step) override;
-  std::vector<int64_t> InputBatchDims() const override { return {0, 0, -1, -1, -1, -1}; }
+  // The key mask has a batch dim: the loop batches both CFG branches and attention wants [B, S] masks.
+  std::vector<int64_t> InputBatchDims() const override { return {0, 0, -1, -1, -1, 0}; }
   std::string GraphKey() const override;
   at::Tensor Forward(const at::Tensor& latents, const runtime::TensorList& in) override;
   FirstBlock First(const at::Tensor& latents, const runtime::TensorList& in) override;
