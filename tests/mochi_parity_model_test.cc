@@ -40,6 +40,7 @@ struct Case {
   int64_t width, height, frames, steps;
   float guidance;
   uint64_t seed;
+  float cache_threshold = 0.f;  // First Block Cache: the reference applies the same rule on diffusers' blocks
 };
 
 GenerateParams ParamsOf(const Case& c) {
@@ -54,6 +55,7 @@ GenerateParams ParamsOf(const Case& c) {
   p.seed = c.seed;
   p.fps = 30;
   p.format = GenerateParams::Format::kMp4;
+  p.cache_threshold = c.cache_threshold;
   return p;
 }
 
@@ -91,7 +93,7 @@ void RunParity(const Case& c) {
       << " --src " << ShellQuote(models + "/src/mochi-tiny") << " --out " << ShellQuote(out_dir) << " --prompt "
       << ShellQuote(c.prompt) << " --negative-prompt " << ShellQuote(c.negative_prompt) << " --seed " << c.seed << " --width "
       << c.width << " --height " << c.height << " --frames " << c.frames << " --steps " << c.steps << " --guidance "
-      << c.guidance << " > " << out_dir << "/log.txt 2>&1";
+      << c.guidance << " --fbcache-threshold " << c.cache_threshold << " > " << out_dir << "/log.txt 2>&1";
   ASSERT_EQ(std::system(cmd.str().c_str()), 0) << "reference failed; see " << out_dir << "/log.txt";
   std::ifstream meta_in(out_dir + "/meta.json");
   const auto meta = nlohmann::json::parse(meta_in);
@@ -113,6 +115,19 @@ void RunParity(const Case& c) {
   ASSERT_EQ(got->rgb.size(), want_video.size());
   ASSERT_EQ(int64_t(got->step_latents.size()), meta["steps"].get<int64_t>());
   ASSERT_EQ(got->step_latents.size() * want_latents.size(), want_steps.size());
+
+  // The cache skipped exactly the steps the reference rule skipped.
+  const auto want_decisions = meta["cache_decisions"].get<std::vector<bool>>();
+  EXPECT_EQ(got->cache_decisions, want_decisions);
+  if (c.cache_threshold > 0) {
+    const int64_t skipped = std::count(want_decisions.begin(), want_decisions.end(), true);
+    EXPECT_GT(skipped, 0) << "threshold too low to exercise the cache";
+    EXPECT_LT(skipped, c.steps - 1) << "threshold too high to exercise the cache";
+    EXPECT_EQ(got->steps_skipped, skipped);
+    std::string pattern;
+    for (bool d : got->cache_decisions) pattern += d ? 'S' : 'C';
+    std::printf("[parity] first block cache threshold %g: %s (S = skipped)\n", c.cache_threshold, pattern.c_str());
+  }
 
   ExpectEmbeds(*got, out_dir, "", "prompt");
   if (c.guidance > 1) ExpectEmbeds(*got, out_dir, "neg_", "negative_prompt");
@@ -149,6 +164,13 @@ TEST(MochiParityTest, CfgNegativePrompt) {
 
 // 31 frames = 6 latent frames: the VAE decodes them in two chunks (4 + 2).
 TEST(MochiParityTest, NoCfg) { RunParity({"a bowl of ramen", "", 32, 32, 31, 2, 1.f, 1}); }
+
+// Measured first-block changes 0.13-0.14 on steps 1-4 and 0.23+ after: threshold 0.2 skips 4 of 8 steps (CSSSSCCC).
+TEST(MochiParityTest, CfgFirstBlockCache) {
+  Case c{"a red fox in the snow", "fog", 48, 80, 25, 8, 4.5f, 11};
+  c.cache_threshold = 0.2f;
+  RunParity(c);
+}
 
 TEST(MochiServeTest, Mp4HasTheRequestedFrames) {
   auto pipeline = Pipeline();

@@ -86,20 +86,28 @@ at::Tensor SdpaAttentionBackend::Attention(const at::Tensor& q, const at::Tensor
     // projections) and returns its output in q's layout.
     return Cudnn(q, k, v);
   }
-  if (q.is_cuda() && masked && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) && !Capturing(q)) {
+  if (q.is_cuda() && masked && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) &&
+      !compaction_failed_.load() && !Capturing(q)) {
     // Padding keys (a padded prompt): cuDNN on each row's real keys instead of the (slower) masked kernel.
-    const std::vector<KeyCompaction::Row> rows = compaction_.Rows(*key_mask);
-    std::vector<at::Tensor> out;
-    for (int64_t b = 0; b < q.size(0); ++b) {
-      const auto& row = rows[static_cast<size_t>(b)];
-      const at::Tensor qb = q.narrow(0, b, 1);
-      if (row.prefix == 0 || (row.prefix < 0 && row.index.numel() == 0)) {
-        out.push_back(at::zeros_like(qb));  // every key masked: SDPA's convention for an all -inf row
-        continue;
+    try {
+      const std::vector<KeyCompaction::Row> rows = compaction_.Rows(*key_mask);
+      std::vector<at::Tensor> out;
+      for (int64_t b = 0; b < q.size(0); ++b) {
+        const auto& row = rows[static_cast<size_t>(b)];
+        const at::Tensor qb = q.narrow(0, b, 1);
+        if (row.prefix == 0 || (row.prefix < 0 && row.index.numel() == 0)) {
+          out.push_back(at::zeros_like(qb));  // every key masked: SDPA's convention for an all -inf row
+          continue;
+        }
+        out.push_back(Cudnn(qb, KeyCompaction::Select(k, b, row), KeyCompaction::Select(v, b, row)));
       }
-      out.push_back(Cudnn(qb, KeyCompaction::Select(k, b, row), KeyCompaction::Select(v, b, row)));
+      return out.size() == 1 ? out[0] : at::cat(out, 0);
+    } catch (const c10::Error& e) {
+      // A cuDNN without a plan for this shape: the masked kernel from now on (slower, same result).
+      compaction_failed_ = true;
+      TORCH_WARN("ditserve::attention: cuDNN on the real keys failed (", e.what_without_backtrace(),
+                 "); masked attention runs SDPA's masked kernel from now on");
     }
-    return out.size() == 1 ? out[0] : at::cat(out, 0);
   }
   std::optional<at::Tensor> attn_mask;
   if (key_mask.has_value() && key_mask->defined()) {

@@ -5,6 +5,7 @@
 // backend is process-wide.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 
@@ -34,6 +35,7 @@ class SdpaAttentionBackend final : public AttentionBackend {
 
  private:
   KeyCompaction compaction_;
+  std::atomic<bool> compaction_failed_{false};
 };
 
 // Installs `backend` for this process (nullptr restores SDPA). Call while no job is running.
