@@ -138,11 +138,11 @@ def _all_nodes(block):
         yield node
 
 
-def make_device_agnostic(traced: torch.jit.ScriptModule) -> int:
+def make_device_agnostic(traced: torch.jit.ScriptModule, g=None) -> int:
     """Tracing on CPU bakes ``device="cpu"`` constants into the graph (HF mask / position code), which
-    would break the module after ``.to(cuda)``.  Inline forward and replace every Device constant by
-    ``prim::device(first input)``.  Returns the number of constants replaced."""
-    g = traced.graph
+    would break the module after ``.to(cuda)``.  Inline forward (or the traced method whose graph is `g`) and
+    replace every Device constant by ``prim::device(first input)``.  Returns the number of constants replaced."""
+    g = traced.graph if g is None else g
     torch._C._jit_pass_inline(g)
     inputs = list(g.inputs())
     if len(inputs) < 2:
@@ -209,10 +209,11 @@ def export_clip(src: str, out_path: str, dtype: torch.dtype, verify: bool, encod
     return info
 
 
-def export_t5(src: str, out_path: str, dtype: torch.dtype, max_length: int, verify: bool) -> Dict:
+def export_t5(src: str, out_path: str, dtype: torch.dtype, max_length: int, verify: bool,
+              subfolder: str = "text_encoder_2") -> Dict:
     from transformers import T5EncoderModel
 
-    model = T5EncoderModel.from_pretrained(os.path.join(src, "text_encoder_2"), dtype=dtype).eval()
+    model = T5EncoderModel.from_pretrained(os.path.join(src, subfolder), dtype=dtype).eval()
     vocab = int(model.config.vocab_size)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, min(vocab, 1000), (1, max_length), generator=g)
@@ -223,7 +224,7 @@ def export_t5(src: str, out_path: str, dtype: torch.dtype, max_length: int, veri
     if verify:
         ids2 = torch.randint(3, min(vocab, 1000), (1, max_length), generator=g)
         with torch.no_grad():
-            _check_close("text_encoder_2", traced(ids2), wrapper(ids2), _tol(dtype))
+            _check_close(subfolder, traced(ids2), wrapper(ids2), _tol(dtype))
     traced.save(out_path)
     info = {"max_sequence_length": int(max_length), "d_model": int(model.config.d_model)}
     del traced, wrapper, model
@@ -292,6 +293,14 @@ def _validate_limits(limits: Dict) -> None:
                 if (r[k] - r.get("offset", 0)) % r["multiple_of"]:
                     raise ExportError(f"limits.{key}.{k}={r[k]} is not {r.get('offset', 0)} + a multiple of "
                                       f"{r['multiple_of']}")
+
+
+def write_manifest(out_dir: str, manifest: Dict) -> None:
+    """model.json, written last and atomically: its presence marks a finished export."""
+    with open(os.path.join(out_dir, "model.json.tmp"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    os.replace(os.path.join(out_dir, "model.json.tmp"), os.path.join(out_dir, "model.json"))
 
 
 # ----------------------------------------------------------------------------------------------
