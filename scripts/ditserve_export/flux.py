@@ -38,6 +38,13 @@ def _read_json(path: str) -> Dict:
         return json.load(f)
 
 
+def _require(path: str) -> str:
+    if not os.path.exists(path):
+        raise ExportError(f"missing {path} (expected a diffusers FLUX pipeline directory, "
+                          f"as written by FluxPipeline.save_pretrained)")
+    return path
+
+
 # ----------------------------------------------------------------------------------------------
 # transformer
 # ----------------------------------------------------------------------------------------------
