@@ -1,5 +1,6 @@
 #include "models/registry.h"
 
+#include "models/cogvideox/cogvideox_model.h"
 #include "models/flux/flux_model.h"
 #include "models/mochi/mochi_model.h"
 
@@ -10,7 +11,7 @@ const std::vector<ModelFamily>& AllFamilies() {
       {"flux", OutputKind::kImage, flux::LoadFlux},
       {"hunyuan_video", OutputKind::kVideo, nullptr},
       {"mochi", OutputKind::kVideo, mochi::LoadMochi},
-      {"cogvideox", OutputKind::kVideo, nullptr},
+      {"cogvideox", OutputKind::kVideo, cogvideox::LoadCogVideoX},
   };
   return *families;
 }

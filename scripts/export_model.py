@@ -10,10 +10,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from ditserve_export.cogvideox import export_cogvideox  # noqa: E402
 from ditserve_export.flux import DTYPES, EXPORTERS, ExportError  # noqa: E402
 from ditserve_export.mochi import export_mochi  # noqa: E402
 
 EXPORTERS = {**EXPORTERS, "mochi": export_mochi}
+
+EXPORTERS = dict(EXPORTERS, cogvideox=export_cogvideox)
+DTYPES = dict(DTYPES, float16=None)  # cogvideox: 2b runs in float16
 
 
 def main(argv=None) -> int:
@@ -21,7 +25,9 @@ def main(argv=None) -> int:
     p.add_argument("--family", required=True, help=f"model family: {', '.join(sorted(EXPORTERS))}")
     p.add_argument("--src", required=True, help="diffusers pipeline directory (save_pretrained layout)")
     p.add_argument("--out", required=True, help="output ditserve model directory")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weight dtype of the .pt files")
+    p.add_argument("--dtype", default=None, choices=sorted(DTYPES),
+                   help="weight dtype of the .pt files (default: flux float32; cogvideox the variant's: 2b float16, "
+                        "5b / 1.5 bfloat16)")
     p.add_argument("--name", default=None, help="model name in model.json (default: basename of --src)")
     p.add_argument("--t5-max-length", type=int, default=None,
                    help="T5 sequence length (flux default: 512 for dev, 256 for schnell; mochi: 256)")
@@ -37,6 +43,8 @@ def main(argv=None) -> int:
         p.error(f"unknown --family {a.family!r}; supported: {', '.join(sorted(EXPORTERS))}")
     if not os.path.isdir(a.src):
         p.error(f"--src {a.src} is not a directory")
+    if a.dtype is None and a.family != "cogvideox":
+        a.dtype = "float32"
     try:
         fn(a.src, a.out, dtype=a.dtype, name=a.name, t5_max_length=a.t5_max_length, verify=not a.no_verify,
            **({"fp8": True} if a.fp8 else {}))

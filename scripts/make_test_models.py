@@ -4,7 +4,8 @@
   make_test_models.py --out DIR
 
 Writes DIR/src/flux-tiny-{dev,schnell} (diffusers FluxPipeline dirs), DIR/flux-tiny-{dev,schnell}
-(ditserve model dirs, float32) and DIR/flux-tiny-dev-fp8 (bfloat16 with FP8 block weights: --fp8), DIR/src/mochi-tiny and DIR/mochi-tiny.  Idempotent: skipped when DIR/.done holds the hash of this script and of
+(ditserve model dirs, float32) and DIR/flux-tiny-dev-fp8 (bfloat16 with FP8 block weights: --fp8), DIR/src/mochi-tiny and DIR/mochi-tiny,
+DIR/src/cogvideox-tiny-{2b,5b,1.5} (CogVideoXPipeline dirs) and DIR/cogvideox-tiny-{2b,5b,1.5} (float32).  Idempotent: skipped when DIR/.done holds the hash of this script and of
 the ditserve_export package.
 """
 import argparse
@@ -31,6 +32,15 @@ def source_hash() -> str:
     return h.hexdigest()
 
 
+def fresh_dirs(out: str, name: str):
+    """Empty places for a model's diffusers source (out/src/name) and its export (out/name)."""
+    src, dst = os.path.join(out, "src", name), os.path.join(out, name)
+    for d in (src, dst):
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+    return src, dst
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
@@ -55,11 +65,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     for variant in VARIANTS:
         name = f"flux-tiny-{variant}"
-        src = os.path.join(out, "src", name)
-        dst = os.path.join(out, name)
-        for d in (src, dst):
-            if os.path.isdir(d):
-                shutil.rmtree(d)
+        src, dst = fresh_dirs(out, name)
         make_tiny_flux(src, variant=variant, seed=0)
         export_flux(src, dst, dtype="float32", name=name, limits=tiny_limits(variant))
         if variant == "dev":
@@ -69,12 +75,17 @@ def main(argv=None) -> int:
             export_flux(src, fp8, dtype="bfloat16", name=name + "-fp8", limits=tiny_limits(variant), fp8=True)
     from ditserve_export.mochi import export_mochi
     from ditserve_export.tiny_mochi import make_tiny_mochi, tiny_mochi_limits
-    src, dst = os.path.join(out, "src", "mochi-tiny"), os.path.join(out, "mochi-tiny")
-    for d in (src, dst):
-        if os.path.isdir(d):
-            shutil.rmtree(d)
+    src, dst = fresh_dirs(out, "mochi-tiny")
     make_tiny_mochi(src, seed=0)
     export_mochi(src, dst, dtype="float32", name="mochi-tiny", limits=tiny_mochi_limits())
+    from ditserve_export.cogvideox import export_cogvideox
+    from ditserve_export.cogvideox_tiny import make_tiny_cogvideox, tiny_cogvideox_limits
+
+    for variant in ("2b", "5b", "1.5"):
+        name = f"cogvideox-tiny-{variant}"
+        src, dst = fresh_dirs(out, name)
+        make_tiny_cogvideox(src, variant=variant, seed=0)
+        export_cogvideox(src, dst, dtype="float32", name=name, limits=tiny_cogvideox_limits())
     with open(done, "w") as f:
         f.write(digest + "\n")
     print(f"test models written to {out} in {time.time() - t0:.1f}s")

@@ -15,6 +15,7 @@ GenerateParams ToParams(const v1::GenerateRequest& r) {
   p.seed = r.seed();
   p.cache_threshold = r.cache_threshold();
   p.fps = r.fps();
+  p.use_dynamic_cfg = r.use_dynamic_cfg();
   p.format = r.output_format() == v1::OUTPUT_FORMAT_MP4 ? GenerateParams::Format::kMp4 : GenerateParams::Format::kPng;
   return p;
 }

@@ -137,6 +137,19 @@ TEST(Validate, FrameCountsOfTheForm4kPlus1) {
   EXPECT_EQ(r->fps(), 24u);
 }
 
+TEST(Validate, DynamicCfgOnlyForCogVideoX) {
+  auto models = Models();
+  auto req = Base();
+  req.set_use_dynamic_cfg(true);
+  auto r = ValidateAndResolve(req, models, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "use_dynamic_cfg: only CogVideoX models take it; allowed false for 'flux'");
+  models["flux"].family = "cogvideox";
+  r = ValidateAndResolve(req, models, 1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(ToParams(*r).use_dynamic_cfg);
+}
+
 // Before: a 16 KB unknown model name was echoed whole, the status message exceeded gRPC's metadata limit
 // and the client got RESOURCE_EXHAUSTED instead of INVALID_ARGUMENT.
 TEST(Validate, UnknownModelNameIsEchoedTruncated) {

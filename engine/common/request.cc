@@ -77,6 +77,9 @@ Status ValidateParams(const ModelInfo& m, const GenerateParams& p) {
   }
   if (!video && p.fps != 0) return InvalidArgument("fps: only video models take fps; allowed 0 for '" + m.name + "'");
   if (video) RETURN_IF_ERROR(CheckRange("fps", p.fps, kFpsRange));
+  if (p.use_dynamic_cfg && m.family != "cogvideox") {
+    return InvalidArgument("use_dynamic_cfg: only CogVideoX models take it; allowed false for '" + m.name + "'");
+  }
   return Status::Ok();
 }
 

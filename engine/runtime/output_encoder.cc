@@ -29,6 +29,7 @@ std::vector<std::pair<std::string, std::string>> Metadata(const GenerateParams& 
       {"height", std::to_string(height)},
   };
   if (frames > 1) m.push_back({"frames", std::to_string(frames)});
+  if (p.use_dynamic_cfg) m.push_back({"use_dynamic_cfg", "true"});
   m.push_back({"software", "ditserve"});
   return m;
 }

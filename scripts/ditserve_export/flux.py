@@ -145,11 +145,11 @@ def _all_nodes(block):
         yield node
 
 
-def make_device_agnostic(traced: torch.jit.ScriptModule) -> int:
+def make_device_agnostic(traced: torch.jit.ScriptModule, g=None) -> int:
     """Tracing on CPU bakes ``device="cpu"`` constants into the graph (HF mask / position code), which
-    would break the module after ``.to(cuda)``.  Inline forward and replace every Device constant by
-    ``prim::device(first input)``.  Returns the number of constants replaced."""
-    g = traced.graph
+    would break the module after ``.to(cuda)``.  Inline forward (or the traced method whose graph is `g`) and
+    replace every Device constant by ``prim::device(first input)``.  Returns the number of constants replaced."""
+    g = traced.graph if g is None else g
     torch._C._jit_pass_inline(g)
     inputs = list(g.inputs())
     if len(inputs) < 2:
@@ -214,10 +214,11 @@ def export_clip(src: str, out_path: str, dtype: torch.dtype, verify: bool) -> Di
     return info
 
 
-def export_t5(src: str, out_path: str, dtype: torch.dtype, max_length: int, verify: bool) -> Dict:
+def export_t5(src: str, out_path: str, dtype: torch.dtype, max_length: int, verify: bool,
+              subfolder: str = "text_encoder_2") -> Dict:
     from transformers import T5EncoderModel
 
-    model = T5EncoderModel.from_pretrained(os.path.join(src, "text_encoder_2"), dtype=dtype).eval()
+    model = T5EncoderModel.from_pretrained(os.path.join(src, subfolder), dtype=dtype).eval()
     vocab = int(model.config.vocab_size)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, min(vocab, 1000), (1, max_length), generator=g)
@@ -228,7 +229,7 @@ def export_t5(src: str, out_path: str, dtype: torch.dtype, max_length: int, veri
     if verify:
         ids2 = torch.randint(3, min(vocab, 1000), (1, max_length), generator=g)
         with torch.no_grad():
-            _check_close("text_encoder_2", traced(ids2), wrapper(ids2), _tol(dtype))
+            _check_close(subfolder, traced(ids2), wrapper(ids2), _tol(dtype))
     traced.save(out_path)
     info = {"max_sequence_length": int(max_length), "d_model": int(model.config.d_model)}
     del traced, wrapper, model
@@ -296,6 +297,14 @@ def _validate_limits(limits: Dict) -> None:
             for k in ("min", "max", "default"):
                 if r[k] % r["multiple_of"]:
                     raise ExportError(f"limits.{key}.{k}={r[k]} is not a multiple of {r['multiple_of']}")
+
+
+def write_manifest(out_dir: str, manifest: Dict) -> None:
+    """model.json, written last and atomically: its presence marks a finished export."""
+    with open(os.path.join(out_dir, "model.json.tmp"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    os.replace(os.path.join(out_dir, "model.json.tmp"), os.path.join(out_dir, "model.json"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -392,10 +401,7 @@ def export_flux(src_dir: str, out_dir: str, dtype: str = "float32", name: Option
         "scheduler": _read_json(os.path.join(src_dir, "scheduler", "scheduler_config.json")),
         "limits": lim,
     }
-    with open(os.path.join(out_dir, "model.json.tmp"), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    os.replace(os.path.join(out_dir, "model.json.tmp"), os.path.join(out_dir, "model.json"))
+    write_manifest(out_dir, manifest)
     _log(f"done: {out_dir}  [{time.time() - t0:.1f}s]")
     return manifest
 

@@ -65,6 +65,7 @@ std::string JsonStr(const std::string& s);
 struct GenerateOpts {
   std::string prompt, negative, model, format, out;
   uint32_t width = 0, height = 0, frames = 0, steps = 0, fps = 0;
+  bool dynamic_cfg = false;
   float guidance = 0, true_cfg = 0, cache_threshold = 0;
   uint64_t seed = 0;
   bool has_guidance = false, has_true_cfg = false, has_seed = false;

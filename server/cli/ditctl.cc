@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   auto* seed = gen->add_option("--seed", g.seed, "random seed (default: random, reported back)");
   gen->add_option("--cache-threshold", g.cache_threshold, "First Block Cache threshold (0 = off)");
   gen->add_option("--fps", g.fps, "video frame rate (0 = model default)");
+  gen->add_flag("--dynamic-cfg", g.dynamic_cfg, "CogVideoX: guidance rising over the schedule (use_dynamic_cfg)");
   gen->add_option("--format,-f", g.format, "output format")->check(CLI::IsMember({"png", "mp4"}, CLI::ignore_case));
   gen->add_option("--timeout", g.timeout, "deadline in seconds (default: none)")->check(CLI::NonNegativeNumber);
   gen->add_option("--out,-o", g.out, "output path, - for stdout (default: ditserve-<request_id>.<ext>)");

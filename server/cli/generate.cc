@@ -106,6 +106,7 @@ int Generate(Ctl& ctl, const GenerateOpts& o) {
   if (o.has_true_cfg) req.set_true_cfg_scale(o.true_cfg);
   if (o.has_seed) req.set_seed(o.seed);
   req.set_fps(o.fps);
+  req.set_use_dynamic_cfg(o.dynamic_cfg);
   req.set_cache_threshold(o.cache_threshold);
   req.set_output_format(o.format == "png"   ? v1::OUTPUT_FORMAT_PNG
                         : o.format == "mp4" ? v1::OUTPUT_FORMAT_MP4

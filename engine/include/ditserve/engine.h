@@ -26,6 +26,8 @@ struct GenerateParams {
   uint64_t seed = 0;
   float cache_threshold = 0.f;
   uint32_t fps = 0;
+  // CogVideoX's use_dynamic_cfg: the guidance scale rises over the schedule (a cosine of the timestep).
+  bool use_dynamic_cfg = false;
   enum class Format { kPng, kMp4 } format = Format::kPng;
 };
 

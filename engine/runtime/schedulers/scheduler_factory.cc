@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/runtime/schedulers/cogvideox_ddim.h"
 #include "engine/runtime/schedulers/flow_match_euler.h"
 #include "engine/runtime/schedulers/scheduler.h"
 
@@ -22,6 +23,8 @@ Maker MakerOf() {
 const std::vector<std::pair<std::string, Maker>>& Schedulers() {
   static const auto* table = new std::vector<std::pair<std::string, Maker>>{
       {FlowMatchEulerScheduler::kClassName, MakerOf<FlowMatchEulerScheduler, FlowMatchEulerConfig>()},
+      {CogVideoXDDIMScheduler::kClassName, MakerOf<CogVideoXDDIMScheduler, CogVideoXSchedulerConfig>()},
+      {CogVideoXDPMScheduler::kClassName, MakerOf<CogVideoXDPMScheduler, CogVideoXSchedulerConfig>()},
   };
   return *table;
 }
