@@ -120,7 +120,15 @@ Status ParseTls(const json& s, const std::string& base_dir, TlsConfig& t) {
   return Status::Ok();
 }
 
+// Debian 12's civetweb (under prometheus-cpp's Exposer) loads libssl at run time by OpenSSL 1.1 symbol
+// names; OpenSSL 3 lacks SSL_get_peer_certificate, so its TLS never works (connections are reset after the
+// handshake). Asking for HTTPS metrics is refused rather than served as plain HTTP.
+constexpr char kNoMetricsTls[] =
+    "HTTPS for /metrics is not supported (the packaged civetweb cannot use OpenSSL 3): bind "
+    "server.metrics_address to loopback or a private interface, or put a TLS proxy in front (docs/hardening.md)";
+
 Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) {
+  if (s.is_object() && s.contains("metrics_tls")) return InvalidArgument(std::string("server.metrics_tls: ") + kNoMetricsTls);
   RETURN_IF_ERROR(CheckKeys(s, "server",
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
                              "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
@@ -131,6 +139,7 @@ Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) 
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
   RETURN_IF_ERROR(CheckListenAddress("server.grpc_address", c.grpc_address, /*may_be_empty=*/false));
   RETURN_IF_ERROR(Get(s, "server", "metrics_address", c.metrics_address));
+  if (c.metrics_address.rfind("https://", 0) == 0) return InvalidArgument(std::string("server.metrics_address: ") + kNoMetricsTls);
   RETURN_IF_ERROR(CheckListenAddress("server.metrics_address", c.metrics_address, /*may_be_empty=*/true));
   int64_t cap = c.queue_capacity;
   RETURN_IF_ERROR(Get(s, "server", "queue_capacity", cap));
@@ -215,6 +224,9 @@ Status CheckListenAddress(const std::string& key, const std::string& address, bo
   }
   // HOST:PORT, HOST an IPv4 address, a name, or a bracketed IPv6 address. A port above 65535 would
   // wrap around in the socket layer and listen somewhere else than the operator asked for.
+  if (address.find("://") != std::string::npos) {
+    return InvalidArgument(key + ": \"" + Echo(address) + "\" is not HOST:PORT (no scheme)");
+  }
   const size_t colon = address.rfind(':');
   const std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
   if (colon == 0 || port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
