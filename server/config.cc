@@ -1,5 +1,8 @@
 #include "server/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -131,7 +134,7 @@ Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) 
   if (s.is_object() && s.contains("metrics_tls")) return InvalidArgument(std::string("server.metrics_tls: ") + kNoMetricsTls);
   RETURN_IF_ERROR(CheckKeys(s, "server",
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
-                             "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
+                             "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port", "store_host",
                              "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
                              "cuda_graphs", "video_crf", "result_chunk_bytes", "log_format", "max_start_attempts",
                              "stall_timeout_s", "keep_running_without_groups", "tls", "auth",
@@ -155,6 +158,14 @@ Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) 
   RETURN_IF_ERROR(IntInRange("server.worker_threads", c.worker_threads, 0, 1024));
   RETURN_IF_ERROR(Get(s, "server", "store_base_port", c.store_base_port));
   RETURN_IF_ERROR(IntInRange("server.store_base_port", c.store_base_port, 1024, 65000));
+  RETURN_IF_ERROR(Get(s, "server", "store_host", c.store_host));
+  if (in6_addr a6; inet_pton(AF_INET, c.store_host.c_str(), &a6) != 1 && inet_pton(AF_INET6, c.store_host.c_str(), &a6) != 1) {
+    return InvalidArgument("server.store_host: \"" + Echo(c.store_host) +
+                           "\" is not an IP address (the interface multi-rank groups listen on; default 127.0.0.1)");
+  }
+  if (c.store_host == "0.0.0.0" || c.store_host == "::") {
+    return InvalidArgument("server.store_host: the store has no authentication; name one interface, not every one");
+  }
   RETURN_IF_ERROR(Get(s, "server", "cache_warmup_steps", c.cache_warmup_steps));
   RETURN_IF_ERROR(IntInRange("server.cache_warmup_steps", c.cache_warmup_steps, 1, 1000));
   RETURN_IF_ERROR(Get(s, "server", "cache_max_consecutive_skips", c.cache_max_consecutive_skips));

@@ -186,6 +186,20 @@ TEST(Config, HttpsMetricsAreRefusedClearly) {
   for (const auto& c : cases) ExpectRejected(c);
 }
 
+// server.store_host: where multi-rank groups' TCPStores listen (loopback unless set).
+TEST(Config, StoreHostIsAnIpAddress) {
+  auto c = ParseConfig(R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->store_host, "127.0.0.1");
+  c = ParseConfig(R"({"server":{"store_host":"10.1.2.3"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->store_host, "10.1.2.3");
+  ExpectRejected({R"({"server":{"store_host":"0.0.0.0:1"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+                  "server.store_host: \"0.0.0.0:1\" is not an IP address"});
+  ExpectRejected({R"({"server":{"store_host":"0.0.0.0"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+                  "server.store_host: the store has no authentication"});
+}
+
 TEST(Config, MissingFileIsNotFound) {
   auto r = LoadConfig("/nonexistent/ditserve.json");
   ASSERT_FALSE(r.ok());
