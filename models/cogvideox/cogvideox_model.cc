@@ -50,7 +50,7 @@ class CogVideoXModel final : public runtime::FamilyModel {
   std::unique_ptr<CogVideoXTextEncoder> text;
   torch::jit::Module transformer, vae;
 
-  bool SplitsDecode() const override { return false; }
+  bool SplitsDecode() const override { return config.vae_parallel_rows; }
   uint64_t RequestDeviceBytes(const GenerateParams& p) const override;
   StatusOr<std::unique_ptr<runtime::FamilyRequest>> Begin(const GenerateParams& params,
                                                           const runtime::CfgPlan& plan) override {
@@ -131,8 +131,8 @@ StatusOr<runtime::Denoising> CogVideoXRequest::PrepareDenoising() {
   return d;
 }
 
-at::Tensor CogVideoXRequest::Decode(const at::Tensor& latents, runtime::Communicator*) {
-  return DecodeLatents(model_.vae, latents, grid_.pad_frames, model_.config.scaling_factor);
+at::Tensor CogVideoXRequest::Decode(const at::Tensor& latents, runtime::Communicator* split) {
+  return DecodeLatents(model_.vae, latents, grid_.pad_frames, model_.config.scaling_factor, split);
 }
 
 void CogVideoXRequest::Record(std::map<std::string, runtime::HostTensor>& out) const {
