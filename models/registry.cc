@@ -2,6 +2,7 @@
 
 #include "models/cogvideox/cogvideox_model.h"
 #include "models/flux/flux_model.h"
+#include "models/hunyuan_video/hunyuan_video_model.h"
 #include "models/mochi/mochi_model.h"
 
 namespace ditserve::models {
@@ -9,7 +10,7 @@ namespace ditserve::models {
 const std::vector<ModelFamily>& AllFamilies() {
   static const auto* families = new std::vector<ModelFamily>{
       {"flux", OutputKind::kImage, flux::LoadFlux},
-      {"hunyuan_video", OutputKind::kVideo, nullptr},
+      {"hunyuan_video", OutputKind::kVideo, hunyuan_video::LoadHunyuanVideo},
       {"mochi", OutputKind::kVideo, mochi::LoadMochi},
       {"cogvideox", OutputKind::kVideo, cogvideox::LoadCogVideoX},
   };

@@ -3,6 +3,7 @@
 
   export_model.py --family flux|mochi --src DIR --out DIR [--dtype float32|bfloat16] [--fp8] [--name NAME]
                   [--t5-max-length N] [--no-verify]
+  export_model.py --family hunyuan_video --src DIR --out DIR [--dtype float32|bfloat16] [--name NAME] [--no-verify]
 """
 import argparse
 import os
@@ -12,9 +13,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from ditserve_export.cogvideox import export_cogvideox  # noqa: E402
 from ditserve_export.flux import DTYPES, EXPORTERS, ExportError  # noqa: E402
+from ditserve_export.hunyuan_video import export_hunyuan_video  # noqa: E402
 from ditserve_export.mochi import export_mochi  # noqa: E402
 
-EXPORTERS = {**EXPORTERS, "mochi": export_mochi}
+EXPORTERS = {**EXPORTERS, "hunyuan_video": export_hunyuan_video, "mochi": export_mochi}
 
 EXPORTERS = dict(EXPORTERS, cogvideox=export_cogvideox)
 DTYPES = dict(DTYPES, float16=None)  # cogvideox: 2b runs in float16

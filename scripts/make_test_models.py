@@ -5,6 +5,8 @@
 
 Writes DIR/src/flux-tiny-{dev,schnell} (diffusers FluxPipeline dirs), DIR/flux-tiny-{dev,schnell}
 (ditserve model dirs, float32) and DIR/flux-tiny-dev-fp8 (bfloat16 with FP8 block weights: --fp8), DIR/src/mochi-tiny and DIR/mochi-tiny,
+DIR/src/hunyuan-video-tiny (a diffusers HunyuanVideoPipeline dir) and DIR/hunyuan-video-tiny (float32, VAE
+tiles of 32 pixels so that the tests' small videos exercise the spatial and temporal tiling),
 DIR/src/cogvideox-tiny-{2b,5b,1.5} (CogVideoXPipeline dirs) and DIR/cogvideox-tiny-{2b,5b,1.5} (float32).  Idempotent: skipped when DIR/.done holds the hash of this script and of
 the ditserve_export package.
 """
@@ -86,6 +88,14 @@ def main(argv=None) -> int:
         src, dst = fresh_dirs(out, name)
         make_tiny_cogvideox(src, variant=variant, seed=0)
         export_cogvideox(src, dst, dtype="float32", name=name, limits=tiny_cogvideox_limits())
+
+    from ditserve_export.hunyuan_video import export_hunyuan_video
+    from ditserve_export.tiny import make_tiny_hunyuan_video, tiny_hunyuan_limits
+    src, dst = fresh_dirs(out, "hunyuan-video-tiny")
+    make_tiny_hunyuan_video(src, seed=0)
+    export_hunyuan_video(src, dst, dtype="float32", name="hunyuan-video-tiny", limits=tiny_hunyuan_limits(),
+                         vae_tiles={"tile_sample_min_height": 32, "tile_sample_min_width": 32,
+                                    "tile_sample_stride_height": 24, "tile_sample_stride_width": 24})
     with open(done, "w") as f:
         f.write(digest + "\n")
     print(f"test models written to {out} in {time.time() - t0:.1f}s")

@@ -191,11 +191,13 @@ def _tol(dtype: torch.dtype) -> float:
     return 1e-5 if dtype == torch.float32 else 2e-2
 
 
-def export_clip(src: str, out_path: str, dtype: torch.dtype, verify: bool) -> Dict:
+def export_clip(src: str, out_path: str, dtype: torch.dtype, verify: bool, encoder: str = "text_encoder",
+                tokenizer: str = "tokenizer") -> Dict:
+    """CLIP-L's pooled output from src/<encoder> (tokenised by src/<tokenizer>)."""
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    tok = CLIPTokenizer.from_pretrained(os.path.join(src, "tokenizer"))
-    model = CLIPTextModel.from_pretrained(os.path.join(src, "text_encoder"), dtype=dtype).eval()
+    tok = CLIPTokenizer.from_pretrained(os.path.join(src, tokenizer))
+    model = CLIPTextModel.from_pretrained(os.path.join(src, encoder), dtype=dtype).eval()
     max_len = int(tok.model_max_length)
     ids = tok(["a photo of a cat"], padding="max_length", max_length=max_len, truncation=True,
               return_tensors="pt").input_ids
@@ -289,14 +291,15 @@ def _merge(base: Dict, over: Optional[Dict]) -> Dict:
 
 
 def _validate_limits(limits: Dict) -> None:
-    for key in ("width", "height", "num_inference_steps"):
+    for key in [k for k in ("width", "height", "num_frames", "num_inference_steps") if k in limits]:
         r = limits[key]
         if not (r["min"] <= r["default"] <= r["max"]):
             raise ExportError(f"limits.{key}: need min <= default <= max, got {r}")
         if "multiple_of" in r:
             for k in ("min", "max", "default"):
-                if r[k] % r["multiple_of"]:
-                    raise ExportError(f"limits.{key}.{k}={r[k]} is not a multiple of {r['multiple_of']}")
+                if (r[k] - r.get("offset", 0)) % r["multiple_of"]:
+                    raise ExportError(f"limits.{key}.{k}={r[k]} is not {r.get('offset', 0)} + a multiple of "
+                                      f"{r['multiple_of']}")
 
 
 def write_manifest(out_dir: str, manifest: Dict) -> None:
@@ -310,6 +313,44 @@ def write_manifest(out_dir: str, manifest: Dict) -> None:
 # ----------------------------------------------------------------------------------------------
 # entry point
 # ----------------------------------------------------------------------------------------------
+def open_export(src_dir: str, out_dir: str, dtype: str, required, transformer_class: str, pipeline: str):
+    """The checks every family's exporter starts with: dtype known, src_dir a diffusers `pipeline` directory with
+    the `required` files and a transformer of `transformer_class`; out_dir made and any stale model.json (it marks
+    a finished export) removed. Returns (torch dtype, absolute src_dir, transformer config)."""
+    if dtype not in DTYPES:
+        raise ExportError(f"unsupported dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+    src_dir = os.path.abspath(src_dir)
+    if not os.path.isdir(src_dir):
+        raise ExportError(f"source directory {src_dir} does not exist")
+    for sub in required:
+        if not os.path.exists(os.path.join(src_dir, sub)):
+            raise ExportError(f"missing {os.path.join(src_dir, sub)} (expected a diffusers {pipeline} directory, as "
+                              f"written by {pipeline}.save_pretrained)")
+    tcfg = _read_json(os.path.join(src_dir, "transformer/config.json"))
+    if tcfg.get("_class_name", transformer_class) != transformer_class:
+        raise ExportError(f"transformer is {tcfg.get('_class_name')}, expected {transformer_class}")
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.exists(os.path.join(out_dir, "model.json")):
+        os.remove(os.path.join(out_dir, "model.json"))
+    return DTYPES[dtype], src_dir, tcfg
+
+
+def copy_tokenizers(src_dir: str, out_dir: str, subs=("tokenizer", "tokenizer_2")) -> None:
+    for sub in subs:
+        dst = os.path.join(out_dir, sub)
+        if os.path.isdir(dst):
+            shutil.rmtree(dst)
+        shutil.copytree(os.path.join(src_dir, sub), dst)
+
+
+def write_manifest(out_dir: str, manifest: Dict) -> None:
+    """model.json, atomically (written last: its presence marks a finished export)."""
+    with open(os.path.join(out_dir, "model.json.tmp"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    os.replace(os.path.join(out_dir, "model.json.tmp"), os.path.join(out_dir, "model.json"))
+
+
 def export_flux(src_dir: str, out_dir: str, dtype: str = "float32", name: Optional[str] = None,
                 t5_max_length: Optional[int] = None, limits: Optional[Dict] = None,
                 verify: bool = True, fp8: bool = False) -> Dict:
@@ -319,30 +360,18 @@ def export_flux(src_dir: str, out_dir: str, dtype: str = "float32", name: Option
     limits: partial override of model.json "limits" (merged into the real-size defaults).
     verify: compare each traced component with eager PyTorch at inputs other than the tracing ones.
     fp8: the transformer blocks' GEMM weights in float8 e4m3 (opt-in precision; needs dtype bfloat16)."""
-    if dtype not in DTYPES:
-        raise ExportError(f"unsupported dtype {dtype!r}; choose one of {sorted(DTYPES)}")
     if fp8 and dtype != "bfloat16":
         raise ExportError(f"fp8 weights need dtype bfloat16 (the activations' type), got {dtype!r}")
-    tdtype = DTYPES[dtype]
-    src_dir = os.path.abspath(src_dir)
-    if not os.path.isdir(src_dir):
-        raise ExportError(f"source directory {src_dir} does not exist")
-    for sub in ("transformer/config.json", "vae/config.json", "text_encoder/config.json",
-                "text_encoder_2/config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
-                "tokenizer_2/spiece.model", "scheduler/scheduler_config.json"):
-        _require(os.path.join(src_dir, sub))
-    tcfg = _read_json(os.path.join(src_dir, "transformer/config.json"))
-    if tcfg.get("_class_name", "FluxTransformer2DModel") != "FluxTransformer2DModel":
-        raise ExportError(f"transformer is {tcfg.get('_class_name')}, expected FluxTransformer2DModel")
+    tdtype, src_dir, tcfg = open_export(
+        src_dir, out_dir, dtype,
+        ("transformer/config.json", "vae/config.json", "text_encoder/config.json", "text_encoder_2/config.json",
+         "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer_2/spiece.model",
+         "scheduler/scheduler_config.json"), "FluxTransformer2DModel", "FluxPipeline")
     variant = "dev" if tcfg.get("guidance_embeds", False) else "schnell"
     t5_len = int(t5_max_length or DEFAULT_T5_MAX_LENGTH[variant])
     if t5_len <= 0:
         raise ExportError(f"t5 max length must be positive, got {t5_len}")
     name = name or os.path.basename(src_dir.rstrip("/"))
-    os.makedirs(out_dir, exist_ok=True)
-    # a model.json marks a finished export: remove a stale one first
-    if os.path.exists(os.path.join(out_dir, "model.json")):
-        os.remove(os.path.join(out_dir, "model.json"))
 
     t0 = time.time()
     _log(f"{name}: transformer ({variant}, {dtype}{', fp8 e4m3 block weights' if fp8 else ''})")
@@ -355,11 +384,7 @@ def export_flux(src_dir: str, out_dir: str, dtype: str = "float32", name: Option
     _log(f"vae decoder  [{time.time() - t0:.1f}s]")
     vae = export_vae_decoder(src_dir, os.path.join(out_dir, "vae_decoder.pt"), tdtype, verify)
 
-    for sub in ("tokenizer", "tokenizer_2"):
-        dst = os.path.join(out_dir, sub)
-        if os.path.isdir(dst):
-            shutil.rmtree(dst)
-        shutil.copytree(os.path.join(src_dir, sub), dst)
+    copy_tokenizers(src_dir, out_dir)
 
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=os.path.join(src_dir, "tokenizer_2", "spiece.model"))

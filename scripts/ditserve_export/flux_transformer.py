@@ -482,7 +482,10 @@ class FluxTransformer(nn.Module):
         t = timestep.reshape(-1).to(dtype) * 1000              # step-major rows: (step 0, b 0), (step 0, b 1), ...
         g = guidance.to(dtype).repeat(steps) * 1000
         temb = self.time_text_embed(t, g, pooled_projections.repeat(steps, 1))
-        s = F.silu(temb)
+        return self.modulations(F.silu(temb), steps, batch)
+
+    def modulations(self, s: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
+        """silu(temb) rows [T·B, dim] (step-major) -> [T, B, mod_dim]: every block's adaLN linear, then the head's."""
         mods: List[torch.Tensor] = []
         for blk in self.transformer_blocks:
             mods.append(blk.norm1.linear(s))

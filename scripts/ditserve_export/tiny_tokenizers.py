@@ -185,3 +185,35 @@ def build_t5_spm(out_dir: str, corpus: Sequence[str] = DEFAULT_CORPUS, vocab_siz
     except OSError:
         pass
     return prefix + ".model"
+
+
+# Llama-3's pre-tokenizer split (tokenizer.json of Meta-Llama-3 / HunyuanVideo's llava-llama-3-8b)
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                   "<unk>", "<pad>")
+
+
+def build_llama_bpe(out_dir: str, corpus: Sequence[str] = DEFAULT_CORPUS, vocab_size: int = 600) -> str:
+    """A Llama-3-layout byte-level BPE (Split + ByteLevel pre-tokenizer, ignore_merges, BOS template) trained on
+    corpus, saved as a LlamaTokenizerFast directory padded on the right with <pad> (HunyuanVideo's tokenizer/
+    settings). Returns out_dir."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaTokenizerFast
+
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                                  special_tokens=list(LLAMA3_SPECIALS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(corpus) * 2, trainer=trainer)
+    bos = "<|begin_of_text|>"
+    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
+    fast = LlamaTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token="<|end_of_text|>", unk_token="<unk>",
+                              pad_token="<pad>", add_bos_token=True, add_eos_token=False, padding_side="right",
+                              legacy=True)
+    fast.save_pretrained(out_dir)
+    return out_dir
