@@ -53,6 +53,8 @@ std::string RunPipeline(const std::shared_ptr<runtime::DeviceMesh>& mesh, const 
   opts.mesh = mesh;
   auto pipeline = models::CreatePipeline(opts);
   if (!pipeline.ok()) throw std::runtime_error(pipeline.status().ToString());
+  // The tiny exports must split the decode, or the multi-rank runs would only check the leader's whole decode.
+  if (!(*pipeline)->model().SplitsDecode()) throw std::runtime_error(model + ": model.json lacks \"vae.parallel\": \"rows\"");
   testing::RecordingJobControl control;
   auto out = (*pipeline)->GenerateRaw(Params(threshold), control, {.record_intermediates = true});
   if (!out.ok()) throw std::runtime_error(out.status().ToString());

@@ -15,17 +15,16 @@ import gc
 import os
 import shutil
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
-import torch.nn as nn
 
 from . import ops as _ops  # noqa: F401
 from .cogvideox_transformer import CogVideoXTransformer, full_config
 from .cogvideox_vae import CogVaeDecode
 from .vae import ParallelDecodeError
 from .flux import (ExportError, _check_close, _load_state_dict_in, _log, _merge, _read_json, _require,
-                   _transformer_weight_files, export_t5, make_device_agnostic, write_manifest)
+                   _transformer_weight_files, export_t5, write_manifest)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 FORMAT_VERSION = 1

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import ops as _ops  # noqa: F401
-from .vae import ParallelDecodeError
+from .vae import HaloConv2d, ParallelDecodeError, SplitGroupNorm
 
 
 class CausalConv(nn.Module):
@@ -70,11 +70,7 @@ class SpatialNorm(nn.Module):
         super().__init__()
         self.conv_y = Pointwise(norm.conv_y.conv, name + ".conv_y")
         self.conv_b = Pointwise(norm.conv_b.conv, name + ".conv_b")
-        gn = norm.norm_layer
-        self.num_groups = int(gn.num_groups)
-        self.eps = float(gn.eps)
-        self.weight = gn.weight
-        self.bias = gn.bias
+        self.norm = SplitGroupNorm(norm.norm_layer)
 
     def forward(self, f: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
         t, h, w = f.shape[2], f.shape[3], f.shape[4]
@@ -84,7 +80,7 @@ class SpatialNorm(nn.Module):
             zq = torch.cat([z_first, z_rest], dim=2)
         else:
             zq = F.interpolate(zq, size=[t, h, w])
-        norm_f = torch.ops.ditserve.group_norm(f, self.num_groups, self.weight, self.bias, self.eps)
+        norm_f = self.norm(f)
         return norm_f * self.conv_y(zq) + self.conv_b(zq)
 
 
@@ -93,6 +89,8 @@ class Resnet(nn.Module):
         super().__init__()
         if r.spatial_norm_dim is None or getattr(r, "use_conv_shortcut", False):
             raise ParallelDecodeError(f"{name}: only spatially normed resnets without conv shortcut are supported")
+        if not isinstance(r.nonlinearity, nn.SiLU):
+            raise ParallelDecodeError(f"{name}: activation {type(r.nonlinearity).__name__}, expected SiLU")
         self.norm1 = SpatialNorm(r.norm1, name + ".norm1")
         self.conv1 = CausalConv(r.conv1, name + ".conv1")
         self.norm2 = SpatialNorm(r.norm2, name + ".norm2")
@@ -114,12 +112,7 @@ class Upsample(nn.Module):
 
     def __init__(self, up: nn.Module, name: str):
         super().__init__()
-        c = up.conv
-        if c.stride != (1, 1) or c.dilation != (1, 1) or c.groups != 1 or c.kernel_size != (3, 3) \
-                or c.padding != (1, 1):
-            raise ParallelDecodeError(f"{name}: Conv2d(kernel={c.kernel_size}, padding={c.padding}) unsupported")
-        self.weight = c.weight
-        self.bias = c.bias
+        self.conv = HaloConv2d(up.conv, name + ".conv")
         self.compress_time = bool(up.compress_time)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,8 +130,7 @@ class Upsample(nn.Module):
             x = F.interpolate(x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w), scale_factor=2.0)
             x = x.reshape(b, t, c, x.shape[2], x.shape[3]).permute(0, 2, 1, 3, 4)
         b, c, t, h, w = x.shape
-        y = torch.ops.ditserve.halo_conv2d(x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w), self.weight, self.bias,
-                                           [1, 1])
+        y = self.conv(x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w))
         return y.reshape(b, t, y.shape[1], y.shape[2], y.shape[3]).permute(0, 2, 1, 3, 4)
 
 
