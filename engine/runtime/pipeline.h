@@ -26,6 +26,7 @@ struct PipelineOptions {
   // Replay the transformer step from CUDA graphs, collectives included (CUDA; steps without the cache).
   bool cuda_graphs = false;
   int video_crf = 18;  // MP4 quality (x264 CRF)
+  bool prompt_in_metadata = true;  // the prompts in the output's metadata (server.prompt_in_metadata)
 };
 
 class Pipeline {
