@@ -191,8 +191,9 @@ Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) 
   RETURN_IF_ERROR(Get(s, "server", "keep_running_without_groups", c.keep_running_without_groups));
   RETURN_IF_ERROR(ParseTls(s, base_dir, c.tls));
   if (s.contains("auth")) {
-    RETURN_IF_ERROR(CheckKeys(s.at("auth"), "server.auth", {"api_keys_file"}));
+    RETURN_IF_ERROR(CheckKeys(s.at("auth"), "server.auth", {"api_keys_file", "metrics_open"}));
     RETURN_IF_ERROR(GetPath(s.at("auth"), "server.auth", "api_keys_file", base_dir, c.api_keys_file));
+    RETURN_IF_ERROR(Get(s.at("auth"), "server.auth", "metrics_open", c.metrics_open));
   }
   RETURN_IF_ERROR(Get(s, "server", "reflection", c.reflection));
   return Status::Ok();

@@ -50,8 +50,8 @@ struct ServerConfig {
   int worker_threads = 0;        // libtorch intra-op threads per worker; 0 = default
   int store_base_port = 29500;   // TCPStore port of group g = store_base_port + g (multi-rank groups)
   // The IP address multi-rank groups rendezvous and communicate on: rank 0's TCPStore listens on it
-  // alone (it has no authentication) and Gloo binds to it. Loopback while every rank runs on this host;
-  // a private interface's address for a group that spans hosts.
+  // alone (it has no authentication) and Gloo binds to it. One of this host's addresses: every rank
+  // runs here (loopback fits; groups spanning hosts are not supported yet).
   std::string store_host = "127.0.0.1";
   // First Block Cache limits for every group (the threshold is per request): always-computed warm-up
   // steps and the longest run of skipped steps (0 = no cap).
@@ -80,6 +80,9 @@ struct ServerConfig {
   bool keep_running_without_groups = false;
   TlsConfig tls;                  // server.tls: the public gRPC port
   std::string api_keys_file;      // server.auth.api_keys_file (server/api_keys.h); empty: no authentication
+  // server.auth.metrics_open: /metrics without a key even when api_keys_file is set (otherwise any key,
+  // as the HTTP Basic password, reads it).
+  bool metrics_open = false;
   bool reflection = false;        // server.reflection: gRPC server reflection (it also describes internal protos)
   std::vector<ModelConfig> models;
   std::vector<GroupConfig> groups;  // expanded: one entry per group (a "count" in JSON repeats)

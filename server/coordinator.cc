@@ -9,14 +9,19 @@
 
 namespace ditserve::server {
 
-StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(ServerConfig config, std::string worker_binary) {
+StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(ServerConfig config, std::string worker_binary,
+                                                           const ApiKeys* api_keys) {
   // server.runtime_dir is the parent of the private directory (default /tmp).
   ASSIGN_OR_RETURN(std::unique_ptr<RuntimeDir> runtime_dir,
                    RuntimeDir::Create(config.runtime_dir.empty() ? "/tmp" : config.runtime_dir));
   config.runtime_dir = runtime_dir->path();
   std::unique_ptr<Metrics> metrics;
   try {
-    metrics = std::make_unique<Metrics>(config.metrics_address);
+    std::function<bool(const std::string&)> authorize;
+    if (api_keys != nullptr && !config.metrics_open) {
+      authorize = [api_keys](const std::string& key) { return api_keys->Lookup(key).has_value(); };
+    }
+    metrics = std::make_unique<Metrics>(config.metrics_address, std::move(authorize));
   } catch (const std::exception& e) {
     return Unavailable("metrics_address " + config.metrics_address + ": cannot listen: " + e.what());
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ditserve/model_info.h"
+#include "server/api_keys.h"
 #include "server/config.h"
 #include "server/job.h"
 #include "server/metrics.h"
@@ -28,7 +29,10 @@ inline constexpr char kInvalidModelLabel[] = "_invalid";
 class Coordinator {
  public:
   // Reads every model's model.json (so bad paths fail at start) and starts the groups.
-  static StatusOr<std::unique_ptr<Coordinator>> Create(ServerConfig config, std::string worker_binary);
+  // api_keys (may be null; must outlive the coordinator): /metrics then needs a key as the HTTP Basic
+  // password, unless server.auth.metrics_open.
+  static StatusOr<std::unique_ptr<Coordinator>> Create(ServerConfig config, std::string worker_binary,
+                                                       const ApiKeys* api_keys = nullptr);
   ~Coordinator();
 
   // Validates and enqueues. INVALID_ARGUMENT / RESOURCE_EXHAUSTED / UNAVAILABLE (draining).

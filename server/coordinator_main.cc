@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     api_keys = std::move(*keys);
   }
 
-  auto coord = ditserve::server::Coordinator::Create(*cfg, worker_bin);
+  auto coord = ditserve::server::Coordinator::Create(*cfg, worker_bin, api_keys.get());
   if (!coord.ok()) {
     std::cerr << "ditserve: " << coord.status().message() << "\n";
     return 2;

@@ -24,7 +24,8 @@ const prometheus::Histogram::BucketBoundaries& StepBuckets() {
 
 }  // namespace
 
-Metrics::Metrics(const std::string& bind_address) : registry_(std::make_shared<prometheus::Registry>()) {
+Metrics::Metrics(const std::string& bind_address, std::function<bool(const std::string&)> authorize)
+    : registry_(std::make_shared<prometheus::Registry>()) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
@@ -42,6 +43,11 @@ Metrics::Metrics(const std::string& bind_address) : registry_(std::make_shared<p
   queue_depth_->Add({}).Set(0);
   if (!bind_address.empty()) {
     exposer_ = std::make_unique<prometheus::Exposer>(bind_address);
+    if (authorize) {
+      exposer_->RegisterAuth([authorize = std::move(authorize)](const std::string&, const std::string& password) {
+        return authorize(password);
+      }, "ditserve metrics");
+    }
     exposer_->RegisterCollectable(registry_);
   }
 }

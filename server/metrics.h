@@ -1,6 +1,7 @@
 // Prometheus metrics of the coordinator, served on their own HTTP port (/metrics) by prometheus-cpp.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -19,7 +20,9 @@ class Metrics {
  public:
   // bind_address "host:port"; empty = collect but do not serve. Plain HTTP: bind it to loopback or a
   // private interface: Debian 12's civetweb cannot use OpenSSL 3 (docs/hardening.md, config refuses HTTPS).
-  explicit Metrics(const std::string& bind_address);
+  // authorize: when set, /metrics needs HTTP Basic authentication whose password it accepts (any user
+  // name); registered before the registry, so nothing is ever served without it.
+  explicit Metrics(const std::string& bind_address, std::function<bool(const std::string&)> authorize = nullptr);
   ~Metrics();
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;

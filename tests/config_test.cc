@@ -167,6 +167,7 @@ TEST(Config, TlsAndAuthPathsAreRelativeToTheConfig) {
   EXPECT_EQ(c->tls.client_ca_file, "/etc/ditserve/ca.pem");
   EXPECT_EQ(c->api_keys_file, "/etc/ditserve/keys");
   EXPECT_FALSE(c->reflection);
+  EXPECT_FALSE(c->metrics_open);
 }
 
 // HTTPS metrics cannot work with the packaged civetweb (docs/hardening.md): asking for them is an error

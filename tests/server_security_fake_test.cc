@@ -59,6 +59,14 @@ class Security : public ::testing::Test {
                                << kAdminKey << " admin\n";
     if (!certs_ok_) return;
 
+    server_ = new ServerProcess(SecureOptions(""));
+    std::string err;
+    ready_ = server_->WaitReady(60, &err);
+    if (!ready_) std::cerr << err;
+  }
+  // Mutual TLS and the keys file; more_auth: further "server.auth" settings (JSON members).
+  static ServerOptions SecureOptions(const std::string& more_auth) {
+    const std::string d = *dir_;
     ServerOptions o;
     o.model_name = "fake-video";
     o.model_dir = d;
@@ -66,12 +74,9 @@ class Security : public ::testing::Test {
     o.worker_binary = testing::TestBinDir() + "/fake_worker";
     o.extra_server_json = R"("tls": {"cert_file": ")" + d + R"(/server.pem", "key_file": ")" + d +
                           R"(/server.key", "client_ca_file": ")" + d + R"(/ca.pem"},
-        "auth": {"api_keys_file": ")" + d + R"(/keys"})";
+        "auth": {"api_keys_file": ")" + d + R"(/keys")" + more_auth + "}";
     o.credentials = MutualTls();
-    server_ = new ServerProcess(o);
-    std::string err;
-    ready_ = server_->WaitReady(60, &err);
-    if (!ready_) std::cerr << err;
+    return o;
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -171,6 +176,29 @@ TEST_F(Security, ApiKeysAndRoles) {
   for (const char* key : {kUserKey, kReadOnlyKey, kAdminKey, "not-a-key-0123456789"}) {
     EXPECT_EQ(log.find(key), std::string::npos) << "an API key was logged";
   }
+}
+
+// With API keys configured, /metrics needs one (any role) as the HTTP Basic password, unless
+// server.auth.metrics_open. Before, /metrics was open whatever the keys.
+TEST_F(Security, MetricsNeedAKeyUnlessOpen) {
+  int status = 0;
+  std::string body = server_->ScrapeMetrics("", &status);
+  EXPECT_EQ(status, 401);
+  EXPECT_EQ(body.find("ditserve_queue_depth"), std::string::npos);
+  body = server_->ScrapeMetrics("not-a-key-0123456789", &status);
+  EXPECT_EQ(status, 401);
+  EXPECT_EQ(body.find("ditserve_queue_depth"), std::string::npos);
+  body = server_->ScrapeMetrics(kReadOnlyKey, &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(body.find("ditserve_queue_depth"), std::string::npos);
+  EXPECT_EQ(server_->LogTail(1 << 20).find(kReadOnlyKey), std::string::npos);
+
+  ServerProcess open(SecureOptions(R"(, "metrics_open": true)"));
+  std::string err;
+  ASSERT_TRUE(open.WaitReady(60, &err)) << err;
+  body = open.ScrapeMetrics("", &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(body.find("ditserve_queue_depth"), std::string::npos);
 }
 
 TEST_F(Security, KeysReloadOnSighupAndABadFileKeepsTheOldOnes) {

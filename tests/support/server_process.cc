@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -130,7 +131,27 @@ int ServerProcess::Terminate(double timeout_s) {
 
 std::unique_ptr<v1::DitServe::Stub> ServerProcess::NewStub() const { return v1::DitServe::NewStub(channel_); }
 
-std::string ServerProcess::ScrapeMetrics() const {
+namespace {
+
+std::string Base64(const std::string& in) {
+  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
+    if (i + 2 < in.size()) v |= static_cast<uint8_t>(in[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? kAlphabet[v & 63] : '=';
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string ServerProcess::ScrapeMetrics(const std::string& password, int* http_status) const {
+  if (http_status != nullptr) *http_status = 0;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -140,7 +161,9 @@ std::string ServerProcess::ScrapeMetrics() const {
     close(fd);
     return "";
   }
-  std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n";
+  if (!password.empty()) req += "Authorization: Basic " + Base64("metrics:" + password) + "\r\n";
+  req += "\r\n";
   if (write(fd, req.data(), req.size()) < 0) {
     close(fd);
     return "";
@@ -150,6 +173,9 @@ std::string ServerProcess::ScrapeMetrics() const {
   ssize_t n;
   while ((n = read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
   close(fd);
+  if (http_status != nullptr && resp.rfind("HTTP/", 0) == 0 && resp.find(' ') != std::string::npos) {
+    *http_status = std::atoi(resp.c_str() + resp.find(' ') + 1);
+  }
   auto body = resp.find("\r\n\r\n");
   return body == std::string::npos ? "" : resp.substr(body + 4);
 }

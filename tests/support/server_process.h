@@ -49,7 +49,9 @@ class ServerProcess {
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   const std::string& grpc_address() const { return grpc_address_; }
   int metrics_port() const { return metrics_port_; }
-  std::string ScrapeMetrics() const;  // GET /metrics body, empty on failure
+  // GET /metrics body, empty on failure. password: sent as HTTP Basic authentication (user "metrics");
+  // *http_status: the response's status code (0 when there was none).
+  std::string ScrapeMetrics(const std::string& password = "", int* http_status = nullptr) const;
   std::string LogTail(size_t bytes = 4000) const;
   const std::string& dir() const { return dir_; }  // config, log; runtime dirs go under dir()/run
 
