@@ -1,5 +1,8 @@
 #include "server/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -120,10 +123,18 @@ Status ParseTls(const json& s, const std::string& base_dir, TlsConfig& t) {
   return Status::Ok();
 }
 
+// Debian 12's civetweb (under prometheus-cpp's Exposer) loads libssl at run time by OpenSSL 1.1 symbol
+// names; OpenSSL 3 lacks SSL_get_peer_certificate, so its TLS never works (connections are reset after the
+// handshake). Asking for HTTPS metrics is refused rather than served as plain HTTP.
+constexpr char kNoMetricsTls[] =
+    "HTTPS for /metrics is not supported (the packaged civetweb cannot use OpenSSL 3): bind "
+    "server.metrics_address to loopback or a private interface, or put a TLS proxy in front (docs/hardening.md)";
+
 Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) {
+  if (s.is_object() && s.contains("metrics_tls")) return InvalidArgument(std::string("server.metrics_tls: ") + kNoMetricsTls);
   RETURN_IF_ERROR(CheckKeys(s, "server",
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
-                             "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port",
+                             "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port", "store_host",
                              "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
                              "cuda_graphs", "video_crf", "result_chunk_bytes", "log_format", "max_start_attempts",
                              "stall_timeout_s", "keep_running_without_groups", "tls", "auth",
@@ -131,6 +142,7 @@ Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) 
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
   RETURN_IF_ERROR(CheckListenAddress("server.grpc_address", c.grpc_address, /*may_be_empty=*/false));
   RETURN_IF_ERROR(Get(s, "server", "metrics_address", c.metrics_address));
+  if (c.metrics_address.rfind("https://", 0) == 0) return InvalidArgument(std::string("server.metrics_address: ") + kNoMetricsTls);
   RETURN_IF_ERROR(CheckListenAddress("server.metrics_address", c.metrics_address, /*may_be_empty=*/true));
   int64_t cap = c.queue_capacity;
   RETURN_IF_ERROR(Get(s, "server", "queue_capacity", cap));
@@ -146,6 +158,14 @@ Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) 
   RETURN_IF_ERROR(IntInRange("server.worker_threads", c.worker_threads, 0, 1024));
   RETURN_IF_ERROR(Get(s, "server", "store_base_port", c.store_base_port));
   RETURN_IF_ERROR(IntInRange("server.store_base_port", c.store_base_port, 1024, 65000));
+  RETURN_IF_ERROR(Get(s, "server", "store_host", c.store_host));
+  if (in6_addr a6; inet_pton(AF_INET, c.store_host.c_str(), &a6) != 1 && inet_pton(AF_INET6, c.store_host.c_str(), &a6) != 1) {
+    return InvalidArgument("server.store_host: \"" + Echo(c.store_host) +
+                           "\" is not an IP address (the interface multi-rank groups listen on; default 127.0.0.1)");
+  }
+  if (c.store_host == "0.0.0.0" || c.store_host == "::") {
+    return InvalidArgument("server.store_host: the store has no authentication; name one interface, not every one");
+  }
   RETURN_IF_ERROR(Get(s, "server", "cache_warmup_steps", c.cache_warmup_steps));
   RETURN_IF_ERROR(IntInRange("server.cache_warmup_steps", c.cache_warmup_steps, 1, 1000));
   RETURN_IF_ERROR(Get(s, "server", "cache_max_consecutive_skips", c.cache_max_consecutive_skips));
@@ -215,6 +235,9 @@ Status CheckListenAddress(const std::string& key, const std::string& address, bo
   }
   // HOST:PORT, HOST an IPv4 address, a name, or a bracketed IPv6 address. A port above 65535 would
   // wrap around in the socket layer and listen somewhere else than the operator asked for.
+  if (address.find("://") != std::string::npos) {
+    return InvalidArgument(key + ": \"" + Echo(address) + "\" is not HOST:PORT (no scheme)");
+  }
   const size_t colon = address.rfind(':');
   const std::string port = colon == std::string::npos ? "" : address.substr(colon + 1);
   if (colon == 0 || port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||

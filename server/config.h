@@ -49,6 +49,10 @@ struct ServerConfig {
   double drain_timeout_s = 600;
   int worker_threads = 0;        // libtorch intra-op threads per worker; 0 = default
   int store_base_port = 29500;   // TCPStore port of group g = store_base_port + g (multi-rank groups)
+  // The IP address multi-rank groups rendezvous and communicate on: rank 0's TCPStore listens on it
+  // alone (it has no authentication) and Gloo binds to it. Loopback while every rank runs on this host;
+  // a private interface's address for a group that spans hosts.
+  std::string store_host = "127.0.0.1";
   // First Block Cache limits for every group (the threshold is per request): always-computed warm-up
   // steps and the longest run of skipped steps (0 = no cap).
   int cache_warmup_steps = 1;

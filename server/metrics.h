@@ -18,7 +18,7 @@ namespace ditserve::server {
 class Metrics {
  public:
   // bind_address "host:port"; empty = collect but do not serve. Plain HTTP: bind it to loopback or a
-  // private interface (prometheus-cpp's civetweb as packaged did not complete TLS handshakes).
+  // private interface: Debian 12's civetweb cannot use OpenSSL 3 (docs/hardening.md, config refuses HTTPS).
   explicit Metrics(const std::string& bind_address);
   ~Metrics();
   Metrics(const Metrics&) = delete;

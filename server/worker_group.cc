@@ -266,7 +266,7 @@ WorkerGroup::StartResult WorkerGroup::StartWorkers() {
     std::vector<std::string> args = {
         "--listen", "unix:" + rank.socket, "--model-dir", model_.path, "--device", group_.devices[r],
         "--group", std::to_string(group_.id), "--rank", std::to_string(r), "--world-size", std::to_string(group_.ranks),
-        "--store-port", std::to_string(server_.store_base_port + group_.id), "--cfg", std::to_string(group_.cfg),
+        "--store-host", server_.store_host, "--store-port", std::to_string(server_.store_base_port + group_.id), "--cfg", std::to_string(group_.cfg),
         "--ulysses", std::to_string(group_.ulysses), "--ring", std::to_string(group_.ring), "--threads",
         std::to_string(server_.worker_threads), "--step-delay-ms", std::to_string(server_.debug_step_delay_ms),
         "--cache-warmup-steps", std::to_string(server_.cache_warmup_steps), "--cache-max-skips",

@@ -169,6 +169,37 @@ TEST(Config, TlsAndAuthPathsAreRelativeToTheConfig) {
   EXPECT_FALSE(c->reflection);
 }
 
+// HTTPS metrics cannot work with the packaged civetweb (docs/hardening.md): asking for them is an error
+// naming the alternative, never plain HTTP served where TLS was asked for. "https://HOST:PORT" used to
+// pass the HOST:PORT check (its host "https://HOST") and then serve plain HTTP or fail to bind.
+TEST(Config, HttpsMetricsAreRefusedClearly) {
+  const BadCase cases[] = {
+      {R"({"server":{"metrics_address":"https://127.0.0.1:9443"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.metrics_address: HTTPS for /metrics is not supported"},
+      {R"({"server":{"metrics_tls":{"cert_file":"m.pem"}},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.metrics_tls: HTTPS for /metrics is not supported"},
+      {R"({"server":{"metrics_address":"http://127.0.0.1:9090"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.metrics_address: \"http://127.0.0.1:9090\" is not HOST:PORT (no scheme)"},
+      {R"({"server":{"metrics_address":"127.0.0.1:9443s"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+       "server.metrics_address: \"127.0.0.1:9443s\" is not HOST:PORT"},
+  };
+  for (const auto& c : cases) ExpectRejected(c);
+}
+
+// server.store_host: where multi-rank groups' TCPStores listen (loopback unless set).
+TEST(Config, StoreHostIsAnIpAddress) {
+  auto c = ParseConfig(R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->store_host, "127.0.0.1");
+  c = ParseConfig(R"({"server":{"store_host":"10.1.2.3"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->store_host, "10.1.2.3");
+  ExpectRejected({R"({"server":{"store_host":"0.0.0.0:1"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+                  "server.store_host: \"0.0.0.0:1\" is not an IP address"});
+  ExpectRejected({R"({"server":{"store_host":"0.0.0.0"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+                  "server.store_host: the store has no authentication"});
+}
+
 TEST(Config, MissingFileIsNotFound) {
   auto r = LoadConfig("/nonexistent/ditserve.json");
   ASSERT_FALSE(r.ok());

@@ -30,6 +30,7 @@ StatusOr<CogVideoXConfig> CogVideoXConfig::Load(const std::string& dir) {
     c.vae_scale_factor = j.Get<int64_t>("vae.scale_factor");
     c.temporal_compression_ratio = j.Get<int64_t>("vae.temporal_compression_ratio");
     c.scaling_factor = j.Get<double>("vae.scaling_factor");
+    c.vae_parallel_rows = j.Get<std::string>("vae.parallel", "") == "rows";
     if (j.Get<int64_t>("vae.frame_batch_size", 2) != 2) {
       return InvalidArgument(file + ": key 'vae.frame_batch_size' must be 2 (AutoencoderKLCogVideoX's)");
     }

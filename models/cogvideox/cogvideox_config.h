@@ -36,6 +36,7 @@ struct CogVideoXConfig {
   int64_t vae_scale_factor = 8;
   int64_t temporal_compression_ratio = 4;
   double scaling_factor = 1.15258426;
+  bool vae_parallel_rows = false;  // "vae.parallel": "rows": the decoder splits on height over a group's ranks
 
   nlohmann::json scheduler;  // scheduler_config.json as exported
 

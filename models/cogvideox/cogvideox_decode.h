@@ -8,10 +8,16 @@
 #include <ATen/ATen.h>
 #include <torch/script.h>
 
+namespace ditserve::runtime {
+class Communicator;
+}
+
 namespace ditserve::models::cogvideox {
 
 // latents [1, F, C, h, w] as the transformer sees them; pad_frames: CogVideoX 1.5's latent-frame padding,
-// dropped from the front first. Returns frames [F_out, 3, H, W], the decoder's output in [-1, 1].
-at::Tensor DecodeLatents(torch::jit::Module& vae, const at::Tensor& latents, int64_t pad_frames, double scaling_factor);
+// dropped from the front first; split: the group's ranks to split the rows over (an export with
+// "vae.parallel": "rows"), or null. Returns frames [F_out, 3, H, W], the decoder's output in [-1, 1].
+at::Tensor DecodeLatents(torch::jit::Module& vae, const at::Tensor& latents, int64_t pad_frames, double scaling_factor,
+                         runtime::Communicator* split = nullptr);
 
 }  // namespace ditserve::models::cogvideox

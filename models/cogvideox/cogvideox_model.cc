@@ -50,7 +50,7 @@ class CogVideoXModel final : public runtime::FamilyModel {
   std::unique_ptr<CogVideoXTextEncoder> text;
   torch::jit::Module transformer, vae;
 
-  bool SplitsDecode() const override { return false; }
+  bool SplitsDecode() const override { return config.vae_parallel_rows; }
   uint64_t RequestDeviceBytes(const GenerateParams& p) const override;
   StatusOr<std::unique_ptr<runtime::FamilyRequest>> Begin(const GenerateParams& params,
                                                           const runtime::CfgPlan& plan) override {
@@ -67,8 +67,14 @@ uint64_t CogVideoXModel::RequestDeviceBytes(const GenerateParams& p) const {
   // Transformer: both CFG branches batched, ~16 activations of [S, D] live in a block (q/k/v, the 4x MLP).
   const uint64_t tokens = (g.tokens(c) + ranks - 1) / ranks + c.max_sequence_length;
   const uint64_t denoise = 2 * tokens * uint64_t(c.num_attention_heads * c.attention_head_dim) * elem * 16;
-  // VAE decode: one latent frame batch at full resolution, 8 frames x 128 channels, ~8 live activations.
-  const uint64_t decode = 8ull * p.height * p.width * 128 * elem * 8;
+  // VAE decode: one latent frame batch, 8 frames x 128 channels, ~8 live activations, of this rank's rows (an
+  // export with "vae.parallel": "rows" splits the latent rows over every rank of the group, unevenly rounded up;
+  // RunSplitByRows decodes whole when there are fewer rows than ranks), plus the gathered video (gather + cat).
+  const int64_t world = mesh != nullptr && SplitsDecode() ? mesh->world_size() : 1;
+  const int64_t parts = g.height >= world ? world : 1;
+  const uint64_t rows = uint64_t((g.height + parts - 1) / parts * c.vae_scale_factor);
+  const uint64_t video = 2ull * uint64_t(p.num_frames) * 3 * p.height * p.width * elem;
+  const uint64_t decode = 8ull * rows * p.width * 128 * elem * 8 + video;
   return std::max(denoise, decode);
 }
 
@@ -131,8 +137,8 @@ StatusOr<runtime::Denoising> CogVideoXRequest::PrepareDenoising() {
   return d;
 }
 
-at::Tensor CogVideoXRequest::Decode(const at::Tensor& latents, runtime::Communicator*) {
-  return DecodeLatents(model_.vae, latents, grid_.pad_frames, model_.config.scaling_factor);
+at::Tensor CogVideoXRequest::Decode(const at::Tensor& latents, runtime::Communicator* split) {
+  return DecodeLatents(model_.vae, latents, grid_.pad_frames, model_.config.scaling_factor, split);
 }
 
 void CogVideoXRequest::Record(std::map<std::string, runtime::HostTensor>& out) const {

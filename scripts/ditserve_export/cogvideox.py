@@ -3,7 +3,8 @@ ditserve model directory (docs/model_format.md, docs/models/cogvideox.md).
 
   transformer.pt   torch.jit.script of cogvideox_transformer.CogVideoXTransformer (diffusers' weights and names)
   text_encoder.pt  traced T5 encoder: ids [B, 226] -> last_hidden_state
-  vae_decoder.pt   AutoencoderKLCogVideoX's decoder traced per frame batch, with its conv cache as a tensor list:
+  vae_decoder.pt   cogvideox_vae.CogVaeDecode, scripted: AutoencoderKLCogVideoX's decoder per frame batch, its conv
+                   cache as a tensor list, row-splittable over a group's ranks ("vae.parallel": "rows"):
                    first_odd(z [B,C,3,h,w]) / first_even(z [B,C,2,h,w]) / first_single(z [B,C,1,h,w])
                    -> (frames, cache), next(z [B,C,2,h,w], cache) -> (frames, cache)
                    (the engine runs AutoencoderKLCogVideoX._decode's loop over latent frame batches)
@@ -14,15 +15,16 @@ import gc
 import os
 import shutil
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
-import torch.nn as nn
 
 from . import ops as _ops  # noqa: F401
 from .cogvideox_transformer import CogVideoXTransformer, full_config
+from .cogvideox_vae import CogVaeDecode
+from .vae import ParallelDecodeError
 from .flux import (ExportError, _check_close, _load_state_dict_in, _log, _merge, _read_json, _require,
-                   _transformer_weight_files, export_t5, make_device_agnostic, write_manifest)
+                   _transformer_weight_files, export_t5, write_manifest)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 FORMAT_VERSION = 1
@@ -106,58 +108,6 @@ def _verify_transformer(tdir: str, scripted, cfg: Dict, dtype: torch.dtype) -> N
 # ----------------------------------------------------------------------------------------------
 # vae
 # ----------------------------------------------------------------------------------------------
-def _flatten(cache, out: List[torch.Tensor]) -> List[torch.Tensor]:
-    for k in cache:
-        v = cache[k]
-        if isinstance(v, dict):
-            _flatten(v, out)
-        elif v is not None:
-            out.append(v)
-    return out
-
-
-def _unflatten(template, flat: List[torch.Tensor], pos: List[int]):
-    out = {}
-    for k in template:
-        v = template[k]
-        if isinstance(v, dict):
-            out[k] = _unflatten(v, flat, pos)
-        elif v is not None:
-            out[k] = flat[pos[0]]
-            pos[0] += 1
-        else:
-            out[k] = None
-    return out
-
-
-class _CogVaeDecode(nn.Module):
-    """The decoder on one latent frame batch, its conv cache as a flat tensor list (order of `template`)."""
-
-    def __init__(self, vae: nn.Module, template):
-        super().__init__()
-        self.decoder = vae.decoder
-        self.post_quant_conv = vae.post_quant_conv
-        self.template = template
-
-    def _run(self, z, cache):
-        if self.post_quant_conv is not None:
-            z = self.post_quant_conv(z)
-        x, new = self.decoder(z, conv_cache=cache)
-        return x, _flatten(new, [])
-
-    def first_single(self, z):
-        return self._run(z, None)
-
-    def first_even(self, z):
-        return self._run(z, None)
-
-    def first_odd(self, z):
-        return self._run(z, None)
-
-    def next(self, z, cache: List[torch.Tensor]):
-        return self._run(z, _unflatten(self.template, cache, [0]))
-
-
 def decode_in_batches(module, z: torch.Tensor) -> torch.Tensor:
     """AutoencoderKLCogVideoX._decode's loop over the traced methods (what the engine does)."""
     n = z.shape[2]
@@ -176,42 +126,29 @@ def decode_in_batches(module, z: torch.Tensor) -> torch.Tensor:
 
 
 def export_vae_decoder(src: str, out_path: str, dtype: torch.dtype, verify: bool) -> Dict:
-    import warnings
-
     from diffusers import AutoencoderKLCogVideoX
 
     vae = AutoencoderKLCogVideoX.from_pretrained(os.path.join(src, "vae"), torch_dtype=dtype).eval()
     if vae.num_latent_frames_batch_size != 2:
         raise ExportError(f"vae: num_latent_frames_batch_size {vae.num_latent_frames_batch_size} (expected 2)")
     c = int(vae.config.latent_channels)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        _, template = vae.decoder(torch.randn(1, c, 3, 4, 6, generator=g).to(dtype), conv_cache=None)
-    template = {k: v for k, v in template.items()}
-    wrapper = _CogVaeDecode(vae, template).eval()
-    with torch.no_grad():
-        _, cache = wrapper.first_odd(torch.randn(1, c, 3, 4, 6, generator=g).to(dtype))
-        z1 = torch.randn(1, c, 1, 4, 6, generator=g).to(dtype)
-        z2 = torch.randn(1, c, 2, 4, 6, generator=g).to(dtype)
-        z3 = torch.randn(1, c, 3, 4, 6, generator=g).to(dtype)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace_module(wrapper, {"first_single": (z1,), "first_even": (z2,), "first_odd": (z3,),
-                                                  "next": (z2, cache)}, check_trace=False, strict=False)
-    for m in ("first_single", "first_even", "first_odd", "next"):
-        make_device_agnostic(traced, getattr(traced, m).graph)
+    try:
+        scripted = torch.jit.script(CogVaeDecode(vae).eval())
+    except ParallelDecodeError as e:
+        raise ExportError(f"vae decoder cannot be exported for row-parallel decode: {e}") from e
     if verify:
+        g = torch.Generator().manual_seed(0)
         for shape in ((1, c, 5, 6, 4), (1, c, 4, 4, 8), (1, c, 1, 6, 6)):
             z = torch.randn(*shape, generator=g).to(dtype)
             with torch.no_grad():
-                _check_close(f"vae_decoder{list(shape)}", decode_in_batches(traced, z),
+                _check_close(f"vae_decoder{list(shape)}", decode_in_batches(scripted, z),
                              vae.decode(z, return_dict=False)[0], _tol(dtype))
-    traced.save(out_path)
+    scripted.save(out_path)
     cfg = vae.config
     info = {"latent_channels": c, "scale_factor": 2 ** (len(cfg.block_out_channels) - 1),
             "temporal_compression_ratio": int(cfg.temporal_compression_ratio),
-            "scaling_factor": float(cfg.scaling_factor), "frame_batch_size": 2}
-    del traced, wrapper, vae
+            "scaling_factor": float(cfg.scaling_factor), "frame_batch_size": 2, "parallel": "rows"}
+    del scripted, vae
     gc.collect()
     return info
 

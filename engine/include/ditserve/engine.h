@@ -63,7 +63,8 @@ struct EngineOptions {
   std::string model_dir;
   std::string device = "cpu";  // "cpu" or "cuda:N"
   // Group membership. A group of world_size > 1 rendezvouses through a c10d TCPStore hosted by
-  // rank 0 at store_host:store_port.
+  // rank 0 at store_host:store_port, listening on store_host only (an IP address; loopback for a
+  // single-host group). Gloo binds to it too.
   int rank = 0;
   int world_size = 1;
   std::string store_host = "127.0.0.1";

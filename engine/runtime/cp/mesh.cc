@@ -1,5 +1,11 @@
 #include "engine/runtime/cp/mesh.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -14,13 +20,38 @@
 namespace ditserve::runtime {
 namespace {
 
+// The TCPStore server's listening socket, bound to store_host only. c10d's TCPStore binds the wildcard
+// address (every interface, no authentication) and has no bind-address option, but it takes over a
+// socket we bound (TCPStoreOptions::masterListenFd, both its libuv and legacy backends). SO_REUSEADDR as
+// c10d sets it: a restarted group reuses its port while the old connections sit in TIME_WAIT.
+int ListenOnStoreHost(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+    TORCH_CHECK(false, "store host ", host, ": ", gai_strerror(rc));
+  }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(found, freeaddrinfo);
+  const int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+  TORCH_CHECK(fd >= 0, "store socket: ", std::strerror(errno));
+  const int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+    const int err = errno;
+    close(fd);
+    TORCH_CHECK(false, "cannot listen on store address ", host, ":", port, ": ", std::strerror(err));
+  }
+  return fd;
+}
+
 c10::intrusive_ptr<c10d::Backend> MakeGloo(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                            const MeshOptions& o) {
   auto opts = c10d::ProcessGroupGloo::Options::create(o.timeout);
-  // Loopback for single-host groups; otherwise the address this host's name resolves to.
-  const bool local = o.store_host == "127.0.0.1" || o.store_host == "localhost";
-  opts->devices.push_back(local ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                : c10d::ProcessGroupGloo::createDefaultDevice());
+  // Gloo's pair sockets on the same interface as the store (loopback for a single-host group), never the
+  // address the host name resolves to.
+  opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.store_host));
   return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
 }
 
@@ -63,6 +94,8 @@ StatusOr<std::shared_ptr<DeviceMesh>> DeviceMesh::Create(const MeshOptions& o) {
     so.numWorkers = world;
     so.waitWorkers = true;
     so.timeout = o.timeout;
+    // The store owns the socket from here (it closes it).
+    if (so.isServer) so.masterListenFd = ListenOnStoreHost(o.store_host, o.store_port);
     c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(o.store_host, so);
 
     // The group along the axes `vary` (others fixed to this rank's coordinates), in ascending rank order.

@@ -20,7 +20,7 @@ namespace ditserve::runtime {
 struct MeshOptions {
   int rank = 0;
   int cfg = 1, ulysses = 1, ring = 1;
-  std::string store_host = "127.0.0.1";
+  std::string store_host = "127.0.0.1";  // rank 0's store listens here only; Gloo binds here too
   int store_port = 0;
   at::Device device{at::kCPU};
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
