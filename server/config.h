@@ -62,6 +62,10 @@ struct ServerConfig {
   bool cuda_graphs = false;
   // x264 constant rate factor of MP4 outputs, 0..51 (lower: better and larger; io::Mp4Options::crf).
   int video_crf = 18;
+  // Embed the prompt and negative prompt in outputs' metadata (PNG text chunks, MP4 tags). On by default:
+  // an output then records what made it; turn off where outputs travel further than their requester
+  // and prompts are sensitive. The other parameters (model, seed, steps, size) are always embedded.
+  bool prompt_in_metadata = true;
   uint64_t result_chunk_bytes = kDefaultResultChunkBytes;
   uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
   std::string log_format = "text";   // stdout log lines of ditserve and its workers: text | json (log_format.h)

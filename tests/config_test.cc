@@ -200,6 +200,17 @@ TEST(Config, StoreHostIsAnIpAddress) {
                   "server.store_host: the store has no authentication"});
 }
 
+TEST(Config, PromptInMetadataDefaultsOn) {
+  auto c = ParseConfig(R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->prompt_in_metadata);
+  c = ParseConfig(R"({"server":{"prompt_in_metadata":false},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_FALSE(c->prompt_in_metadata);
+  ExpectRejected({R"({"server":{"prompt_in_metadata":"no"},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+                  "server.prompt_in_metadata: wrong type"});
+}
+
 TEST(Config, MissingFileIsNotFound) {
   auto r = LoadConfig("/nonexistent/ditserve.json");
   ASSERT_FALSE(r.ok());

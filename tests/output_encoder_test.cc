@@ -2,6 +2,7 @@
 // the request's parameters as metadata.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,7 @@ GenerateParams Params(GenerateParams::Format format) {
 }
 
 TEST(OutputEncoder, PngCarriesTheRequestAsText) {
-  auto out = EncodeOutput(Frames(1, 32, 16), 1, 32, 16, Params(GenerateParams::Format::kPng), "tiny", 18);
+  auto out = EncodeOutput(Frames(1, 32, 16), 1, 32, 16, Params(GenerateParams::Format::kPng), "tiny", OutputOptions{});
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ(out->mime_type, "image/png");
   auto png = io::InspectPng(out->data);
@@ -44,7 +45,7 @@ TEST(OutputEncoder, PngCarriesTheRequestAsText) {
 }
 
 TEST(OutputEncoder, Mp4ForVideo) {
-  auto out = EncodeOutput(Frames(5, 32, 16), 5, 32, 16, Params(GenerateParams::Format::kMp4), "tiny", 18);
+  auto out = EncodeOutput(Frames(5, 32, 16), 5, 32, 16, Params(GenerateParams::Format::kMp4), "tiny", OutputOptions{});
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ(out->mime_type, "video/mp4");
   ASSERT_GT(out->data.size(), 12u);
@@ -53,12 +54,44 @@ TEST(OutputEncoder, Mp4ForVideo) {
   EXPECT_NE(bytes.find("a fox in the snow"), std::string::npos);  // the prompt as a tag
 }
 
+// server.prompt_in_metadata: false leaves the prompts out of PNG text chunks and MP4 tags, and only them.
+TEST(OutputEncoder, PromptsStayOutWhenTheSettingIsOff) {
+  OutputOptions off;
+  off.prompt_in_metadata = false;
+  GenerateParams params = Params(GenerateParams::Format::kPng);
+  params.negative_prompt = "blurry haze";
+  auto png = EncodeOutput(Frames(1, 32, 16), 1, 32, 16, params, "tiny", off);
+  ASSERT_TRUE(png.ok()) << png.status().ToString();
+  auto info = io::InspectPng(png->data);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  std::set<std::string> keys;
+  for (const auto& [k, v] : info->text) keys.insert(k);
+  EXPECT_EQ(keys.count("prompt"), 0u);
+  EXPECT_EQ(keys.count("negative_prompt"), 0u);
+  EXPECT_EQ(keys.count("seed"), 1u);
+  EXPECT_EQ(keys.count("model"), 1u);
+  const std::string png_bytes(png->data.begin(), png->data.end());
+  EXPECT_EQ(png_bytes.find("a fox in the snow"), std::string::npos);
+  EXPECT_EQ(png_bytes.find("blurry haze"), std::string::npos);
+
+  params.format = GenerateParams::Format::kMp4;
+  auto with = EncodeOutput(Frames(5, 32, 16), 5, 32, 16, params, "tiny", OutputOptions{});
+  auto without = EncodeOutput(Frames(5, 32, 16), 5, 32, 16, params, "tiny", off);
+  ASSERT_TRUE(with.ok() && without.ok());
+  const std::string with_bytes(with->data.begin(), with->data.end());
+  const std::string without_bytes(without->data.begin(), without->data.end());
+  EXPECT_NE(with_bytes.find("blurry haze"), std::string::npos);
+  EXPECT_EQ(without_bytes.find("a fox in the snow"), std::string::npos);
+  EXPECT_EQ(without_bytes.find("blurry haze"), std::string::npos);
+  EXPECT_NE(without_bytes.find("ditserve"), std::string::npos) << "the other tags stay";
+}
+
 TEST(OutputEncoder, RefusesWhatItCannotEncode) {
-  auto png3 = EncodeOutput(Frames(3, 32, 16), 3, 32, 16, Params(GenerateParams::Format::kPng), "tiny", 18);
+  auto png3 = EncodeOutput(Frames(3, 32, 16), 3, 32, 16, Params(GenerateParams::Format::kPng), "tiny", OutputOptions{});
   EXPECT_EQ(png3.status().code(), StatusCode::kInvalidArgument);
-  auto short_buffer = EncodeOutput(Frames(1, 32, 15), 1, 32, 16, Params(GenerateParams::Format::kPng), "tiny", 18);
+  auto short_buffer = EncodeOutput(Frames(1, 32, 15), 1, 32, 16, Params(GenerateParams::Format::kPng), "tiny", OutputOptions{});
   EXPECT_EQ(short_buffer.status().code(), StatusCode::kInternal);
-  auto odd = EncodeOutput(Frames(2, 31, 16), 2, 31, 16, Params(GenerateParams::Format::kMp4), "tiny", 18);
+  auto odd = EncodeOutput(Frames(2, 31, 16), 2, 31, 16, Params(GenerateParams::Format::kMp4), "tiny", OutputOptions{});
   EXPECT_EQ(odd.status().code(), StatusCode::kInvalidArgument);
 }
 

@@ -235,6 +235,35 @@ TEST_F(FastServer, SameSeedSameImageAndRandomSeedReported) {
   EXPECT_EQ(c.result()->data(), d.result()->data()) << "the reported seed must reproduce the image";
 }
 
+std::optional<std::string> PngText(const v1::Result& r, const std::string& key) {
+  auto info = io::InspectPng(reinterpret_cast<const uint8_t*>(r.data().data()), r.data().size());
+  EXPECT_TRUE(info.ok()) << info.status().ToString();
+  if (!info.ok()) return std::nullopt;
+  for (const auto& [k, v] : info->text) {
+    if (k == key) return v;
+  }
+  return std::nullopt;
+}
+
+// server.prompt_in_metadata (default true) reaches the real engine's output encoder through the workers.
+TEST_F(FastServer, PromptInMetadataIsAServerSetting) {
+  Outcome with = Generate(*stub_, Req(32, 32, 1, 5));
+  ASSERT_TRUE(with.status.ok()) << with.status.error_message();
+  EXPECT_EQ(PngText(*with.result(), "prompt"), "a lighthouse on a cliff at dusk") << "default: embedded";
+
+  ServerOptions o;
+  o.groups = 1;
+  o.extra_server_json = R"("prompt_in_metadata": false)";
+  ServerProcess off(o);
+  std::string err;
+  ASSERT_TRUE(off.WaitReady(180, &err)) << err;
+  Outcome without = Generate(*off.NewStub(), Req(32, 32, 1, 5));
+  ASSERT_TRUE(without.status.ok()) << without.status.error_message();
+  EXPECT_EQ(PngText(*without.result(), "prompt"), std::nullopt);
+  EXPECT_EQ(PngText(*without.result(), "negative_prompt"), std::nullopt);
+  EXPECT_EQ(PngText(*without.result(), "seed"), "5") << "the other parameters stay";
+}
+
 TEST_F(FastServer, InvalidArgumentsNameTheField) {
   struct Case {
     std::string field;

@@ -172,7 +172,8 @@ StatusOr<GenerateOutput> DiffusionPipeline::Generate(const GenerateParams& param
   if (options_.mesh != nullptr && !options_.mesh->leader()) return out;  // followers return no data
   const auto t0 = Clock::now();
   ASSIGN_OR_RETURN(EncodedOutput encoded, EncodeOutput(raw.rgb, raw.frames, raw.width, raw.height, params,
-                                                       options_.info.name, options_.video_crf));
+                                                       options_.info.name,
+                                                       OutputOptions{options_.video_crf, options_.prompt_in_metadata}));
   out.data = std::move(encoded.data);
   out.mime_type = std::move(encoded.mime_type);
   out.width = raw.width;

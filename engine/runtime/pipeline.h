@@ -27,6 +27,7 @@ struct PipelineOptions {
   // Replay the transformer step from CUDA graphs, collectives included (CUDA; steps without the cache).
   bool cuda_graphs = false;
   int video_crf = 18;  // MP4 quality (x264 CRF)
+  bool prompt_in_metadata = true;  // the prompts in the output's metadata (server.prompt_in_metadata)
   // Most device memory a request may use beyond the loaded weights, in bytes, below what the device has
   // free (0 = only the device's free memory). A request whose estimate (FamilyModel::RequestDeviceBytes)
   // exceeds the smaller is refused up front; it also makes that refusal testable on the CPU.

@@ -80,6 +80,9 @@ struct EngineOptions {
   bool cuda_graphs = false;
   // x264 constant rate factor of MP4 outputs (server.video_crf, 0..51; io::Mp4Options::crf says why 18).
   int video_crf = 18;
+  // Embed the prompt and negative prompt in PNG text chunks / MP4 tags (server.prompt_in_metadata); the
+  // other parameters (model, seed, steps, guidance, size) are always embedded.
+  bool prompt_in_metadata = true;
 };
 
 class Engine {
