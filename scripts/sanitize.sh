@@ -28,7 +28,8 @@ run() {  # $1 build dir, $2 DITSERVE_SANITIZE value
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # Libraries built without TSan (gRPC, protobuf) are not instrumented: ignore what happens inside them.
-export TSAN_OPTIONS=${TSAN_OPTIONS:-ignore_noninstrumented_modules=1:halt_on_error=1:exitcode=66}
+# Their header-inlined code is instrumented, though: scripts/tsan.supp lists the false positives that gives.
+export TSAN_OPTIONS=${TSAN_OPTIONS:-ignore_noninstrumented_modules=1:halt_on_error=1:exitcode=66:suppressions=$PWD/scripts/tsan.supp}
 case $WHICH in
   asan) run build-asan address ;;
   tsan) run build-tsan thread ;;
