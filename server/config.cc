@@ -136,7 +136,7 @@ Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) 
                             {"grpc_address", "metrics_address", "queue_capacity", "worker_binary", "runtime_dir",
                              "worker_start_timeout_s", "drain_timeout_s", "worker_threads", "store_base_port", "store_host",
                              "debug_step_delay_ms", "cache_warmup_steps", "cache_max_consecutive_skips",
-                             "cuda_graphs", "video_crf", "prompt_in_metadata", "result_chunk_bytes", "log_format", "max_start_attempts",
+                             "cuda_graphs", "video_crf", "prompt_in_metadata", "device_memory_limit_mib", "result_chunk_bytes", "log_format", "max_start_attempts",
                              "stall_timeout_s", "keep_running_without_groups", "tls", "auth",
                              "reflection"}));
   RETURN_IF_ERROR(Get(s, "server", "grpc_address", c.grpc_address));
@@ -174,6 +174,8 @@ Status ParseServer(const json& s, const std::string& base_dir, ServerConfig& c) 
   RETURN_IF_ERROR(Get(s, "server", "video_crf", c.video_crf));
   RETURN_IF_ERROR(IntInRange("server.video_crf", c.video_crf, 0, 51));
   RETURN_IF_ERROR(Get(s, "server", "prompt_in_metadata", c.prompt_in_metadata));
+  RETURN_IF_ERROR(Get(s, "server", "device_memory_limit_mib", c.device_memory_limit_mib));
+  RETURN_IF_ERROR(IntInRange("server.device_memory_limit_mib", c.device_memory_limit_mib, 0, int64_t{1} << 30));
   int64_t chunk = static_cast<int64_t>(c.result_chunk_bytes);
   RETURN_IF_ERROR(Get(s, "server", "result_chunk_bytes", chunk));
   RETURN_IF_ERROR(IntInRange("server.result_chunk_bytes", chunk, kMinResultChunkBytes, kMaxResultChunkBytes));

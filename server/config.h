@@ -66,6 +66,10 @@ struct ServerConfig {
   // an output then records what made it; turn off where outputs travel further than their requester
   // and prompts are sensitive. The other parameters (model, seed, steps, size) are always embedded.
   bool prompt_in_metadata = true;
+  // Most device memory (MiB) a request may use beyond the loaded weights, below what the device has free
+  // (0 = the device's free memory only): a request whose estimate exceeds it is refused up front with
+  // RESOURCE_EXHAUSTED. Leaves headroom for other processes on the card.
+  int64_t device_memory_limit_mib = 0;
   uint64_t result_chunk_bytes = kDefaultResultChunkBytes;
   uint32_t debug_step_delay_ms = 0;  // testing aid: workers sleep this long after each denoise step
   std::string log_format = "text";   // stdout log lines of ditserve and its workers: text | json (log_format.h)

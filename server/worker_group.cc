@@ -271,7 +271,8 @@ WorkerGroup::StartResult WorkerGroup::StartWorkers() {
         std::to_string(server_.worker_threads), "--step-delay-ms", std::to_string(server_.debug_step_delay_ms),
         "--cache-warmup-steps", std::to_string(server_.cache_warmup_steps), "--cache-max-skips",
         std::to_string(server_.cache_max_consecutive_skips), "--cuda-graphs", server_.cuda_graphs ? "1" : "0",
-        "--video-crf", std::to_string(server_.video_crf), "--prompt-in-metadata", server_.prompt_in_metadata ? "1" : "0", "--result-chunk-bytes",
+        "--video-crf", std::to_string(server_.video_crf), "--prompt-in-metadata", server_.prompt_in_metadata ? "1" : "0",
+        "--device-memory-limit-mib", std::to_string(server_.device_memory_limit_mib), "--result-chunk-bytes",
         std::to_string(server_.result_chunk_bytes), "--log-format", server_.log_format, "--parent-pid",
         std::to_string(getpid()), "--failure-file", FailureFile(r)};
     std::filesystem::remove(FailureFile(r), ec);

@@ -212,6 +212,17 @@ TEST(Config, PromptInMetadataDefaultsOn) {
                   "server.prompt_in_metadata: wrong type"});
 }
 
+TEST(Config, DeviceMemoryLimitInMiB) {
+  auto c = ParseConfig(R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->device_memory_limit_mib, 0);
+  c = ParseConfig(R"({"server":{"device_memory_limit_mib":70000},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})", "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->device_memory_limit_mib, 70000);
+  ExpectRejected({R"({"server":{"device_memory_limit_mib":-1},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
+                  "server.device_memory_limit_mib: -1 out of range [0, 1073741824]"});
+}
+
 TEST(Config, MissingFileIsNotFound) {
   auto r = LoadConfig("/nonexistent/ditserve.json");
   ASSERT_FALSE(r.ok());

@@ -1,8 +1,16 @@
 // HunyuanVideo under context parallelism with the prompt's padding key mask: every rank of ulysses2, ring2,
 // ring3, ulysses2 x ring2 and cfg2 groups (one process per rank, Gloo) ends with the single-rank latents, and the
-// leader decodes the single-rank frames. The sizes leave token counts that do not divide the ranks, and the
-// ring3 case holds 1 video token over 3 ranks: the last ranks' ring blocks (padded video + the prompt's
-// padding) have no real key at all, which the ring's LSE merge must absorb exactly.
+// leader returns the single-rank frames (within one level), decoded split by latent rows over all the group's
+// ranks. The sizes leave token counts that do not divide the ranks, and the ring3 case holds 1 video token over
+// 3 ranks: the last ranks' ring blocks (padded video + the prompt's padding) have no real key at all, which the
+// ring's LSE merge must absorb exactly.
+//
+// The parallel VAE decode alone (HunyuanVideoRowSplitDecode, 2 and 3 ranks): DecodeVideo split by rows equals
+// the single-rank decode on every rank, max |diff| <= 1e-5 x max(1, max |ref|) in fp32 (only summation order
+// differs: group statistics combined across ranks, convs on differently shaped inputs), through the plain decode, the spatial
+// tiles, the temporal (framewise) chunks and, with tiling off, one whole-clip decode whose mid-block attention
+// spans every rank's rows; row counts that do and do not divide the ranks, and tiles with fewer rows than ranks
+// (every rank decodes those whole).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -17,6 +25,9 @@
 #include "engine/runtime/attention_op.h"
 #include "engine/runtime/cp/cp_attention.h"
 #include "engine/runtime/cp/mesh.h"
+#include "engine/runtime/torchscript.h"
+#include "models/hunyuan_video/hunyuan_video_config.h"
+#include "models/hunyuan_video/hunyuan_video_decode.h"
 #include "models/registry.h"
 #include "support/multi_rank.h"
 #include "support/recording_job_control.h"
@@ -95,6 +106,83 @@ int ChildMain(const testing::ChildArgs& a) {
   return 0;
 }
 
+// --- parallel VAE decode --------------------------------------------------------------------------------
+
+constexpr double kDecodeTolerance = 1e-5;
+
+struct DecodeCase {
+  std::string name;
+  int64_t frames, rows, cols;  // latent
+  bool spatial_tiling;
+};
+
+// The tiny export's tiles are 32 px = 4 latent rows/columns (stride 3) and 16 frames = 4 latent frames: 4x3
+// decodes in one piece, 7x6 in 3x2 spatial tiles (the last row of tiles 1 latent row high), 6 latent frames in
+// two temporal chunks; without spatial tiling 7 rows decode at once (3+2+2 rows at 3 ranks).
+const std::vector<DecodeCase> kDecodeCases = {
+    {"plain_2x4x3", 2, 4, 3, true},          {"plain_1x5x2", 1, 5, 2, true},
+    {"spatial_tiles_2x7x6", 2, 7, 6, true},  {"temporal_chunks_6x5x4", 6, 5, 4, true},
+    {"untiled_3x7x5", 3, 7, 5, false},       {"untiled_temporal_6x6x3", 6, 6, 3, false},
+};
+
+// "name max|diff| max|ref|" per case: this rank's split decode against its own single-rank decode.
+int DecodeChildMain(const testing::ChildArgs& a) {
+  c10::InferenceMode inference;
+  auto mesh = testing::JoinTestMesh(a.rank, a.port, 1, 1, std::stoi(a.args[1]));
+  auto config = HunyuanVideoConfig::Load(testing::TestModelsDir() + "/hunyuan-video-tiny");
+  TORCH_CHECK(config.ok(), config.status().ToString());
+  auto vae = runtime::LoadTorchScript(config->Path(config->vae_file), at::kCPU);
+  TORCH_CHECK(vae.ok(), vae.status().ToString());
+  std::ofstream out(a.output);
+  for (const DecodeCase& d : kDecodeCases) {
+    HunyuanVideoConfig c = *config;
+    c.tiling.spatial = d.spatial_tiling;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(d.frames * 100 + d.rows * 10 + d.cols);
+    const at::Tensor z = at::randn({1, 4, d.frames, d.rows, d.cols}, gen, at::kFloat);
+    const at::Tensor want = DecodeVideo(*vae, c, z, nullptr);
+    const at::Tensor got = DecodeVideo(*vae, c, z, mesh->world());
+    TORCH_CHECK(got.sizes() == want.sizes(), d.name, ": ", got.sizes(), " != ", want.sizes());
+    TORCH_CHECK(want.size(0) == 4 * (d.frames - 1) + 1 && want.size(2) == 8 * d.rows, d.name, ": ", want.sizes());
+    out << d.name << " " << (got - want).abs().max().item<double>() << " " << want.abs().max().item<double>() << "\n";
+  }
+  mesh->AnyRank(false);
+  return 0;
+}
+
+TEST(HunyuanVideoTinyVae, ExportedForRowSplit) {
+  auto config = HunyuanVideoConfig::Load(testing::TestModelsDir() + "/hunyuan-video-tiny");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_TRUE(config->vae_parallel_rows) << "model.json vae.parallel should be \"rows\"";
+}
+
+class HunyuanVideoRowSplitDecode : public ::testing::TestWithParam<int> {};
+
+TEST_P(HunyuanVideoRowSplitDecode, EveryRankEqualsOneRank) {
+  const int world = GetParam();
+  const auto ranks = testing::RunRanks(world, {"decode", std::to_string(world)}, 600);
+  for (int r = 0; r < world; ++r) {
+    ASSERT_EQ(ranks[r].code, 0) << "rank " << r;
+    std::istringstream in(ranks[r].output);
+    std::string name;
+    double diff, ref;
+    size_t n = 0;
+    while (in >> name >> diff >> ref) {
+      ASSERT_LT(n, kDecodeCases.size());
+      EXPECT_EQ(name, kDecodeCases[n].name) << "rank " << r;
+      EXPECT_GT(ref, 0.0) << name;
+      EXPECT_LE(diff, kDecodeTolerance * std::max(1.0, ref)) << "world " << world << " rank " << r << " " << name;
+      std::printf("world %d rank %d %-24s max|diff| %.2e (max|ref| %.2g)\n", world, r, name.c_str(), diff, ref);
+      ++n;
+    }
+    EXPECT_EQ(n, kDecodeCases.size()) << "rank " << r << " ran too few cases";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Worlds, HunyuanVideoRowSplitDecode, ::testing::Values(2, 3),
+                         [](const auto& info) { return "world" + std::to_string(info.param); });
+
+// --- the whole pipeline -----------------------------------------------------------------------------------
+
 struct Layout {
   int cfg, ulysses, ring;
   bool true_cfg;
@@ -160,8 +248,9 @@ INSTANTIATE_TEST_SUITE_P(Layouts, HunyuanVideoRanks,
 
 int main(int argc, char** argv) {
   ditserve::testing::ChildArgs child;
-  if (ditserve::testing::ParseChildArgs(argc, argv, &child) && child.args.size() == 7) {
+  if (ditserve::testing::ParseChildArgs(argc, argv, &child) && (child.args.size() == 7 || child.args.size() == 2)) {
     try {
+      if (child.args.size() == 2) return ditserve::models::hunyuan_video::DecodeChildMain(child);
       return ditserve::models::hunyuan_video::ChildMain(child);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "rank %d: %s\n", child.rank, e.what());

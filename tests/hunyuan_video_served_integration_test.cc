@@ -1,7 +1,8 @@
 // HunyuanVideo served end to end on the tiny model: the real coordinator and worker, `ditctl generate` writing
 // an MP4 that decodes to the requested frame count and size; requests outside what the model takes (num_frames
 // not 4k+1, sizes not multiples of 16) answered INVALID_ARGUMENT naming the field, and the group
-// keeps serving after them.
+// keeps serving after them. With server.device_memory_limit_mib 64, a 256x256x33 request (estimate ~0.1 GiB)
+// is refused up front with RESOURCE_EXHAUSTED naming the limit, and a 32x32x5 one (~16 MiB) still runs.
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -19,6 +20,29 @@ namespace ditserve {
 namespace {
 
 constexpr char kModel[] = "hunyuan-video-tiny";
+
+grpc::Status GenerateOn(testing::ServerProcess& server, const v1::GenerateRequest& req) {
+  auto stub = server.NewStub();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
+  auto reader = stub->Generate(&ctx, req);
+  v1::GenerateEvent ev;
+  while (reader->Read(&ev)) {
+  }
+  return reader->Finish();
+}
+
+v1::GenerateRequest Req(uint32_t w, uint32_t h, uint32_t frames) {
+  v1::GenerateRequest r;
+  r.set_model(kModel);
+  r.set_prompt("waves on a beach");
+  r.set_width(w);
+  r.set_height(h);
+  r.set_num_frames(frames);
+  r.set_num_inference_steps(2);
+  r.set_output_format(v1::OUTPUT_FORMAT_MP4);
+  return r;
+}
 
 class HunyuanVideoServed : public ::testing::Test {
  protected:
@@ -47,28 +71,7 @@ class HunyuanVideoServed : public ::testing::Test {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   }
 
-  static grpc::Status Generate(const v1::GenerateRequest& req) {
-    auto stub = server_->NewStub();
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
-    auto reader = stub->Generate(&ctx, req);
-    v1::GenerateEvent ev;
-    while (reader->Read(&ev)) {
-    }
-    return reader->Finish();
-  }
-
-  static v1::GenerateRequest Req(uint32_t w, uint32_t h, uint32_t frames) {
-    v1::GenerateRequest r;
-    r.set_model(kModel);
-    r.set_prompt("waves on a beach");
-    r.set_width(w);
-    r.set_height(h);
-    r.set_num_frames(frames);
-    r.set_num_inference_steps(2);
-    r.set_output_format(v1::OUTPUT_FORMAT_MP4);
-    return r;
-  }
+  static grpc::Status Generate(const v1::GenerateRequest& req) { return GenerateOn(*server_, req); }
 
   static testing::ServerProcess* server_;
   static bool ready_;
@@ -111,6 +114,23 @@ TEST_F(HunyuanVideoServed, SizesOffTheGridAreRefusedByNameAndTheGroupKeepsServin
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("height"), std::string::npos) << s.error_message();
   EXPECT_TRUE(Generate(Req(32, 16, 5)).ok());
+}
+
+TEST(HunyuanVideoServedMemoryLimit, RequestsAboveTheLimitAreRefusedUpFront) {
+  testing::ServerOptions o;
+  o.model_name = kModel;
+  o.model_dir = testing::TestModelsDir() + "/" + kModel;
+  o.groups = 1;
+  o.extra_server_json = R"("device_memory_limit_mib": 64)";
+  testing::ServerProcess server(o);
+  std::string err;
+  ASSERT_TRUE(server.WaitReady(180, &err)) << err;
+  const grpc::Status big = GenerateOn(server, Req(256, 256, 33));
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << big.error_message();
+  EXPECT_NE(big.error_message().find("33 frames of 256x256"), std::string::npos) << big.error_message();
+  EXPECT_NE(big.error_message().find("64.0 MiB (the device memory limit)"), std::string::npos) << big.error_message();
+  const grpc::Status small = GenerateOn(server, Req(32, 32, 5));
+  EXPECT_TRUE(small.ok()) << small.error_message();
 }
 
 }  // namespace

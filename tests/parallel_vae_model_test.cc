@@ -1,6 +1,6 @@
 // Row-parallel VAE decode (CPU, Gloo, one process per rank, world 2 and 4): each split-aware op
-// (halo_conv2d, halo_conv3d with zero and replicate borders, group_norm, spatial_attention) and the whole tiny FLUX VAE decoder
-// (build/test-models/flux-tiny-dev/vae_decoder.pt) split by rows equal the single-rank result, at row
+// (halo_conv2d, halo_conv3d with zero and replicate borders, group_norm, spatial_attention, gather_rows) and
+// the whole tiny FLUX VAE decoder (build/test-models/flux-tiny-dev/vae_decoder.pt) split by rows equal the single-rank result, at row
 // counts that do and do not divide by the world size (and 1 row per rank).
 //
 // Tolerance, fp32: max |parallel - single rank| <= 1e-5 for every case. Only float summation order
@@ -66,8 +66,9 @@ TEST(SpatialOps, AreThePlainOpsWithoutASplit) {
   EXPECT_EQ(HaloConv3d(video, w3, b, {2, 1, 1}, {1, 1}, true).sizes(), (std::vector<int64_t>{1, 4, 1, 9, 7}));
   const at::Tensor q = Randn({1, 1, 30, 16}, 6), k = Randn({1, 1, 30, 16}, 7), v = Randn({1, 1, 30, 16}, 8);
   EXPECT_TRUE(at::equal(SpatialAttention(q, k, v), at::scaled_dot_product_attention(q, k, v)));
+  EXPECT_TRUE(at::equal(GatherRowsOp(video, 3), video));
   // Through the registered ops, as the exported decoder calls them.
-  for (const char* name : {"ditserve::halo_conv2d", "ditserve::halo_conv3d"}) {
+  for (const char* name : {"ditserve::halo_conv2d", "ditserve::halo_conv3d", "ditserve::gather_rows"}) {
     auto op = c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
     EXPECT_TRUE(op.hasKernelForDispatchKey(c10::DispatchKey::CPU)) << name;
     EXPECT_TRUE(op.hasKernelForDispatchKey(c10::DispatchKey::CUDA)) << name;
@@ -160,6 +161,16 @@ void OpCases(Child& c, int world) {
     const double single_err = (gn4(xg) - truth).abs().max().item<double>();
     c.Record("group_norm_offset40_vs_f64" + rows, RunSplitByRows(c.mesh().world(), xg, 2, gn4).to(at::kDouble),
              truth, 1.5 * single_err);
+    // gather_rows: every rank's rows of a [2, B, F, h, W, C] key/value stack, in row order, on every rank
+    // (exactly: it only moves data).
+    {
+      const at::Tensor kv = Randn({2, 1, 3, h, 5, 4}, seed + 13);
+      const SpatialSplit split{c.mesh().world(), SplitRows(h, world)};
+      const int me = c.mesh().world()->rank();
+      const at::Tensor mine = kv.narrow(3, split.split.begin(me), split.split.rows[me]);
+      SpatialSplitGuard guard(&split);
+      c.Record("gather_rows" + rows, GatherRowsOp(mine, 3), kv, 0.0);
+    }
     // q | k | v along the last dim of [1, 1, h, 5, 48]: tokens = a rank's rows x 5 columns, head dim 16.
     const at::Tensor qkv = Randn({1, 1, h, 5, 48}, seed + 6);
     c.Compare("spatial_attention" + rows, qkv, 2, [&](const at::Tensor& t) {

@@ -119,6 +119,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   popts.cuda_graphs = options.cuda_graphs;
   popts.video_crf = options.video_crf;
   popts.prompt_in_metadata = options.prompt_in_metadata;
+  popts.device_memory_limit = options.device_memory_limit;
   try {
     ASSIGN_OR_RETURN(std::unique_ptr<runtime::Pipeline> pipeline, models::CreatePipeline(popts));
     return std::unique_ptr<Engine>(new TorchEngine(std::move(info), std::move(pipeline)));

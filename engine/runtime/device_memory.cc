@@ -6,7 +6,10 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include <c10/util/Exception.h>
+
 #include <limits>
+#include <string_view>
 
 namespace ditserve::runtime {
 
@@ -36,6 +39,16 @@ uint64_t DeviceAvailableBytes(const c10::Device& device) {
 #endif
   (void)device;
   return std::numeric_limits<uint64_t>::max();
+}
+
+bool IsOutOfMemory(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return true;
+  const std::string_view what = e.what();
+  // CUDACachingAllocator's message; a failed cudaMalloc outside it; the CPU allocator's.
+  for (std::string_view text : {"CUDA out of memory", "CUDA error: out of memory", "can't allocate memory"}) {
+    if (what.find(text) != std::string_view::npos) return true;
+  }
+  return false;
 }
 
 }  // namespace ditserve::runtime

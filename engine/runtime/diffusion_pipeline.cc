@@ -1,5 +1,6 @@
 #include "engine/runtime/diffusion_pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -72,17 +73,21 @@ StatusOr<RawOutput> DiffusionPipeline::Run(const GenerateParams& params, JobCont
   const ModelInfo& info = options_.info;
   ASSIGN_OR_RETURN(const CfgPlan plan, CfgPlan::Make(mesh, UsesCfg(info, params), CfgRuleText(info.cfg)));
   if (const uint64_t need = model_->RequestDeviceBytes(params); need > 0) {
-    const uint64_t have = DeviceAvailableBytes(device);
+    uint64_t have = DeviceAvailableBytes(device);
+    if (options_.device_memory_limit > 0) have = std::min(have, options_.device_memory_limit);
     if (need > have) {
-      auto gib = [](uint64_t b) {
+      auto size = [](uint64_t b) {
+        const bool gib = b >= (1ull << 30);
         char buf[32];
-        std::snprintf(buf, sizeof(buf), "%.1f", static_cast<double>(b) / (1ull << 30));
+        std::snprintf(buf, sizeof(buf), "%.1f %s", static_cast<double>(b) / (gib ? (1ull << 30) : (1ull << 20)),
+                      gib ? "GiB" : "MiB");
         return std::string(buf);
       };
-      return ResourceExhausted("this request needs about " + gib(need) + " GiB of device memory (" +
+      return ResourceExhausted("this request needs about " + size(need) + " of device memory (" +
                                std::to_string(params.num_frames) + " frames of " + std::to_string(params.width) +
-                               "x" + std::to_string(params.height) + "); " + device.str() + " has " + gib(have) +
-                               " GiB free: ask for fewer frames or a smaller size");
+                               "x" + std::to_string(params.height) + "); " + device.str() + " has " + size(have) +
+                               (have == options_.device_memory_limit ? " (the device memory limit)" : " free") +
+                               ": ask for fewer frames or a smaller size");
     }
   }
   ASSIGN_OR_RETURN(std::unique_ptr<FamilyRequest> request, model_->Begin(params, plan));
@@ -146,15 +151,15 @@ StatusOr<RawOutput> DiffusionPipeline::GenerateRaw(const GenerateParams& params,
     // The job thread's current device (CUDA's is per thread): streams, graphs and NCCL follow it.
     c10::OptionalDeviceGuard device_guard(at::Device(options_.device));
     return Run(params, control, raw);
-  } catch (const c10::OutOfMemoryError& e) {
-    // Fails this request only: the cached blocks go back so the next request starts from a clean heap.
+  } catch (const std::exception& e) {
+    const c10::Error* c10_error = dynamic_cast<const c10::Error*>(&e);
+    const std::string what = c10_error != nullptr ? c10_error->what_without_backtrace() : e.what();
+    if (!IsOutOfMemory(e)) return Internal(family + ": " + what);
+    // Fails this request only: its tensors are gone with the stack, and the cached blocks go back so the next
+    // request starts from a clean heap.
     const at::Device device(options_.device);
     if (!device.is_cpu()) c10::getDeviceAllocator(device.type())->emptyCache();
-    return ResourceExhausted(family + ": out of device memory: " + e.what_without_backtrace());
-  } catch (const c10::Error& e) {
-    return Internal(family + ": " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return Internal(family + ": " + e.what());
+    return ResourceExhausted(family + ": out of device memory: " + what);
   }
 }
 

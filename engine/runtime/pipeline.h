@@ -2,6 +2,7 @@
 // No libtorch types: the registry and the facade stay torch-free at this seam.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,10 @@ struct PipelineOptions {
   bool cuda_graphs = false;
   int video_crf = 18;  // MP4 quality (x264 CRF)
   bool prompt_in_metadata = true;  // the prompts in the output's metadata (server.prompt_in_metadata)
+  // Most device memory a request may use beyond the loaded weights, in bytes, below what the device has
+  // free (0 = only the device's free memory). A request whose estimate (FamilyModel::RequestDeviceBytes)
+  // exceeds the smaller is refused up front; it also makes that refusal testable on the CPU.
+  uint64_t device_memory_limit = 0;
 };
 
 class Pipeline {

@@ -1,4 +1,5 @@
-// torch.ops.ditserve.{halo_conv2d, halo_conv3d, group_norm, spatial_attention}: schemas and CPU/CUDA kernels.
+// torch.ops.ditserve.{halo_conv2d, halo_conv3d, group_norm, spatial_attention, gather_rows}: schemas and
+// CPU/CUDA kernels.
 #include "engine/runtime/spatial_ops.h"
 
 #include <vector>
@@ -122,6 +123,12 @@ at::Tensor SpatialAttention(const at::Tensor& q, const at::Tensor& k, const at::
   return at::scaled_dot_product_attention(q, kv.select(0, 0), kv.select(0, 1));
 }
 
+at::Tensor GatherRowsOp(const at::Tensor& x, int64_t dim) {
+  const SpatialSplit* split = CurrentSpatialSplit();
+  if (split == nullptr) return x.clone();
+  return GatherRows(*split, x.contiguous(), dim);
+}
+
 }  // namespace ditserve::runtime
 
 TORCH_LIBRARY_FRAGMENT(ditserve, m) {
@@ -129,6 +136,7 @@ TORCH_LIBRARY_FRAGMENT(ditserve, m) {
   m.def("halo_conv3d(Tensor x, Tensor weight, Tensor? bias, int[3] stride, int[2] padding, bool replicate) -> Tensor");
   m.def("group_norm(Tensor x, int num_groups, Tensor? weight, Tensor? bias, float eps) -> Tensor");
   m.def("spatial_attention(Tensor q, Tensor k, Tensor v) -> Tensor");
+  m.def("gather_rows(Tensor x, int dim) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CPU, m) {
@@ -136,6 +144,7 @@ TORCH_LIBRARY_IMPL(ditserve, CPU, m) {
   m.impl("halo_conv3d", &ditserve::runtime::HaloConv3d);
   m.impl("group_norm", &ditserve::runtime::SplitGroupNorm);
   m.impl("spatial_attention", &ditserve::runtime::SpatialAttention);
+  m.impl("gather_rows", &ditserve::runtime::GatherRowsOp);
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CUDA, m) {
@@ -143,4 +152,5 @@ TORCH_LIBRARY_IMPL(ditserve, CUDA, m) {
   m.impl("halo_conv3d", &ditserve::runtime::HaloConv3d);
   m.impl("group_norm", &ditserve::runtime::SplitGroupNorm);
   m.impl("spatial_attention", &ditserve::runtime::SpatialAttention);
+  m.impl("gather_rows", &ditserve::runtime::GatherRowsOp);
 }

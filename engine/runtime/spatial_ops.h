@@ -1,5 +1,5 @@
 // The split-aware operators of exported VAE decoders (scripts/ditserve_export/vae.py), registered as
-// torch.ops.ditserve.{halo_conv2d, halo_conv3d, group_norm, spatial_attention} for CPU and CUDA. With no SpatialSplit
+// torch.ops.ditserve.{halo_conv2d, halo_conv3d, group_norm, spatial_attention, gather_rows} for CPU and CUDA. With no SpatialSplit
 // installed (spatial_split.h) each is the plain torch op; with one installed, each rank holds a range of
 // rows (dim -2 of [B, C, H, W]) and gets exactly the full op's output restricted to its rows:
 //
@@ -13,6 +13,9 @@
 //                      (at::var_mean) as torch's own group_norm accumulates in fp32.
 //   spatial_attention  local queries against all ranks' keys/values (all-gathered), [B, H, S, D] with S
 //                      the rank's tokens (its rows flattened with the columns).
+//   gather_rows        the whole tensor along the row axis `dim`: every rank's rows all-gathered in row order
+//                      (for attention whose mask depends on the keys' positions, e.g. HunyuanVideo's
+//                      frame-causal mid-block attention). Unsplit: a copy (the schema's output aliases nothing).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +37,7 @@ at::Tensor HaloConv3d(const at::Tensor& x, const at::Tensor& weight, const std::
 at::Tensor SplitGroupNorm(const at::Tensor& x, int64_t num_groups, const std::optional<at::Tensor>& weight,
                           const std::optional<at::Tensor>& bias, double eps);
 at::Tensor SpatialAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+at::Tensor GatherRowsOp(const at::Tensor& x, int64_t dim);
 
 // What lies beyond the image border: zeros, or copies of the edge row (replicate padding).
 enum class Border { kZeros, kReplicate };

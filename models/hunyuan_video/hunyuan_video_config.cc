@@ -44,6 +44,8 @@ StatusOr<HunyuanVideoConfig> HunyuanVideoConfig::Load(const std::string& dir) {
     c.vae_scale_factor = j.Get<int64_t>("vae.scale_factor");
     c.vae_temporal_scale_factor = j.Get<int64_t>("vae.temporal_scale_factor", 4);
     c.scaling_factor = j.Get<double>("vae.scaling_factor");
+    // Exports before the split-aware mid-block attention have no "parallel": they decode on the leader alone.
+    c.vae_parallel_rows = j.Get<std::string>("vae.parallel", "") == "rows";
     VaeTiling& t = c.tiling;
     t.spatial = j.Get<bool>("vae.tiling.enabled", true);
     t.framewise = j.Get<bool>("vae.tiling.framewise", true);

@@ -44,6 +44,7 @@ struct HunyuanVideoConfig {
   int64_t vae_scale_factor = 8, vae_temporal_scale_factor = 4;
   double scaling_factor = 0.476986;
   VaeTiling tiling;
+  bool vae_parallel_rows = false;  // "vae.parallel": "rows": a tile's decode may be split by rows over ranks
 
   nlohmann::json scheduler;  // scheduler_config.json as exported
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "engine/runtime/spatial_split.h"
 #include "engine/runtime/torchscript.h"
 
 namespace ditserve::models::hunyuan_video {
@@ -21,7 +22,8 @@ at::Tensor Blend(const at::Tensor& a, at::Tensor b, int64_t dim, int64_t extent)
 
 class TiledDecoder {
  public:
-  TiledDecoder(torch::jit::Module& vae, const HunyuanVideoConfig& c) : vae_(vae), c_(c), t_(c.tiling) {}
+  TiledDecoder(torch::jit::Module& vae, const HunyuanVideoConfig& c, runtime::Communicator* split)
+      : vae_(vae), c_(c), t_(c.tiling), split_(split) {}
 
   // AutoencoderKLHunyuanVideo._decode
   at::Tensor Decode(const at::Tensor& z) {
@@ -35,11 +37,14 @@ class TiledDecoder {
     return t_.spatial && (z.size(4) > t_.min_width / c_.vae_scale_factor || z.size(3) > t_.min_height / c_.vae_scale_factor);
   }
 
+  // One tile, split by latent rows over the ranks (when there are any): every rank gets the whole tile.
   at::Tensor Tile(const at::Tensor& z) {
-    at::Tensor out = runtime::FirstTensor(vae_.forward({z}), "vae_decoder.pt");
-    TORCH_CHECK(out.dim() == 5 && out.size(1) == 3, "vae_decoder.pt returned ", out.sizes(),
-                "; expected [B, 3, F, H, W]");
-    return out;
+    return runtime::RunSplitByRows(split_, z, /*dim=*/3, [this](const at::Tensor& rows) {
+      at::Tensor out = runtime::FirstTensor(vae_.forward({rows}), "vae_decoder.pt");
+      TORCH_CHECK(out.dim() == 5 && out.size(1) == 3, "vae_decoder.pt returned ", out.sizes(),
+                  "; expected [B, 3, F, H, W]");
+      return out;
+    });
   }
 
   // _temporal_tiled_decode
@@ -98,13 +103,15 @@ class TiledDecoder {
   torch::jit::Module& vae_;
   const HunyuanVideoConfig& c_;
   const VaeTiling& t_;
+  runtime::Communicator* split_;
 };
 
 }  // namespace
 
-at::Tensor DecodeVideo(torch::jit::Module& vae, const HunyuanVideoConfig& config, const at::Tensor& latents) {
+at::Tensor DecodeVideo(torch::jit::Module& vae, const HunyuanVideoConfig& config, const at::Tensor& latents,
+                       runtime::Communicator* split) {
   const at::Tensor z = latents.to(config.dtype) / config.scaling_factor;
-  const at::Tensor video = TiledDecoder(vae, config).Decode(z);  // [1, 3, F, H, W]
+  const at::Tensor video = TiledDecoder(vae, config, split).Decode(z);  // [1, 3, F, H, W]
   return video[0].transpose(0, 1);
 }
 

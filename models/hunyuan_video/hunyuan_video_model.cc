@@ -43,7 +43,7 @@ class HunyuanVideoModel final : public runtime::FamilyModel {
   std::unique_ptr<HunyuanVideoTextEncoder> text;
   torch::jit::Module transformer, vae;
 
-  bool SplitsDecode() const override { return false; }
+  bool SplitsDecode() const override { return config.vae_parallel_rows; }
   uint64_t RequestDeviceBytes(const GenerateParams& params) const override;
   StatusOr<std::unique_ptr<runtime::FamilyRequest>> Begin(const GenerateParams& params,
                                                           const runtime::CfgPlan& plan) override {
@@ -74,12 +74,17 @@ uint64_t HunyuanVideoModel::RequestDeviceBytes(const GenerateParams& p) const {
   // output projection (2·D); 14·D per token of this rank's shard leaves room for the allocator's slack.
   const uint64_t transformer = static_cast<uint64_t>((tokens + seq - 1) / seq) * dim * bytes * 14;
   // The VAE's largest activations: a tile of the first up block's 128-channel features at full resolution
-  // (a few live at once), and the decoded video itself.
+  // (a few live at once; split by rows, this rank's share of the tile's rows), and the decoded video itself
+  // (gathered on every rank).
   const VaeTiling& t = c.tiling;
   const int64_t tile_frames = t.framewise ? std::min<int64_t>(p.num_frames, t.min_frames + 1) : p.num_frames;
   const int64_t tile_h = t.spatial ? std::min<int64_t>(p.height, t.min_height) : p.height;
   const int64_t tile_w = t.spatial ? std::min<int64_t>(p.width, t.min_width) : p.width;
-  const uint64_t vae = static_cast<uint64_t>(tile_frames * tile_h * tile_w) * 128 * bytes * 6 +
+  const int64_t ranks = mesh != nullptr && SplitsDecode() ? mesh->world_size() : 1;
+  const int64_t tile_rows = tile_h / c.vae_scale_factor;  // latent rows: RunSplitByRows gives the first ranks one more
+  const int64_t rank_h = tile_rows >= ranks ? (tile_rows + ranks - 1) / ranks * c.vae_scale_factor : tile_h;
+  const uint64_t vae = static_cast<uint64_t>(tile_frames * rank_h * tile_w) * 128 * bytes * 6 +
+                       static_cast<uint64_t>(tile_frames * tile_h * tile_w) * 3 * bytes +
                        static_cast<uint64_t>(p.num_frames * p.height * p.width) * 3 * (bytes + 4);
   return std::max(transformer, vae);
 }
@@ -154,8 +159,7 @@ StatusOr<runtime::Denoising> HunyuanVideoRequest::PrepareDenoising() {
 }
 
 at::Tensor HunyuanVideoRequest::Decode(const at::Tensor& latents, runtime::Communicator* split) {
-  (void)split;  // SplitsDecode() is false: the leader decodes alone
-  return DecodeVideo(model_.vae, model_.config, latents);
+  return DecodeVideo(model_.vae, model_.config, latents, split);
 }
 
 void HunyuanVideoRequest::Record(std::map<std::string, runtime::HostTensor>& out) const {

@@ -199,7 +199,8 @@ def export_vae(src_dir: str, out_path: str, dtype: torch.dtype, verify: bool, ti
     scripted.save(out_path)
     tiles, spatial, temporal = tile_config(vae)
     info = {"latent_channels": c, "scale_factor": spatial, "temporal_scale_factor": temporal,
-            "scaling_factor": float(vae.config.scaling_factor), "tiling": tiles}
+            "scaling_factor": float(vae.config.scaling_factor), "tiling": tiles,
+            "parallel": "rows"}  # the engine may split a tile's decode by latent rows over a group's ranks
     del scripted, m, vae
     gc.collect()
     return info

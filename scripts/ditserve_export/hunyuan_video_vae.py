@@ -5,8 +5,11 @@ It decodes one latent tile [B, C, f, h, w] -> [B, 3, 4(f-1)+1, 8h, 8w]; diffuser
 spatial tiling, which call the decoder on overlapping tiles and blend them, run in the engine
 (models/hunyuan_video/hunyuan_video_decode.cc), so one export serves every video length and size.
 
-The causal 3-D convolutions go through ``ditserve::halo_conv3d`` (replicate borders; time padded causally here)
-and the group norms through ``ditserve::group_norm``: on one rank these are the plain ops (ops.py).
+The causal 3-D convolutions go through ``ditserve::halo_conv3d`` (replicate borders; time padded causally here),
+the group norms through ``ditserve::group_norm`` and the mid-block attention's keys through
+``ditserve::gather_rows``: on one rank these are the plain ops (ops.py); the engine may split a tile's decode by
+latent rows over a group's ranks (model.json "vae.parallel": "rows"), never by time. Every other op is row-local
+(1x1x1 convs, SiLU, adds, nearest upsampling).
 """
 from typing import Dict, List, Tuple
 
@@ -57,25 +60,33 @@ class Resnet(nn.Module):
 
 class MidAttention(nn.Module):
     """diffusers Attention(heads=1, group_norm, residual) over every token of the clip with the frame-causal
-    mask (a token sees its own and earlier frames: prepare_causal_attention_mask)."""
+    mask (a token sees its own and earlier frames: prepare_causal_attention_mask).
+
+    Split by rows, a rank's queries are its rows' tokens and the keys/values every rank's, gathered in row order
+    (ditserve::gather_rows), so the mask and the key order are diffusers' own; on one rank this is exactly the
+    unsplit attention."""
 
     def __init__(self, channels: int, groups: int):
         super().__init__()
-        self.group_norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.group_norm = GroupNorm(groups, channels, eps=1e-6)
         self.to_q = nn.Linear(channels, channels)
         self.to_k = nn.Linear(channels, channels)
         self.to_v = nn.Linear(channels, channels)
         self.to_out = nn.ModuleList([nn.Linear(channels, channels), nn.Dropout(0.0)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, f, h, w = x.shape
-        tokens = x.permute(0, 2, 3, 4, 1).flatten(1, 3)  # [B, F*H*W, C]
-        frame = torch.arange(f, device=x.device).repeat_interleave(h * w)
-        mask = frame[None, :] <= frame[:, None]  # [query, key]
+        b, c, f, h, w = x.shape  # h: this rank's rows
+        tokens = x.permute(0, 2, 3, 4, 1).flatten(1, 3)  # [B, F*h*W, C]
         y = self.group_norm(tokens.transpose(1, 2)).transpose(1, 2)
         q = self.to_q(y).unsqueeze(1)
-        k = self.to_k(y).unsqueeze(1)
-        v = self.to_v(y).unsqueeze(1)
+        kv = torch.stack([self.to_k(y), self.to_v(y)]).unflatten(2, (f, h, w))  # [2, B, F, h, W, C]
+        kv = torch.ops.ditserve.gather_rows(kv, 3)  # [2, B, F, H, W, C]: every row of the frame
+        rows = kv.shape[3]
+        k = kv[0].flatten(1, 3).unsqueeze(1)
+        v = kv[1].flatten(1, 3).unsqueeze(1)
+        q_frame = torch.arange(f, device=x.device).repeat_interleave(h * w)
+        k_frame = torch.arange(f, device=x.device).repeat_interleave(rows * w)
+        mask = k_frame[None, :] <= q_frame[:, None]  # [query, key]
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
         o = self.to_out[0](o.squeeze(1).to(q.dtype)) + tokens
         return o.unflatten(1, (f, h, w)).permute(0, 4, 1, 2, 3)

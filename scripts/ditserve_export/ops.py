@@ -11,6 +11,8 @@ tracing and the Python checks can run the exported modules.  Import it before ``
                      exchange along H; T, with its causal padding, is never split)
   group_norm         F.group_norm (engine: statistics all-reduced over the row-split ranks)
   spatial_attention  SDPA over all spatial tokens (engine: keys/values all-gathered over the ranks)
+  gather_rows        the whole tensor along its row axis `dim` (engine: every rank's rows all-gathered, in row
+                     order; decoders whose attention needs every row's keys in order use it)
   rms_rope           per-head RMSNorm + RoPE of q/k into [B, H, S, D] (engine: one CUDA kernel for bf16)
   layer_norm_modulate  LN(x) * (1 + scale) + shift, adaLN (engine: one CUDA kernel for bf16)
   linear_gelu        gelu_tanh(linear(x)) (engine: one cuBLASLt GEMM with a bias + GELU epilogue on CUDA)
@@ -62,6 +64,11 @@ def group_norm_reference(x: torch.Tensor, num_groups: int, weight: Optional[torc
 def spatial_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Unmasked SDPA; q/k/v [B, H, S, D] with S the spatial tokens (rows first)."""
     return F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+
+
+def gather_rows_reference(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """One rank holds every row: x itself (a copy: the schema's output does not alias its input)."""
+    return x.clone()
 
 
 def _head_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -181,6 +188,7 @@ OPS = {
                    group_norm_reference, _same_as_q),
     "spatial_attention": ("spatial_attention(Tensor q, Tensor k, Tensor v) -> Tensor",
                           spatial_attention_reference, _same_as_q),
+    "gather_rows": ("gather_rows(Tensor x, int dim) -> Tensor", gather_rows_reference, _same_as_q),
     "rms_rope": ("rms_rope(Tensor x, Tensor weight, Tensor cos, Tensor sin, float eps, Tensor? x2=None, "
                  "Tensor? weight2=None) -> Tensor", rms_rope_reference, _rms_rope_meta),
     "layer_norm_modulate": ("layer_norm_modulate(Tensor x, Tensor scale, Tensor shift, float eps) -> Tensor",

@@ -25,6 +25,7 @@ int RunWorker(int argc, char** argv, const EngineFactory& factory) {
                                           {"--threads", "0"},    {"--step-delay-ms", "0"}, {"--parent-pid", "0"},
                                           {"--cache-warmup-steps", "1"}, {"--cache-max-skips", "0"},
                                           {"--cuda-graphs", "0"}, {"--video-crf", "18"}, {"--prompt-in-metadata", "1"},
+                                          {"--device-memory-limit-mib", "0"},
                                           {"--result-chunk-bytes", "1048576"}, {"--log-format", "text"},
                                           {"--failure-file", ""}};
   for (int i = 1; i < argc; ++i) {
@@ -76,6 +77,7 @@ int RunWorker(int argc, char** argv, const EngineFactory& factory) {
   opts.cuda_graphs = a["--cuda-graphs"] != "0";
   opts.video_crf = std::stoi(a["--video-crf"]);
   opts.prompt_in_metadata = a["--prompt-in-metadata"] != "0";
+  opts.device_memory_limit = std::stoull(a["--device-memory-limit-mib"]) << 20;
   auto engine = factory(opts);
   if (!engine.ok()) {
     spdlog::error("cannot load model {}: {}", opts.model_dir, engine.status().ToString());

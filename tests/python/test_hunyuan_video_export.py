@@ -6,6 +6,7 @@ Needs DITSERVE_TEST_MODELS (output of scripts/make_test_models.py) and PYTHONPAT
   transformer.pt piecewise (masked text) vs diffusers HunyuanVideoTransformer3DModel      < 1e-5 relative
   text_encoder.pt vs LlamaModel hidden_states[-3] at two paddings                          < 1e-5
   vae_decoder.pt vs diffusers' decoder (tiling off) at 1 and 3 latent frames               < 1e-5
+  model.json vae.parallel "rows" (the decoder's row-coupled ops are ditserve ops)
   export refuses a checkpoint that is not HunyuanVideo, naming the transformer class
 """
 import json
@@ -41,6 +42,7 @@ m = json.load(open(os.path.join(MODEL, "model.json")))
 check("family/output", m["family"] == "hunyuan_video" and m["output"] == "video")
 nf = m["limits"]["num_frames"]
 check("num_frames 4k+1", nf["multiple_of"] == 4 and nf["offset"] == 1, str(nf))
+check("vae.parallel rows", m["vae"].get("parallel") == "rows", str(m["vae"].get("parallel")))
 
 from transformers import AutoTokenizer, LlamaModel  # noqa: E402
 tok = AutoTokenizer.from_pretrained(os.path.join(MODEL, "tokenizer"))

@@ -83,6 +83,9 @@ struct EngineOptions {
   // Embed the prompt and negative prompt in PNG text chunks / MP4 tags (server.prompt_in_metadata); the
   // other parameters (model, seed, steps, guidance, size) are always embedded.
   bool prompt_in_metadata = true;
+  // Most device memory (bytes) a request may use beyond the weights, below the device's free memory (0 = no
+  // such cap; server.device_memory_limit_mib): larger estimates are refused up front (RESOURCE_EXHAUSTED).
+  uint64_t device_memory_limit = 0;
 };
 
 class Engine {
