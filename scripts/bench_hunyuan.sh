@@ -12,7 +12,8 @@
 # Settings: BENCH_OUT (default $OUT, else /tmp/ditserve-bench-hunyuan), BENCH_QUICK_BUDGET_S (default 330: the
 #           python stops before what would overrun it), BENCH_DECODE_BUDGET_S (default 420), BENCH_RUNS (2),
 #           BENCH_DEVICE (cuda | cpu: a dry run at the tiny config, without torch.compile),
-#           DITSERVE_BUILD_DIR (engine/libditserve_runtime.so: the engine's ops), DITSERVE_PYTHON.
+#           DITSERVE_BUILD_DIR (engine/libditserve_runtime.so: the engine's ops), DITSERVE_PYTHON, BENCH_REF_SITE
+#           (a directory with the newest diffusers, e.g. the 0.42.1 wheel unzipped: put first on the path).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -29,7 +30,10 @@ step() {  # step NAME ARGS...: hunyuan_step.py with the engine's ops, JSON to $O
   local lib=$BUILD/engine/libditserve_runtime.so extra=()
   if [ -f "$lib" ]; then extra+=(--engine-lib "$lib"); else log "no $lib: ditserve's ops run as their Python references"; fi
   if [ "$DEVICE" = cpu ]; then extra+=(--device cpu --tiny); fi
-  PYTHONPATH=$REPO/scripts${PYTHONPATH:+:$PYTHONPATH} "$PY" scripts/bench/hunyuan_step.py --random --runs "$RUNS" \
+  local pp=$REPO/scripts${PYTHONPATH:+:$PYTHONPATH} py=$PY
+  # As in bench_mochi.sh: the newest diffusers ahead of the bundle's pinned one (which the wrapper would put first).
+  if [ -n "${BENCH_REF_SITE:-}" ]; then pp=$BENCH_REF_SITE:$pp; py=${DITSERVE_HOST_PYTHON:-$PY}; fi
+  PYTHONPATH=$pp "$py" scripts/bench/hunyuan_step.py --random --runs "$RUNS" \
     "${extra[@]}" --json "$OUT/$name.json" "$@"
 }
 

@@ -136,9 +136,11 @@ do_references() {
   [ -f "$SRC/model_index.json" ] || { log "no diffusers checkpoint at $SRC: run 'model' first"; return 1; }
   local budget; budget=$(left)
   [ "$budget" -gt 30 ] || { log "no budget left for the references"; return 0; }
-  local pp=${PYTHONPATH:-}
-  [ -n "${BENCH_REF_SITE:-}" ] && pp=$BENCH_REF_SITE${pp:+:$pp}
-  PYTHONPATH=$pp timeout "$budget" "$PY" scripts/bench/mochi_reference.py --src "$SRC" --frames "$FRAMES" \
+  local pp=${PYTHONPATH:-} py=$PY
+  # The host's ditserve-python wrapper puts the bundle's wheels (the pinned diffusers) ahead of PYTHONPATH: the
+  # newest release must come first, so the references run on the bare host Python with the bundle's path after it.
+  if [ -n "${BENCH_REF_SITE:-}" ]; then pp=$BENCH_REF_SITE${pp:+:$pp}; py=${DITSERVE_HOST_PYTHON:-$PY}; fi
+  PYTHONPATH=$pp timeout "$budget" "$py" scripts/bench/mochi_reference.py --src "$SRC" --frames "$FRAMES" \
     --height "$HEIGHT" --width "$WIDTH" --modes "${BENCH_REF_MODES:-eager compile}" --budget-s $((budget - 10)) \
     --device "$DEVICE" --vae 2> "$OUT_DIR/references.log" \
     | "$PY" -c 'import json,sys
