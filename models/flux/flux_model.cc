@@ -119,11 +119,7 @@ StatusOr<std::unique_ptr<runtime::FamilyModel>> LoadFlux(const runtime::Pipeline
   m->device = at::Device(options.device);
   m->mesh = options.mesh.get();
   const FluxConfig& c = m->config;
-  const int ulysses = m->mesh != nullptr ? m->mesh->ulysses_size() : 1;
-  if (ulysses > 1 && c.num_attention_heads % ulysses != 0) {
-    return InvalidArgument("ulysses=" + std::to_string(ulysses) + " must divide the transformer's " +
-                           std::to_string(c.num_attention_heads) + " attention heads");
-  }
+  RETURN_IF_ERROR(runtime::CheckUlyssesDividesHeads(m->mesh, c.num_attention_heads));
   ASSIGN_OR_RETURN(m->text, FluxTextEncoder::Load(c, m->device));
   ASSIGN_OR_RETURN(m->transformer, runtime::LoadTorchScript(c.Path(c.transformer_file), m->device));
   ASSIGN_OR_RETURN(m->vae, runtime::LoadTorchScript(c.Path(c.vae_file), m->device));

@@ -71,6 +71,15 @@ c10::intrusive_ptr<c10d::Backend> MakeBackend(const c10::intrusive_ptr<c10d::Sto
 
 }  // namespace
 
+Status CheckUlyssesDividesHeads(const DeviceMesh* mesh, int num_heads) {
+  const int ulysses = mesh != nullptr ? mesh->ulysses_size() : 1;
+  if (ulysses > 1 && num_heads % ulysses != 0) {
+    return InvalidArgument("ulysses=" + std::to_string(ulysses) + " must divide the transformer's " +
+                           std::to_string(num_heads) + " attention heads");
+  }
+  return Status::Ok();
+}
+
 StatusOr<std::shared_ptr<DeviceMesh>> DeviceMesh::Create(const MeshOptions& o) {
   const int world = o.cfg * o.ulysses * o.ring;
   if (o.cfg < 1 || o.ulysses < 1 || o.ring < 1) return InvalidArgument("mesh axes must be >= 1");

@@ -26,6 +26,11 @@ struct MeshOptions {
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
 };
 
+// Ulysses shards attention heads: a layout whose ulysses degree does not divide the model's heads is refused
+// at load (INVALID_ARGUMENT naming both). A null mesh (one rank) always passes.
+class DeviceMesh;
+Status CheckUlyssesDividesHeads(const DeviceMesh* mesh, int num_heads);
+
 class DeviceMesh {
  public:
   static StatusOr<std::shared_ptr<DeviceMesh>> Create(const MeshOptions& options);
