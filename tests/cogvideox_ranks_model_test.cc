@@ -21,6 +21,7 @@
 #include "engine/runtime/cp/mesh.h"
 #include "models/registry.h"
 #include "support/multi_rank.h"
+#include "support/rank_run.h"
 #include "support/recording_job_control.h"
 #include "support/test_env.h"
 #include "support/test_mesh.h"
@@ -58,14 +59,7 @@ std::string RunPipeline(const std::shared_ptr<runtime::DeviceMesh>& mesh, const 
   testing::RecordingJobControl control;
   auto out = (*pipeline)->GenerateRaw(Params(threshold), control, {.record_intermediates = true});
   if (!out.ok()) throw std::runtime_error(out.status().ToString());
-  std::ostringstream s;
-  s << "P";
-  for (bool d : out->cache_decisions) s << (d ? 'S' : 'C');
-  s.precision(9);
-  s << " " << out->latents.data.size();
-  for (float v : out->latents.data) s << " " << v;
-  for (uint8_t v : out->rgb) s << " " << int(v);
-  return s.str();
+  return testing::SerializeRankRun(*out);
 }
 
 int ChildMain(const testing::ChildArgs& a) {
@@ -78,22 +72,7 @@ int ChildMain(const testing::ChildArgs& a) {
   return 0;
 }
 
-struct RunResult {
-  std::string pattern;
-  std::vector<double> latents;
-  std::vector<int> frames;
-};
-RunResult Parse(const std::string& text) {
-  std::istringstream in(text);
-  RunResult r;
-  size_t n = 0;
-  in >> r.pattern >> n;
-  r.latents.resize(n);
-  for (double& v : r.latents) in >> v;
-  int b;
-  while (in >> b) r.frames.push_back(b);
-  return r;
-}
+using testing::RankRun;
 
 struct Layout {
   int cfg, ulysses, ring;
@@ -106,16 +85,16 @@ class CogVideoXRanks : public ::testing::TestWithParam<Layout> {};
 TEST_P(CogVideoXRanks, EveryRankEqualsOneRank) {
   const Layout l = GetParam();
   runtime::SetAttentionBackend(nullptr);
-  const RunResult want = Parse(RunPipeline(nullptr, "cogvideox-tiny-" + l.model, l.threshold));
+  const RankRun want = testing::ParseRankRun(RunPipeline(nullptr, "cogvideox-tiny-" + l.model, l.threshold));
   ASSERT_FALSE(want.latents.empty());
-  ASSERT_FALSE(want.frames.empty());
+  ASSERT_FALSE(want.pixels.empty());
   const int world = l.cfg * l.ulysses * l.ring;
   const auto ranks = testing::RunRanks(world, {std::to_string(l.cfg), std::to_string(l.ulysses),
                                                std::to_string(l.ring), "cogvideox-tiny-" + l.model,
                                                std::to_string(l.threshold)}, 600);
   for (int r = 0; r < world; ++r) {
     ASSERT_EQ(ranks[r].code, 0) << "rank " << r;
-    const RunResult got = Parse(ranks[r].output);
+    const RankRun got = testing::ParseRankRun(ranks[r].output);
     EXPECT_EQ(got.pattern, want.pattern) << "rank " << r;
     ASSERT_EQ(got.latents.size(), want.latents.size()) << "rank " << r;
     double max_diff = 0, max_ref = 0;
@@ -126,8 +105,8 @@ TEST_P(CogVideoXRanks, EveryRankEqualsOneRank) {
     EXPECT_LE(max_diff, 1e-4 * std::max(1.0, max_ref)) << "rank " << r;
     int max_pixel = 0;
     if (r == 0) {  // the leader decodes and returns the frames
-      ASSERT_EQ(got.frames.size(), want.frames.size());
-      for (size_t i = 0; i < want.frames.size(); ++i) max_pixel = std::max(max_pixel, std::abs(got.frames[i] - want.frames[i]));
+      ASSERT_EQ(got.pixels.size(), want.pixels.size());
+      for (size_t i = 0; i < want.pixels.size(); ++i) max_pixel = std::max(max_pixel, std::abs(got.pixels[i] - want.pixels[i]));
       EXPECT_LE(max_pixel, 1);
     }
     std::printf("%s cfg%d ulysses%d ring%d rank %d: pattern %s (1 rank %s), latents max|diff| %.2e, frames max|diff| %d\n",

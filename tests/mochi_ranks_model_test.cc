@@ -20,6 +20,7 @@
 #include "engine/runtime/cp/mesh.h"
 #include "models/registry.h"
 #include "support/multi_rank.h"
+#include "support/rank_run.h"
 #include "support/recording_job_control.h"
 #include "support/test_env.h"
 #include "support/test_mesh.h"
@@ -55,14 +56,7 @@ std::string RunPipeline(const std::shared_ptr<runtime::DeviceMesh>& mesh, float 
   testing::RecordingJobControl control;
   auto out = (*pipeline)->GenerateRaw(Params(cache_threshold), control, {.record_intermediates = true});
   if (!out.ok()) throw std::runtime_error(out.status().ToString());
-  std::ostringstream s;
-  s << "p";
-  for (bool d : out->cache_decisions) s << (d ? 'S' : 'C');
-  s.precision(9);
-  s << " " << out->latents.data.size();
-  for (float v : out->latents.data) s << " " << v;
-  for (uint8_t v : out->rgb) s << " " << int(v);
-  return s.str();
+  return testing::SerializeRankRun(*out);
 }
 
 int ChildMain(const testing::ChildArgs& a) {
@@ -75,22 +69,7 @@ int ChildMain(const testing::ChildArgs& a) {
   return 0;
 }
 
-struct RankRun {
-  std::string pattern;
-  std::vector<double> latents;
-  std::vector<int> pixels;
-};
-RankRun Parse(const std::string& text) {
-  std::istringstream in(text);
-  RankRun r;
-  size_t n = 0;
-  in >> r.pattern >> n;
-  r.latents.resize(n);
-  for (double& v : r.latents) in >> v;
-  int px;
-  while (in >> px) r.pixels.push_back(px);
-  return r;
-}
+using testing::RankRun;
 
 struct Layout {
   int cfg, ulysses, ring;
@@ -102,7 +81,7 @@ class MochiRanks : public ::testing::TestWithParam<Layout> {};
 TEST_P(MochiRanks, EveryRankMatchesOneRank) {
   const Layout l = GetParam();
   runtime::SetAttentionBackend(nullptr);
-  const RankRun want = Parse(RunPipeline(nullptr, l.cache_threshold));
+  const RankRun want = testing::ParseRankRun(RunPipeline(nullptr, l.cache_threshold));
   ASSERT_FALSE(want.pixels.empty());
   if (l.cache_threshold > 0) {
     ASSERT_NE(want.pattern.find('S'), std::string::npos) << "threshold too low: " << want.pattern;
@@ -113,7 +92,7 @@ TEST_P(MochiRanks, EveryRankMatchesOneRank) {
                                                std::to_string(l.ring), std::to_string(l.cache_threshold)}, 600);
   for (int r = 0; r < world; ++r) {
     ASSERT_EQ(ranks[r].code, 0) << "rank " << r;
-    const RankRun got = Parse(ranks[r].output);
+    const RankRun got = testing::ParseRankRun(ranks[r].output);
     EXPECT_EQ(got.pattern, want.pattern) << "rank " << r;
     ASSERT_EQ(got.latents.size(), want.latents.size()) << "rank " << r;
     double max_diff = 0, max_ref = 0;
