@@ -31,8 +31,11 @@ step() {  # step NAME ARGS...: hunyuan_step.py with the engine's ops, JSON to $O
   if [ -f "$lib" ]; then extra+=(--engine-lib "$lib"); else log "no $lib: ditserve's ops run as their Python references"; fi
   if [ "$DEVICE" = cpu ]; then extra+=(--device cpu --tiny); fi
   local pp=$REPO/scripts${PYTHONPATH:+:$PYTHONPATH} py=$PY
-  # As in bench_mochi.sh: the newest diffusers ahead of the bundle's pinned one (which the wrapper would put first).
-  if [ -n "${BENCH_REF_SITE:-}" ]; then pp=$BENCH_REF_SITE:$pp; py=${DITSERVE_HOST_PYTHON:-$PY}; fi
+  # As in bench_mochi.sh: the newest diffusers on the bare host Python, the bundle's site (too old a hub) left out.
+  if [ -n "${BENCH_REF_SITE:-}" ]; then
+    pp=$(echo "$BENCH_REF_SITE:$pp" | tr : '\n' | grep -vxF "${DITSERVE_SITE:-/tmp/ditserve-site}" | paste -sd:)
+    py=${DITSERVE_HOST_PYTHON:-$PY}
+  fi
   PYTHONPATH=$pp "$py" scripts/bench/hunyuan_step.py --random --runs "$RUNS" \
     "${extra[@]}" --json "$OUT/$name.json" "$@"
 }

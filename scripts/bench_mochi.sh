@@ -132,14 +132,17 @@ with open(records, "a") as f:
 PYEOF
 }
 
+# PYTHONPATH for the newest diffusers: BENCH_REF_SITE first, the bundle's site ($DITSERVE_SITE) left out.
+ref_path() { echo "$BENCH_REF_SITE:$1" | tr : '\n' | grep -vxF "${DITSERVE_SITE:-/tmp/ditserve-site}" | paste -sd:; }
+
 do_references() {
   [ -f "$SRC/model_index.json" ] || { log "no diffusers checkpoint at $SRC: run 'model' first"; return 1; }
   local budget; budget=$(left)
   [ "$budget" -gt 30 ] || { log "no budget left for the references"; return 0; }
   local pp=${PYTHONPATH:-} py=$PY
   # The host's ditserve-python wrapper puts the bundle's wheels (the pinned diffusers) ahead of PYTHONPATH: the
-  # newest release must come first, so the references run on the bare host Python with the bundle's path after it.
-  if [ -n "${BENCH_REF_SITE:-}" ]; then pp=$BENCH_REF_SITE${pp:+:$pp}; py=${DITSERVE_HOST_PYTHON:-$PY}; fi
+  # newest release runs on the bare host Python, without the bundle's site (its huggingface_hub is too old for it).
+  if [ -n "${BENCH_REF_SITE:-}" ]; then pp=$(ref_path "$pp"); py=${DITSERVE_HOST_PYTHON:-$PY}; fi
   PYTHONPATH=$pp timeout "$budget" "$py" scripts/bench/mochi_reference.py --src "$SRC" --frames "$FRAMES" \
     --height "$HEIGHT" --width "$WIDTH" --modes "${BENCH_REF_MODES:-eager compile}" --budget-s $((budget - 10)) \
     --device "$DEVICE" --vae 2> "$OUT_DIR/references.log" \
