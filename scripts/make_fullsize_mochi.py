@@ -15,7 +15,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ditserve_export.tiny_tokenizers import DEFAULT_CORPUS, build_t5_spm  # noqa: E402
+from ditserve_export.fullsize_t5 import fullsize_t5_encoder, small_t5_spiece  # noqa: E402
 
 
 def main() -> int:
@@ -24,19 +24,15 @@ def main() -> int:
     p.add_argument("--device", default="cpu", help="where to initialise the random weights")
     a = p.parse_args()
     from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiPipeline, MochiTransformer3DModel
-    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+    from transformers import T5TokenizerFast
 
     t0 = time.time()
     torch.set_default_dtype(torch.bfloat16)
     torch.manual_seed(0)
     torch.set_default_device(a.device)
     with tempfile.TemporaryDirectory() as tmp:
-        spiece = build_t5_spm(os.path.join(tmp, "t5"), DEFAULT_CORPUS)
-        tokenizer = T5TokenizerFast(vocab_file=spiece, add_prefix_space=True, model_max_length=256)
-        text_encoder = T5EncoderModel(T5Config(
-            vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-            feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False, tie_word_embeddings=False,
-            pad_token_id=0, eos_token_id=1)).eval()
+        tokenizer = T5TokenizerFast(vocab_file=small_t5_spiece(tmp), add_prefix_space=True, model_max_length=256)
+        text_encoder = fullsize_t5_encoder()
         vae = AutoencoderKLMochi().eval()  # the released config is diffusers' default
         transformer = MochiTransformer3DModel().eval()
         with torch.no_grad():  # diffusers initialises the learned RoPE frequencies to zero

@@ -162,7 +162,7 @@ TEST(MochiParityTest, CfgNegativePrompt) {
   RunParity({"an astronaut riding a horse, oil painting", "blurry, low quality", 48, 32, 7, 4, 6.f, 7});
 }
 
-// 31 frames = 6 latent frames: the VAE decodes them in two chunks (4 + 2).
+// 31 frames = 6 latent frames: the VAE decodes them in three chunks of 2 (kLatentFramesPerChunk).
 TEST(MochiParityTest, NoCfg) { RunParity({"a bowl of ramen", "", 32, 32, 31, 2, 1.f, 1}); }
 
 // Measured first-block changes 0.13-0.14 on steps 1-4 and 0.23+ after: threshold 0.2 skips 4 of 8 steps (CSSSSCCC).

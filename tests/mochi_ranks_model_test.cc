@@ -2,8 +2,8 @@
 // cfg2 x ring2 groups (one process per rank, Gloo) at a size whose token count divides no rank count (75 video
 // tokens, a 7-token prompt padded to 256 and masked). Every rank's final latents must match the single-rank
 // run, and the leader's frames too: those are decoded split by latent rows over all ranks of the group
-// (3+3+2+2 rows at 4 ranks; 5 latent frames in two T chunks), so this also checks the parallel VAE decode. With First Block Cache on, every
-// rank must skip the same steps as one rank.
+// (3+3+2+2 rows at 4 ranks; 5 latent frames in three T chunks), so this also checks the parallel VAE decode.
+// With First Block Cache on, every rank must skip the same steps as one rank.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 

@@ -14,10 +14,14 @@ class Communicator;
 
 namespace ditserve::models::mochi {
 
-// Latent frames per decode_chunk call (6 x as many video frames): bounds the decoder's activations (a few
-// 128-channel full-resolution tensors of that many frames, ~2.5 GB each in bf16 at 480x848) whatever the video's
-// length; the chunks concatenate to exactly the one-shot decode (the decoder's T convs carry their history).
-inline constexpr int64_t kLatentFramesPerChunk = 4;
+// Latent frames per decode_chunk call (6 x as many video frames): bounds the decoder's activations (about
+// kDecodeFullResTensors 128-channel full-resolution tensors of that many frames, ~1.25 GB each in bf16 at
+// 480x848) whatever the video's length; the chunks concatenate to exactly the one-shot decode (the decoder's T
+// convs carry their history). 4 ran out of memory at 480x848x163 on an 80 GB H100 beside the loaded weights.
+inline constexpr int64_t kLatentFramesPerChunk = 2;
+// The decoder's peak in 128-channel full-resolution tensors of one chunk's frames (model dtype): its fp32
+// group norms and causal pads beside a resnet's input, output and the upsampler's depth-to-space projection.
+inline constexpr double kDecodeFullResTensors = 16.0;
 
 // latents [1, C, T, h, w] -> frames [6(T - 1) + 1, 3, 8h, 8w] in [-1, 1] (unclamped). With `split`, every rank
 // of it calls this with the same latents and decodes its rows; every rank returns the whole video.

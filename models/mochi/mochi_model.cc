@@ -48,9 +48,9 @@ class MochiModel final : public runtime::FamilyModel {
 
   bool SplitsDecode() const override { return config.vae_parallel_rows; }
 
-  // The largest stage's activations, estimated (bytes of the model dtype): the VAE decode holds a few
-  // full-resolution 128-channel tensors of one chunk's frames (divided over the ranks that split it); the
-  // transformer a few token x 8192-wide SwiGLU rows per CFG branch.
+  // The largest stage's activations, estimated (bytes of the model dtype): the VAE decode holds
+  // kDecodeFullResTensors full-resolution 128-channel tensors of one chunk's frames (divided over the ranks that
+  // split it); the transformer a few token x 8192-wide SwiGLU rows per CFG branch.
   uint64_t RequestDeviceBytes(const GenerateParams& p) const override {
     if (device.is_cpu()) return 0;
     const LatentGrid g = LatentGrid::For(p.num_frames, p.height, p.width, config.vae_scale_factor,
@@ -59,7 +59,7 @@ class MochiModel final : public runtime::FamilyModel {
     const double frames =
         static_cast<double>(std::min(g.frames, kLatentFramesPerChunk) * config.vae_temporal_scale_factor);
     const int ranks = mesh != nullptr && SplitsDecode() ? mesh->world_size() : 1;
-    const double vae = 4.0 * 128.0 * frames * static_cast<double>(p.height) * static_cast<double>(p.width) * elt / ranks;
+    const double vae = kDecodeFullResTensors * 128.0 * frames * static_cast<double>(p.height) * static_cast<double>(p.width) * elt / ranks;
     const double tokens = static_cast<double>(g.tokens(config.patch_size) + config.max_sequence_length);
     const double transformer = 2.0 * 3.0 * tokens * (16.0 / 3.0) * static_cast<double>(config.hidden_size()) * elt;
     return static_cast<uint64_t>(std::max(vae, transformer));

@@ -87,6 +87,34 @@ def _diffusers_version() -> str:
         return "absent"
 
 
+def _diagnose_dtypes(b: Bench, name: str, mine, t, latents, text, cos, sin, n_layers: int) -> None:
+    """ditserve's step eager (not scripted), recording the first Linear whose input is not its weight's dtype."""
+    seen = []
+
+    def check(module, args):
+        if not seen and args and args[0].dtype != module.weight.dtype:
+            seen.append(f"{module._bench_name}: input {args[0].dtype}, weight {module.weight.dtype}")
+
+    hooks = []
+    for n, m in mine.named_modules():
+        if isinstance(m, torch.nn.Linear):
+            m._bench_name = n
+            hooks.append(m.register_forward_pre_hook(check))
+    try:
+        emb = mine.time_embedding_of(t)
+        video, txt = mine.embed_video(latents, None), mine.embed_text(text)
+        b.record(config=name, metric="diagnosis_inputs", value=0,
+                 note=f"emb {emb.dtype}, video {video.dtype}, text {txt.dtype}, cos {cos.dtype} {cos.device}")
+        mine.blocks(0, n_layers, video, txt, emb, cos, sin, None)
+        note = "eager ran"
+    except RuntimeError as e:
+        note = f"eager failed too: {str(e).splitlines()[0][:200]}"
+    finally:
+        for h in hooks:
+            h.remove()
+    b.record(config=name, metric="diagnosis", value=0, note=f"{note}; first mismatch: {seen[0] if seen else 'none'}")
+
+
 def run_config(b: Bench, name: str, spec: dict) -> None:
     from diffusers import CogVideoXTransformer3DModel
 
@@ -100,11 +128,18 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
     torch.manual_seed(0)
     with torch.device(dev):
         ref = CogVideoXTransformer3DModel(**spec["cfg"]).to(dtype).eval()
-    with torch.device("meta"):
-        mine = CogVideoXTransformer(spec["cfg"])
+    # ditserve's module built on the device in the bench dtype and given a copy of diffusers' weights (a
+    # meta-device module handed diffusers' tensors with assign=True ran float32 into a bf16 Linear on CUDA).
+    with torch.device(dev):
+        mine = CogVideoXTransformer(spec["cfg"]).to(dtype).eval()
     sd = {k: v for k, v in ref.state_dict().items() if k != "patch_embed.pos_embedding"}
-    mine.load_state_dict(sd, strict=True, assign=True)  # the same tensors: one copy of the weights
-    scripted = torch.jit.script(mine.eval())
+    mine.load_state_dict(sd, strict=True)
+    del sd
+    wrong = [f"{n}: {t.dtype} on {t.device}" for n, t in list(mine.named_parameters()) + list(mine.named_buffers())
+             if t.dtype != dtype or t.device.type != dev.type]
+    if wrong:
+        raise SystemExit(f"bench: ditserve's transformer has tensors off {dtype} on {dev}: {wrong[:8]}")
+    scripted = torch.jit.script(mine)
     tokens = (frames // (spec["cfg"].get("patch_size_t") or 1)) * (h // 2) * (w // 2)
     b.record(config=name, metric="build_s", value=round(time.time() - t_build, 1), video_tokens=tokens)
 
@@ -135,8 +170,15 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
             b.record(config=name, system=system, metric="skipped", value=0, note="budget")
             continue
         t_first = time.time()
-        with torch.no_grad():
-            out = fn()
+        try:
+            with torch.no_grad():
+                out = fn()
+        except RuntimeError as e:  # record why and go on with the references
+            b.failed = True
+            b.record(config=name, system=system, metric="error", value=0, note=str(e).splitlines()[0][:300])
+            if system == "ditserve":
+                _diagnose_dtypes(b, name, mine, t, latents, text, cos, sin, n_layers)
+            continue
         first = time.time() - t_first
         if b.left() < first * (runs + 1) + 10:
             runs_here = 1

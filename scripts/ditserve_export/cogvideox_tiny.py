@@ -22,10 +22,19 @@ TINY_TRANSFORMER = dict(num_attention_heads=6, attention_head_dim=16, in_channel
                         sample_frames=9, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=226)
 
 
+def released_scheduler(class_name: str, snr_shift_scale: float):
+    """The released checkpoints' scheduler (scheduler_config.json of THUDM/CogVideoX-*) of class_name."""
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
+
+    cls = CogVideoXDDIMScheduler if class_name == "CogVideoXDDIMScheduler" else CogVideoXDPMScheduler
+    return cls(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+               prediction_type="v_prediction", rescale_betas_zero_snr=True, set_alpha_to_one=True,
+               snr_shift_scale=snr_shift_scale, steps_offset=0, timestep_spacing="trailing")
+
+
 def make_tiny_cogvideox(out_dir: str, variant: str = "2b", seed: int = 0) -> str:
     """Build a tiny random CogVideoXPipeline and ``save_pretrained`` it to out_dir (diffusers layout)."""
-    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler,
-                           CogVideoXPipeline, CogVideoXTransformer3DModel)
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
     from transformers import T5Tokenizer
 
     v = VARIANTS[variant]
@@ -42,11 +51,7 @@ def make_tiny_cogvideox(out_dir: str, variant: str = "2b", seed: int = 0) -> str
             scaling_factor=0.7 if variant != "2b" else 1.15258426).eval()
         torch.manual_seed(seed + 2)
         transformer = CogVideoXTransformer3DModel(**TINY_TRANSFORMER, **v["transformer"]).eval()
-        cls_name, snr = v["scheduler"]
-        cls = CogVideoXDDIMScheduler if cls_name == "CogVideoXDDIMScheduler" else CogVideoXDPMScheduler
-        scheduler = cls(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                        prediction_type="v_prediction", rescale_betas_zero_snr=True, set_alpha_to_one=True,
-                        snr_shift_scale=snr, steps_offset=0, timestep_spacing="trailing")
+        scheduler = released_scheduler(*v["scheduler"])
         pipe = CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
                                  scheduler=scheduler)
         pipe.save_pretrained(out_dir)
