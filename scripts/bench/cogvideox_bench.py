@@ -175,7 +175,9 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
                 out = fn()
         except RuntimeError as e:  # record why and go on with the references
             b.failed = True
-            b.record(config=name, system=system, metric="error", value=0, note=str(e).splitlines()[0][:300])
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]  # TorchScript puts the cause last
+            b.record(config=name, system=system, metric="error", value=0,
+                     note=" | ".join(lines[:1] + lines[-3:])[:600])
             if system == "ditserve":
                 _diagnose_dtypes(b, name, mine, t, latents, text, cos, sin, n_layers)
             continue
