@@ -9,8 +9,9 @@
 #             GPU) in $BENCH_SRC, exported to $BENCH_MODEL (skipped when model.json is there)
 #   ditserve  start ditserve on 1 GPU (time to ready), a warm-up request (9 frames) and one at the benchmark size,
 #             both with $BENCH_STEPS steps
-#   step      cogvideox_bench.py at the variant's shape: ditserve / diffusers eager / diffusers compile step times
-#             and peak memory (BENCH_REF_SITE first on its path: the newest diffusers)
+#   step      cogvideox_bench.py at the variant's shape: ditserve's exported transformer.pt / diffusers eager /
+#             diffusers compile step times and peak memory, both from the checkpoint (BENCH_REF_SITE first on its
+#             path: the newest diffusers)
 #   report    table + JSON records
 #   quick     model, ditserve, step, report within BENCH_BUDGET_S (default 480 s from the start)
 # Settings: BENCH_VARIANT (5b: 480x720x49, default; 1.5: 768x1360x81; 2b: 480x720x49 fp16), BENCH_OUT (default
@@ -56,6 +57,8 @@ do_step() {
   local lib=$BUILD/engine/libditserve_runtime.so
   [ -f "$lib" ] && extra+=(--engine-lib "$lib")
   if [ "$DEVICE" = cpu ]; then extra+=(--device cpu --tiny); else extra+=(--configs "$VARIANT"); fi
+  # The served artifacts when both are there (the same weights in both systems), else random in-process weights.
+  [ -f "$SRC/model_index.json" ] && [ -f "$MODEL/model.json" ] && extra+=(--checkpoint "$SRC" --export "$MODEL")
   PYTHONPATH=$pp timeout "$budget" "$py" scripts/bench/cogvideox_bench.py --quick --budget-s $((budget - 10)) \
     --out "$OUT_DIR/step" "${extra[@]}" > "$OUT_DIR/step.log" 2>&1
   local rc=$?

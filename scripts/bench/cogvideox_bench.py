@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """CogVideoX transformer step on one GPU, same run: ditserve (the exported TorchScript module, its pieces called as
-the engine's Denoiser calls them, with the engine's ops) vs diffusers eager vs diffusers + torch.compile, on the
-real configs with random bf16 weights (no checkpoint download; the weights are shared by all three systems).
+the engine's Denoiser calls them, with the engine's ops) vs diffusers eager vs diffusers + torch.compile, with the
+same weights: a checkpoint and ditserve's export of it (--checkpoint/--export: the served transformer.pt, as
+bench_cogvideox.sh runs it), or random bf16 weights at the real configs with ditserve's module scripted here.
 
   cogvideox_bench.py --engine-lib build-gpu/engine/libditserve_runtime.so [--quick] [--budget-s 420]
-                     [--configs 5b,1.5] [--out DIR] [--device cuda|cpu]
+                     [--configs 5b,1.5] [--checkpoint SRC --export MODEL] [--out DIR] [--device cuda|cpu]
 
 One "step" = one transformer call on both CFG branches (batch 2), as CogVideoXPipeline runs it:
   5b  at 480x720x49  (13 latent frames, 17,550 video tokens + 226 text)
   1.5 at 768x1360x81 (21 latent frames padded to 22, 44,880 video tokens + 226 text)
 Prints a table and writes <out>/cogvideox_bench.json after every measurement (a run killed at its time limit
 keeps what it measured). --budget-s: stop starting new measurements when they could not finish in time.
---device cpu --tiny: a dry run on the tiny 5b-style config (ctest cogvideox_bench_dry_run).
+--device cpu --tiny: a dry run at the tiny 5b-style shape (ctest bench_cogvideox_dry_run).
 """
 import argparse
 import json
@@ -125,21 +126,31 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
     dtype = torch.bfloat16 if b.cuda else torch.float32
     frames, h, w = spec["shape"]
     t_build = time.time()
-    torch.manual_seed(0)
-    with torch.device(dev):
-        ref = CogVideoXTransformer3DModel(**spec["cfg"]).to(dtype).eval()
-    # ditserve's module built on the device in the bench dtype and given a copy of diffusers' weights (a
-    # meta-device module handed diffusers' tensors with assign=True ran float32 into a bf16 Linear on CUDA).
-    with torch.device(dev):
-        mine = CogVideoXTransformer(spec["cfg"]).to(dtype).eval()
-    sd = {k: v for k, v in ref.state_dict().items() if k != "patch_embed.pos_embedding"}
-    mine.load_state_dict(sd, strict=True)
-    del sd
-    wrong = [f"{n}: {t.dtype} on {t.device}" for n, t in list(mine.named_parameters()) + list(mine.named_buffers())
-             if t.dtype != dtype or t.device.type != dev.type]
-    if wrong:
-        raise SystemExit(f"bench: ditserve's transformer has tensors off {dtype} on {dev}: {wrong[:8]}")
-    scripted = torch.jit.script(mine)
+    mine = None
+    if a.checkpoint:  # the served artifacts: diffusers' transformer and ditserve's export of the same checkpoint
+        with open(os.path.join(a.export, "model.json")) as f:
+            dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[
+                json.load(f)["dtype"]]
+        ref = CogVideoXTransformer3DModel.from_pretrained(os.path.join(a.checkpoint, "transformer"),
+                                                          torch_dtype=dtype).to(dev).eval()
+        scripted = torch.jit.load(os.path.join(a.export, "transformer.pt"), map_location=dev)
+        spec = dict(spec, cfg=dict(ref.config))
+    else:  # random weights at spec's config, ditserve's module scripted here
+        torch.manual_seed(0)
+        with torch.device(dev):
+            ref = CogVideoXTransformer3DModel(**spec["cfg"]).to(dtype).eval()
+        # ditserve's module built on the device in the bench dtype and given a copy of diffusers' weights (a
+        # meta-device module handed diffusers' tensors with assign=True ran float32 into a bf16 Linear on CUDA).
+        with torch.device(dev):
+            mine = CogVideoXTransformer(spec["cfg"]).to(dtype).eval()
+        sd = {k: v for k, v in ref.state_dict().items() if k != "patch_embed.pos_embedding"}
+        mine.load_state_dict(sd, strict=True)
+        del sd
+        wrong = [f"{n}: {t.dtype} on {t.device}" for n, t in list(mine.named_parameters()) +
+                 list(mine.named_buffers()) if t.dtype != dtype or t.device.type != dev.type]
+        if wrong:
+            raise SystemExit(f"bench: ditserve's transformer has tensors off {dtype} on {dev}: {wrong[:8]}")
+        scripted = torch.jit.script(mine)
     tokens = (frames // (spec["cfg"].get("patch_size_t") or 1)) * (h // 2) * (w // 2)
     b.record(config=name, metric="build_s", value=round(time.time() - t_build, 1), video_tokens=tokens)
 
@@ -178,7 +189,7 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]  # TorchScript puts the cause last
             b.record(config=name, system=system, metric="error", value=0,
                      note=" | ".join(lines[:1] + lines[-3:])[:600])
-            if system == "ditserve":
+            if system == "ditserve" and mine is not None:
                 _diagnose_dtypes(b, name, mine, t, latents, text, cos, sin, n_layers)
             continue
         first = time.time() - t_first
@@ -232,7 +243,11 @@ def main() -> int:
     p.add_argument("--configs", default="5b,1.5")
     p.add_argument("--tiny", action="store_true", help="the tiny 5b-style config (dry run)")
     p.add_argument("--out", default=os.environ.get("OUT", "/tmp/cogvideox-bench"))
+    p.add_argument("--checkpoint", default="", help="a diffusers CogVideoX pipeline dir: time its transformer and ...")
+    p.add_argument("--export", default="", help="... ditserve's export of it (the served transformer.pt), one config")
     a = p.parse_args()
+    if bool(a.checkpoint) != bool(a.export):
+        p.error("--checkpoint and --export go together")
     if a.engine_lib:
         torch.ops.load_library(a.engine_lib)
     from ditserve_export import ops  # noqa: F401  (Python references for ops the engine lib did not register)
