@@ -18,7 +18,8 @@
 #           $OUT or /tmp/cogvideox-bench), BENCH_MODEL (default /dev/shm/cogvideox-<variant>-model), BENCH_SRC
 #           (default /dev/shm/cogvideox-<variant>-src), BENCH_FRAMES/HEIGHT/WIDTH, BENCH_STEPS (default 3),
 #           BENCH_DEVICE (cuda|cpu: a dry run on the tiny model), BENCH_REF_SITE, BENCH_BUDGET_S, BENCH_COMMIT,
-#           BENCH_STRICT (1: report fails unless ditserve and a reference produced a step time).
+#           BENCH_STRICT (1: report fails unless ditserve and a reference produced a step time), BENCH_PROFILE
+#           (1: each system's step once more under torch.profiler, the top kernels in step.log and the JSON).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -59,6 +60,7 @@ do_step() {
   if [ "$DEVICE" = cpu ]; then extra+=(--device cpu --tiny); else extra+=(--configs "$VARIANT"); fi
   # The served artifacts when both are there (the same weights in both systems), else random in-process weights.
   [ -f "$SRC/model_index.json" ] && [ -f "$MODEL/model.json" ] && extra+=(--checkpoint "$SRC" --export "$MODEL")
+  [ "${BENCH_PROFILE:-0}" = 1 ] && extra+=(--profile)
   PYTHONPATH=$pp timeout "$budget" "$py" scripts/bench/cogvideox_bench.py --quick --budget-s $((budget - 10)) \
     --out "$OUT_DIR/step" "${extra[@]}" > "$OUT_DIR/step.log" 2>&1
   local rc=$?

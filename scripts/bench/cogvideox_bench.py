@@ -5,7 +5,8 @@ same weights: a checkpoint and ditserve's export of it (--checkpoint/--export: t
 bench_cogvideox.sh runs it), or random bf16 weights at the real configs with ditserve's module scripted here.
 
   cogvideox_bench.py --engine-lib build-gpu/engine/libditserve_runtime.so [--quick] [--budget-s 420]
-                     [--configs 5b,1.5] [--checkpoint SRC --export MODEL] [--out DIR] [--device cuda|cpu]
+                     [--configs 5b,1.5] [--checkpoint SRC --export MODEL] [--profile] [--out DIR]
+                     [--device cuda|cpu]
 
 One "step" = one transformer call on both CFG branches (batch 2), as CogVideoXPipeline runs it:
   5b  at 480x720x49  (13 latent frames, 17,550 video tokens + 226 text)
@@ -202,6 +203,16 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
         results[system] = (ms, out)
         b.record(config=name, system=system, metric="step_ms", value=round(ms, 1), peak_gib=round(peak, 2),
                  runs=runs_here, first_call_s=round(first, 1))
+        if a.profile and b.left() > first + 20:  # where the step's time goes, by kernel
+            import flux_inproc  # noqa: E402  (scripts/bench: torch.profiler helpers shared with profile_step.py)
+            with torch.no_grad():
+                prof = flux_inproc.profile_once(fn, b.cuda)
+            print(f"{name} {system}: one profiled step, {prof['profiled_ms']:.1f} ms of "
+                  f"{'device' if b.cuda else 'cpu'} time")
+            flux_inproc.print_profile(prof, 25)
+            b.record(config=name, system=system, metric="profile_ms", value=round(prof["profiled_ms"], 1),
+                     by_kind_ms={k: round(v, 1) for k, v in prof["by_kind_ms"].items()},
+                     top=[dict(r, ms=round(r["ms"], 2)) for r in prof["top"][:25]])
     if "ditserve" in results and "diffusers-eager" in results:
         got, want = results["ditserve"][1].float(), results["diffusers-eager"][1].float()
         rel = ((got - want).norm() / want.norm()).item()
@@ -243,6 +254,7 @@ def main() -> int:
     p.add_argument("--configs", default="5b,1.5")
     p.add_argument("--tiny", action="store_true", help="the tiny 5b-style config (dry run)")
     p.add_argument("--out", default=os.environ.get("OUT", "/tmp/cogvideox-bench"))
+    p.add_argument("--profile", action="store_true", help="one more step of each system under torch.profiler")
     p.add_argument("--checkpoint", default="", help="a diffusers CogVideoX pipeline dir: time its transformer and ...")
     p.add_argument("--export", default="", help="... ditserve's export of it (the served transformer.pt), one config")
     a = p.parse_args()
