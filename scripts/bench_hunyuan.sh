@@ -3,17 +3,24 @@
 # torch.compile (the python's diffusers: on the GPU host, the bundle's newest release), random full-size bf16
 # weights made on the device (scripts/bench/hunyuan_step.py --random: nothing downloaded, nothing on disk).
 #
-# Usage: scripts/bench_hunyuan.sh [quick|decode|report]...      (no argument: quick report)
+# Usage: scripts/bench_hunyuan.sh [quick|decode|model|served|report]...      (no argument: quick report)
 #   quick   transformer step at 544x960, 61 frames (32,640 video tokens + 256 text tokens): ditserve, diffusers
 #           eager, diffusers compile (skipped with a note when the budget cannot fit its compile); peak memory
 #   decode  720x1280, 129 frames: the tiled VAE decode (ditserve's decoder vs diffusers', same tiles) and the
 #           ditserve transformer step at 118,800 video tokens, with peak memory
+#   model   random-weight checkpoint at the released configs (scripts/make_fullsize_hunyuan_video.py, weights made
+#           on the GPU, ~43 GB) in $BENCH_SRC, exported bf16 to $BENCH_MODEL (each skipped when already there)
+#   served  ditserve served end to end on 1 GPU (scripts/bench/served.sh): time to ready, a warm-up request
+#           (5 frames) and one at BENCH_FRAMES x BENCH_HEIGHT x BENCH_WIDTH (default 129 x 720 x 1280) with
+#           BENCH_STEPS steps (default 3) -> MP4: step, text / decode / MP4 stage times, peak memory per stage
 #   report  a table of every JSON record under $BENCH_OUT
 # Settings: BENCH_OUT (default $OUT, else /tmp/ditserve-bench-hunyuan), BENCH_QUICK_BUDGET_S (default 330: the
 #           python stops before what would overrun it), BENCH_DECODE_BUDGET_S (default 420), BENCH_RUNS (2),
 #           BENCH_DEVICE (cuda | cpu: a dry run at the tiny config, without torch.compile),
 #           DITSERVE_BUILD_DIR (engine/libditserve_runtime.so: the engine's ops), DITSERVE_PYTHON, BENCH_REF_SITE
-#           (a directory with the newest diffusers, e.g. the 0.42.1 wheel unzipped: put first on the path).
+#           (a directory with the newest diffusers, e.g. the 0.42.1 wheel unzipped: put first on the path),
+#           BENCH_SRC (default /dev/shm/hunyuan-video-src), BENCH_MODEL (default /dev/shm/hunyuan-video-model),
+#           BENCH_SERVED_BUDGET_S (default 560: model + served stop starting what would overrun it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -23,7 +30,12 @@ OUT=${BENCH_OUT:-${OUT:-/tmp/ditserve-bench-hunyuan}}
 DEVICE=${BENCH_DEVICE:-cuda}
 RUNS=${BENCH_RUNS:-2}
 mkdir -p "$OUT"
-log() { echo "bench_hunyuan: $*" >&2; }
+# The checkpoint, export and served request (scripts/bench/served.sh; it defines log, left and record).
+START=$SECONDS BUDGET=${BENCH_SERVED_BUDGET_S:-560} BENCH_NAME=bench_hunyuan OUT_DIR=$OUT
+MODEL=${BENCH_MODEL:-/dev/shm/hunyuan-video-model} SRC=${BENCH_SRC:-/dev/shm/hunyuan-video-src}
+FRAMES=${BENCH_FRAMES:-129} HEIGHT=${BENCH_HEIGHT:-720} WIDTH=${BENCH_WIDTH:-1280} STEPS=${BENCH_STEPS:-3}
+BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-5}
+. scripts/bench/served.sh
 
 step() {  # step NAME ARGS...: hunyuan_step.py with the engine's ops, JSON to $OUT/NAME.json
   local name=$1; shift
@@ -61,7 +73,12 @@ do_decode() {
   fi
 }
 
+do_model() { served_model hunyuan_video hunyuan-video bfloat16 scripts/make_fullsize_hunyuan_video.py; }
+
+do_served() { served_run hunyuan-video "$MODEL" "a cat walks on the grass, realistic style"; }
+
 do_report() {
+  [ -f "$RECORDS" ] && { served_report HunyuanVideo hunyuan-video || return 1; }
   "$PY" - "$OUT" <<'EOF'
 import glob, json, os, sys
 rows = []
@@ -100,8 +117,10 @@ for a in "${actions[@]}"; do
   case $a in
     quick) do_quick || { log "quick failed"; failed=1; } ;;
     decode) do_decode || { log "decode failed"; failed=1; } ;;
+    model) do_model || { log "model failed"; failed=1; } ;;
+    served) do_served || { log "served failed"; failed=1; } ;;
     report) do_report || failed=1 ;;
-    *) log "unknown action '$a' (quick|decode|report)"; exit 2 ;;
+    *) log "unknown action '$a' (quick|decode|model|served|report)"; exit 2 ;;
   esac
 done
 exit $failed

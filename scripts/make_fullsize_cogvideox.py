@@ -7,17 +7,14 @@ variant's dtype (2b float16, 5b / 1.5 bfloat16), never fp32.
 
   make_fullsize_cogvideox.py --variant 5b|1.5|2b --out DIR [--device cuda]
 """
-import argparse
 import os
 import sys
-import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ditserve_export.cogvideox_tiny import released_scheduler  # noqa: E402
-from ditserve_export.fullsize_t5 import fullsize_t5_encoder, small_t5_spiece  # noqa: E402
+from ditserve_export.fullsize import fullsize_t5_encoder, parse_args, small_t5_spiece, write_pipeline  # noqa: E402
 
 # What the released checkpoints' configs set beyond diffusers' defaults.
 TRANSFORMER = {
@@ -33,31 +30,18 @@ SCHEDULER = {"2b": ("CogVideoXDDIMScheduler", 3.0), "5b": ("CogVideoXDPMSchedule
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", choices=sorted(TRANSFORMER), default="5b")
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cpu", help="where to initialise the random weights")
-    a = p.parse_args()
+    a = parse_args(__doc__, **{"--variant": dict(choices=sorted(TRANSFORMER), default="5b")})
     from diffusers import AutoencoderKLCogVideoX, CogVideoXPipeline, CogVideoXTransformer3DModel
     from transformers import T5Tokenizer
 
-    t0 = time.time()
-    torch.set_default_dtype(torch.float16 if a.variant == "2b" else torch.bfloat16)
-    torch.manual_seed(0)
-    torch.set_default_device(a.device)
-    with tempfile.TemporaryDirectory() as tmp:
+    def build(tmp: str):
         tokenizer = T5Tokenizer(vocab_file=small_t5_spiece(tmp), model_max_length=226, legacy=True)
-        text_encoder = fullsize_t5_encoder()
-        vae = AutoencoderKLCogVideoX(**VAE[a.variant]).eval()
-        transformer = CogVideoXTransformer3DModel(**TRANSFORMER[a.variant]).eval()
-        print(f"built in {time.time() - t0:.1f}s; transformer params "
-              f"{sum(x.numel() for x in transformer.parameters()) / 1e9:.2f}B", flush=True)
-        scheduler = released_scheduler(*SCHEDULER[a.variant])
-        pipe = CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
-                                 scheduler=scheduler)
-        pipe.save_pretrained(a.out, max_shard_size="10GB")
-    print(f"wrote {a.out} in {time.time() - t0:.1f}s", flush=True)
-    return 0
+        return CogVideoXPipeline(tokenizer=tokenizer, text_encoder=fullsize_t5_encoder(),
+                                 vae=AutoencoderKLCogVideoX(**VAE[a.variant]).eval(),
+                                 transformer=CogVideoXTransformer3DModel(**TRANSFORMER[a.variant]).eval(),
+                                 scheduler=released_scheduler(*SCHEDULER[a.variant]))
+
+    return write_pipeline(a, torch.float16 if a.variant == "2b" else torch.bfloat16, build)
 
 
 if __name__ == "__main__":

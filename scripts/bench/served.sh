@@ -98,7 +98,7 @@ r = json.load(open(f"{d}/result1.json")); c = json.load(open(f"{d}/client1.json"
 t = r["timings"]
 note = f"{r.get('frames', frames)} frames"
 rows = [("e2e_s", c["client_s"], "s", f"client wall time, request in -> MP4 written ({note})"),
-        ("step_ms", 1000 * t.get("denoise", 0.0) / steps, "ms", f"denoise stage / {steps} steps, CFG batch of 2"),
+        ("step_ms", 1000 * t.get("denoise", 0.0) / steps, "ms", f"denoise stage / {steps} steps (all CFG branches)"),
         ("text_encode_s", t.get("text_encode", 0.0), "s", ""), ("decode_s", t.get("decode", 0.0), "s",
          f"VAE decode of {frames} frames + uint8"), ("encode_s", t.get("encode", 0.0), "s", "MP4 (libx264)"),
         ("peak_mem_gb", peak / 1024, "GB", "nvidia-smi memory.used peak (incl. CUDA context)")]
