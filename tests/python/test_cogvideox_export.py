@@ -10,34 +10,21 @@ and that a float16 export of 5b / 1.5, a bfloat16 export of 2b and --fp8 are ref
 """
 import json
 import os
-import sys
 import tempfile
-import traceback
 
 import torch
+from checklist import check, finish
 
 import ditserve_export.ops  # noqa: F401
 from ditserve_export.cogvideox import decode_in_batches, export_cogvideox
 from ditserve_export.flux import ExportError
 
 MODELS = os.environ["DITSERVE_TEST_MODELS"]
-results = []
 
 
 def rel_err(got, want) -> float:
     assert got.shape == want.shape, f"shape {tuple(got.shape)} != {tuple(want.shape)}"
     return ((got.double() - want.double()).abs().max() / want.double().abs().max().clamp_min(1e-30)).item()
-
-
-def check(name, fn):
-    try:
-        detail = fn()
-        results.append((name, True))
-        print(f"PASS {name}: {detail or ''}", flush=True)
-    except Exception as e:  # noqa: BLE001
-        results.append((name, False))
-        traceback.print_exc()
-        print(f"FAIL {name}: {e}", flush=True)
 
 
 def variant_checks(variant: str):
@@ -133,6 +120,4 @@ def refusals():
 for v in ("2b", "5b", "1.5"):
     variant_checks(v)
 refusals()
-failed = [n for n, ok in results if not ok]
-print(f"{len(results) - len(failed)} passed, {len(failed)} failed" + (f": {failed}" if failed else ""))
-sys.exit(1 if failed else 0)
+finish()

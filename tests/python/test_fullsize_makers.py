@@ -12,27 +12,15 @@ import json
 import os
 import sys
 import tempfile
-import traceback
 
 import torch
+from checklist import check, finish
 from safetensors import safe_open
 
 import diffusers
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts")
 sys.path.insert(0, SCRIPTS)
-results = []
-
-
-def check(name, fn):
-    try:
-        detail = fn()
-        results.append((name, True))
-        print(f"PASS {name}: {detail or ''}", flush=True)
-    except Exception as e:  # noqa: BLE001
-        results.append((name, False))
-        traceback.print_exc()
-        print(f"FAIL {name}: {e}", flush=True)
 
 
 class Shrunk:
@@ -139,6 +127,4 @@ with tempfile.TemporaryDirectory() as tmp:
     for v in ("2b", "5b", "1.5"):
         check(f"make_fullsize_cogvideox --variant {v}", lambda v=v: cogvideox(tmp, v))
     check("make_fullsize_hunyuan_video", lambda: hunyuan_video(tmp))
-failed = [n for n, ok in results if not ok]
-print(f"{len(results) - len(failed)} passed, {len(failed)} failed" + (f": {failed}" if failed else ""))
-sys.exit(1 if failed else 0)
+finish()
