@@ -52,8 +52,21 @@ def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
     return (x.float() * cos[None, None] + x_rotated.float() * sin[None, None]).to(x.dtype)
 
 
+def _ln_modulate(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, w: Optional[torch.Tensor],
+                 b: Optional[torch.Tensor], eps: float) -> torch.Tensor:
+    """LayerNorm(x; w, b, eps) * (1 + scale[:, None]) + shift[:, None] as the engine's one-kernel
+    layer_norm_modulate (a LayerNorm without affine): the affine folds into the [B, D] modulation,
+    LN(x) w + b -> LN(x) (w (1 + scale)) + (b (1 + scale) + shift)."""
+    if w is not None:
+        scale1 = 1 + scale
+        if b is not None:
+            shift = b * scale1 + shift
+        scale = w * scale1 - 1
+    return torch.ops.ditserve.layer_norm_modulate(x, scale, shift, eps)
+
+
 class LayerNormZero(nn.Module):
-    """CogVideoXLayerNormZero: one adaLN for the video and one for the text stream."""
+    """CogVideoXLayerNormZero: one adaLN for the video and one for the text stream; gates [B, D]."""
 
     def __init__(self, conditioning_dim: int, dim: int, affine: bool, eps: float):
         super().__init__()
@@ -63,9 +76,9 @@ class LayerNormZero(nn.Module):
     def forward(self, video: torch.Tensor, text: torch.Tensor, emb: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         shift, scale, gate, enc_shift, enc_scale, enc_gate = self.linear(F.silu(emb)).chunk(6, dim=1)
-        video = self.norm(video) * (1 + scale)[:, None, :] + shift[:, None, :]
-        text = self.norm(text) * (1 + enc_scale)[:, None, :] + enc_shift[:, None, :]
-        return video, text, gate[:, None, :], enc_gate[:, None, :]
+        w, b, eps = self.norm.weight, self.norm.bias, self.norm.eps
+        return (_ln_modulate(video, scale, shift, w, b, eps), _ln_modulate(text, enc_scale, enc_shift, w, b, eps),
+                gate, enc_gate)
 
 
 class Attention(nn.Module):
@@ -118,7 +131,10 @@ class _GeluProj(nn.Module):
         self.proj = nn.Linear(dim, inner, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(self.proj(x), approximate="tanh")
+        b = self.proj.bias
+        if b is None:
+            return F.gelu(self.proj(x), approximate="tanh")
+        return torch.ops.ditserve.linear_gelu(x, self.proj.weight, b)  # the GELU in the GEMM's epilogue
 
 
 class Block(nn.Module):
@@ -133,14 +149,15 @@ class Block(nn.Module):
     def forward(self, video: torch.Tensor, text: torch.Tensor, emb: torch.Tensor, cos: Optional[torch.Tensor],
                 sin: Optional[torch.Tensor], key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         t = text.shape[1]
+        # x + gate * y as one gated_residual kernel each (x + gate[:, None] * y, one rounding)
         nv, nt, gate, enc_gate = self.norm1(video, text, emb)
         av, at = self.attn1(nv, nt, cos, sin, key_mask)
-        video = video + gate * av
-        text = text + enc_gate * at
+        video = torch.ops.ditserve.gated_residual(video, gate, av)
+        text = torch.ops.ditserve.gated_residual(text, enc_gate, at)
         nv, nt, gate, enc_gate = self.norm2(video, text, emb)
         ff = self.ff(torch.cat([nt, nv], dim=1))
-        video = video + gate * ff[:, t:]
-        text = text + enc_gate * ff[:, :t]
+        video = torch.ops.ditserve.gated_residual(video, gate, ff[:, t:])
+        text = torch.ops.ditserve.gated_residual(text, enc_gate, ff[:, :t])
         return video, text
 
 
@@ -265,8 +282,8 @@ class CogVideoXTransformer(nn.Module):
         # norm_final is per token: diffusers' 5b path (norm over [text, video], then drop text) is the same.
         x = self.norm_final(video)
         shift, scale = self.norm_out.linear(F.silu(emb)).chunk(2, dim=1)
-        x = self.norm_out.norm(x) * (1 + scale)[:, None, :] + shift[:, None, :]
-        return self.proj_out(x)
+        n = self.norm_out.norm
+        return self.proj_out(_ln_modulate(x, scale, shift, n.weight, n.bias, n.eps))
 
     @torch.jit.export
     def unpatchify(self, x: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
