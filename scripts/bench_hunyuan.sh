@@ -19,7 +19,7 @@
 #           BENCH_DEVICE (cuda | cpu: a dry run at the tiny config, without torch.compile),
 #           DITSERVE_BUILD_DIR (engine/libditserve_runtime.so: the engine's ops), DITSERVE_PYTHON, BENCH_REF_SITE
 #           (a directory with the newest diffusers, e.g. the 0.42.1 wheel unzipped: put first on the path),
-#           BENCH_SRC (default /dev/shm/hunyuan-video-src), BENCH_MODEL (default /dev/shm/hunyuan-video-model),
+#           BENCH_SRC (default /dev/shm/hunyuan-video-src), BENCH_MODEL (default $TMPDIR/hunyuan-video-model),
 #           BENCH_SERVED_BUDGET_S (default 560: model + served stop starting what would overrun it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,8 @@ RUNS=${BENCH_RUNS:-2}
 mkdir -p "$OUT"
 # The checkpoint, export and served request (scripts/bench/served.sh; it defines log, left and record).
 START=$SECONDS BUDGET=${BENCH_SERVED_BUDGET_S:-560} BENCH_NAME=bench_hunyuan OUT_DIR=$OUT
-MODEL=${BENCH_MODEL:-/dev/shm/hunyuan-video-model} SRC=${BENCH_SRC:-/dev/shm/hunyuan-video-src}
+# The export on disk: the 43 GB source checkpoint fills /dev/shm.
+MODEL=${BENCH_MODEL:-${TMPDIR:-/tmp}/hunyuan-video-model} SRC=${BENCH_SRC:-/dev/shm/hunyuan-video-src}
 FRAMES=${BENCH_FRAMES:-129} HEIGHT=${BENCH_HEIGHT:-720} WIDTH=${BENCH_WIDTH:-1280} STEPS=${BENCH_STEPS:-3}
 BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-5}
 . scripts/bench/served.sh

@@ -1,7 +1,7 @@
-# Sourced by the video benchmark drivers (bench_mochi.sh, bench_cogvideox.sh): the random-weight checkpoint and its
-# export, ditserve served end to end on one device (time to ready, a warm-up and a timed request -> MP4, stage
-# times, peak memory) and the report table. The caller sets BENCH_NAME (its log prefix), START (its $SECONDS at
-# start), BUDGET, BUILD, PY, DEVICE, OUT_DIR, MODEL, SRC, FRAMES, HEIGHT, WIDTH and STEPS.
+# Sourced by the video benchmark drivers (bench_mochi.sh, bench_cogvideox.sh, bench_hunyuan.sh): the random-weight
+# checkpoint and its export, ditserve served end to end on one device (time to ready, a warm-up and a timed
+# request -> MP4, stage times, peak memory) and the report table. The caller sets BENCH_NAME (its log prefix),
+# START (its $SECONDS at start), BUDGET, BUILD, PY, DEVICE, OUT_DIR, MODEL, SRC, FRAMES, HEIGHT, WIDTH and STEPS.
 mkdir -p "$OUT_DIR"
 RECORDS=$OUT_DIR/records.jsonl
 log() { echo "$BENCH_NAME [$((SECONDS - START)) s]: $*" >&2; }
@@ -20,7 +20,7 @@ ref_path() { echo "$BENCH_REF_SITE:$1" | tr : '\n' | grep -vxF "${DITSERVE_SITE:
 
 # served_model FAMILY NAME EXPORT_DTYPE MAKER [MAKER_ARGS...]: MAKER (a make_fullsize_*.py) writes the diffusers
 # checkpoint to $SRC with weights made on $DEVICE, exported (unverified: the full-size check would load it twice)
-# to $MODEL; each skipped when already there (kept in /dev/shm while the host is held).
+# to $MODEL; each skipped when already there (kept while the host is held).
 served_model() {
   local family=$1 name=$2 dtype=$3 t0=$SECONDS; shift 3
   if [ -f "$MODEL/model.json" ]; then log "model: $MODEL exists"; return 0; fi
