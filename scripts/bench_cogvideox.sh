@@ -22,10 +22,6 @@
 #           (1: each system's step once more under torch.profiler, the top kernels in step.log and the JSON).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-REPO=$(pwd)
-START=$SECONDS
-BUILD=${DITSERVE_BUILD_DIR:-$REPO/build-gpu}
-PY=${DITSERVE_PYTHON:-python3}
 VARIANT=${BENCH_VARIANT:-5b}
 OUT_DIR=${BENCH_OUT:-${OUT:-/tmp/cogvideox-bench}}
 MODEL=${BENCH_MODEL:-/dev/shm/cogvideox-$VARIANT-model}
@@ -35,8 +31,6 @@ case $VARIANT in
   2b|5b) FRAMES=${BENCH_FRAMES:-49}; HEIGHT=${BENCH_HEIGHT:-480}; WIDTH=${BENCH_WIDTH:-720} ;;
   *) echo "BENCH_VARIANT must be 2b, 5b or 1.5, got $VARIANT" >&2; exit 2 ;;
 esac
-STEPS=${BENCH_STEPS:-3}
-DEVICE=${BENCH_DEVICE:-cuda}
 BUDGET=${BENCH_BUDGET_S:-480}
 NAME=cogvideox-$VARIANT
 BENCH_NAME=bench_cogvideox
@@ -53,15 +47,14 @@ do_ditserve() { served_run "$NAME" "$MODEL" "a panda playing a guitar by a lake 
 do_step() {
   local budget; budget=$(left)
   [ "$budget" -gt 60 ] || { log "no budget left for the step benchmark"; return 0; }
-  local pp=$REPO/scripts${PYTHONPATH:+:$PYTHONPATH} py=$PY extra=()
-  if [ -n "${BENCH_REF_SITE:-}" ]; then pp=$(ref_path "$pp"); py=${DITSERVE_HOST_PYTHON:-$PY}; fi
+  local extra=()
   local lib=$BUILD/engine/libditserve_runtime.so
   [ -f "$lib" ] && extra+=(--engine-lib "$lib")
   if [ "$DEVICE" = cpu ]; then extra+=(--device cpu --tiny); else extra+=(--configs "$VARIANT"); fi
   # The served artifacts when both are there (the same weights in both systems), else random in-process weights.
   [ -f "$SRC/model_index.json" ] && [ -f "$MODEL/model.json" ] && extra+=(--checkpoint "$SRC" --export "$MODEL")
   [ "${BENCH_PROFILE:-0}" = 1 ] && extra+=(--profile)
-  PYTHONPATH=$pp timeout "$budget" "$py" scripts/bench/cogvideox_bench.py --quick --budget-s $((budget - 10)) \
+  ref_python "$budget" scripts/bench/cogvideox_bench.py --quick --budget-s $((budget - 10)) \
     --out "$OUT_DIR/step" "${extra[@]}" > "$OUT_DIR/step.log" 2>&1
   local rc=$?
   [ "$rc" = 0 ] || { log "cogvideox_bench.py exited with $rc"; tail -5 "$OUT_DIR/step.log" >&2; }

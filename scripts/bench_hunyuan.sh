@@ -23,18 +23,14 @@
 #           BENCH_SERVED_BUDGET_S (default 560: model + served stop starting what would overrun it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-REPO=$(pwd)
-BUILD=${DITSERVE_BUILD_DIR:-$REPO/build-gpu}
-PY=${DITSERVE_PYTHON:-python3}
 OUT=${BENCH_OUT:-${OUT:-/tmp/ditserve-bench-hunyuan}}
-DEVICE=${BENCH_DEVICE:-cuda}
 RUNS=${BENCH_RUNS:-2}
 mkdir -p "$OUT"
 # The checkpoint, export and served request (scripts/bench/served.sh; it defines log, left and record).
-START=$SECONDS BUDGET=${BENCH_SERVED_BUDGET_S:-560} BENCH_NAME=bench_hunyuan OUT_DIR=$OUT
+BUDGET=${BENCH_SERVED_BUDGET_S:-560} BENCH_NAME=bench_hunyuan OUT_DIR=$OUT
 # The export on disk: the 43 GB source checkpoint fills /dev/shm.
 MODEL=${BENCH_MODEL:-${TMPDIR:-/tmp}/hunyuan-video-model} SRC=${BENCH_SRC:-/dev/shm/hunyuan-video-src}
-FRAMES=${BENCH_FRAMES:-129} HEIGHT=${BENCH_HEIGHT:-720} WIDTH=${BENCH_WIDTH:-1280} STEPS=${BENCH_STEPS:-3}
+FRAMES=${BENCH_FRAMES:-129} HEIGHT=${BENCH_HEIGHT:-720} WIDTH=${BENCH_WIDTH:-1280}
 BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-5}
 . scripts/bench/served.sh
 
@@ -43,13 +39,7 @@ step() {  # step NAME ARGS...: hunyuan_step.py with the engine's ops, JSON to $O
   local lib=$BUILD/engine/libditserve_runtime.so extra=()
   if [ -f "$lib" ]; then extra+=(--engine-lib "$lib"); else log "no $lib: ditserve's ops run as their Python references"; fi
   if [ "$DEVICE" = cpu ]; then extra+=(--device cpu --tiny); fi
-  local pp=$REPO/scripts${PYTHONPATH:+:$PYTHONPATH} py=$PY
-  # As in bench_mochi.sh: the newest diffusers on the bare host Python, the bundle's site (too old a hub) left out.
-  if [ -n "${BENCH_REF_SITE:-}" ]; then
-    pp=$(echo "$BENCH_REF_SITE:$pp" | tr : '\n' | grep -vxF "${DITSERVE_SITE:-/tmp/ditserve-site}" | paste -sd:)
-    py=${DITSERVE_HOST_PYTHON:-$PY}
-  fi
-  PYTHONPATH=$pp "$py" scripts/bench/hunyuan_step.py --random --runs "$RUNS" \
+  ref_python 0 scripts/bench/hunyuan_step.py --random --runs "$RUNS" \
     "${extra[@]}" --json "$OUT/$name.json" "$@"
 }
 

@@ -22,18 +22,12 @@
 #           unless ditserve and a reference produced a step time; the CPU dry run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-REPO=$(pwd)
-START=$SECONDS
-BUILD=${DITSERVE_BUILD_DIR:-$REPO/build-gpu}
-PY=${DITSERVE_PYTHON:-python3}
 OUT_DIR=${BENCH_OUT:-${OUT:-/tmp/mochi-bench}}
 MODEL=${BENCH_MODEL:-/dev/shm/mochi-bench-model}
 SRC=${BENCH_SRC:-/dev/shm/mochi-bench-src}
 FRAMES=${BENCH_FRAMES:-163}
 HEIGHT=${BENCH_HEIGHT:-480}
 WIDTH=${BENCH_WIDTH:-848}
-STEPS=${BENCH_STEPS:-3}
-DEVICE=${BENCH_DEVICE:-cuda}
 BUDGET=${BENCH_BUDGET_S:-380}
 BENCH_NAME=bench_mochi
 . scripts/bench/served.sh
@@ -47,11 +41,7 @@ do_references() {
   [ -f "$SRC/model_index.json" ] || { log "no diffusers checkpoint at $SRC: run 'model' first"; return 1; }
   local budget; budget=$(left)
   [ "$budget" -gt 30 ] || { log "no budget left for the references"; return 0; }
-  local pp=${PYTHONPATH:-} py=$PY
-  # The host's ditserve-python wrapper puts the bundle's wheels (the pinned diffusers) ahead of PYTHONPATH: the
-  # newest release runs on the bare host Python, without the bundle's site (its huggingface_hub is too old for it).
-  if [ -n "${BENCH_REF_SITE:-}" ]; then pp=$(ref_path "$pp"); py=${DITSERVE_HOST_PYTHON:-$PY}; fi
-  PYTHONPATH=$pp timeout "$budget" "$py" scripts/bench/mochi_reference.py --src "$SRC" --frames "$FRAMES" \
+  ref_python "$budget" scripts/bench/mochi_reference.py --src "$SRC" --frames "$FRAMES" \
     --height "$HEIGHT" --width "$WIDTH" --modes "${BENCH_REF_MODES:-eager compile}" --budget-s $((budget - 10)) \
     --device "$DEVICE" --vae 2> "$OUT_DIR/references.log" \
     | "$PY" -c 'import json,sys

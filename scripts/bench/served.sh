@@ -1,7 +1,14 @@
 # Sourced by the video benchmark drivers (bench_mochi.sh, bench_cogvideox.sh, bench_hunyuan.sh): the random-weight
 # checkpoint and its export, ditserve served end to end on one device (time to ready, a warm-up and a timed
-# request -> MP4, stage times, peak memory) and the report table. The caller sets BENCH_NAME (its log prefix),
-# START (its $SECONDS at start), BUDGET, BUILD, PY, DEVICE, OUT_DIR, MODEL, SRC, FRAMES, HEIGHT, WIDTH and STEPS.
+# request -> MP4, stage times, peak memory) and the report table. The caller, in the repository root, sets
+# BENCH_NAME (its log prefix), BUDGET, OUT_DIR, MODEL, SRC, FRAMES, HEIGHT and WIDTH; the settings every driver
+# shares come from the environment here.
+REPO=$(pwd)
+START=${START:-$SECONDS}
+BUILD=${DITSERVE_BUILD_DIR:-$REPO/build-gpu}
+PY=${DITSERVE_PYTHON:-python3}
+DEVICE=${BENCH_DEVICE:-cuda}
+STEPS=${BENCH_STEPS:-3}
 mkdir -p "$OUT_DIR"
 RECORDS=$OUT_DIR/records.jsonl
 log() { echo "$BENCH_NAME [$((SECONDS - START)) s]: $*" >&2; }
@@ -13,10 +20,18 @@ record() {
     "$1" "$2" "$3" "$4" "$5" "${6:-}" >> "$RECORDS"
 }
 
-# PYTHONPATH for the newest diffusers: BENCH_REF_SITE first, the bundle's site ($DITSERVE_SITE) left out (the
-# host's ditserve-python wrapper puts the pinned diffusers first; the bundle's huggingface_hub is too old for the
-# newest release, which runs on the bare host Python, $DITSERVE_HOST_PYTHON).
-ref_path() { echo "$BENCH_REF_SITE:$1" | tr : '\n' | grep -vxF "${DITSERVE_SITE:-/tmp/ditserve-site}" | paste -sd:; }
+# ref_python TIMEOUT_S SCRIPT [ARGS...]: a reference script (0: no time limit) with scripts/ on the path. With
+# BENCH_REF_SITE (the newest diffusers) it runs on the bare host Python ($DITSERVE_HOST_PYTHON) with that site first
+# and the bundle's site ($DITSERVE_SITE) left out: the host's ditserve-python wrapper puts the pinned diffusers
+# first, and the bundle's huggingface_hub is too old for the newest release.
+ref_python() {
+  local t=$1 pp=$REPO/scripts${PYTHONPATH:+:$PYTHONPATH} py=$PY; shift
+  if [ -n "${BENCH_REF_SITE:-}" ]; then
+    pp=$(echo "$BENCH_REF_SITE:$pp" | tr : '\n' | grep -vxF "${DITSERVE_SITE:-/tmp/ditserve-site}" | paste -sd:)
+    py=${DITSERVE_HOST_PYTHON:-$PY}
+  fi
+  PYTHONPATH=$pp timeout "$t" "$py" "$@"
+}
 
 # served_model FAMILY NAME EXPORT_DTYPE MAKER [MAKER_ARGS...]: MAKER (a make_fullsize_*.py) writes the diffusers
 # checkpoint to $SRC with weights made on $DEVICE, exported (unverified: the full-size check would load it twice)
