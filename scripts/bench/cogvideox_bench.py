@@ -89,34 +89,6 @@ def _diffusers_version() -> str:
         return "absent"
 
 
-def _diagnose_dtypes(b: Bench, name: str, mine, t, latents, text, cos, sin, n_layers: int) -> None:
-    """ditserve's step eager (not scripted), recording the first Linear whose input is not its weight's dtype."""
-    seen = []
-
-    def check(module, args):
-        if not seen and args and args[0].dtype != module.weight.dtype:
-            seen.append(f"{module._bench_name}: input {args[0].dtype}, weight {module.weight.dtype}")
-
-    hooks = []
-    for n, m in mine.named_modules():
-        if isinstance(m, torch.nn.Linear):
-            m._bench_name = n
-            hooks.append(m.register_forward_pre_hook(check))
-    try:
-        emb = mine.time_embedding_of(t)
-        video, txt = mine.embed_video(latents, None), mine.embed_text(text)
-        b.record(config=name, metric="diagnosis_inputs", value=0,
-                 note=f"emb {emb.dtype}, video {video.dtype}, text {txt.dtype}, cos {cos.dtype} {cos.device}")
-        mine.blocks(0, n_layers, video, txt, emb, cos, sin, None)
-        note = "eager ran"
-    except RuntimeError as e:
-        note = f"eager failed too: {str(e).splitlines()[0][:200]}"
-    finally:
-        for h in hooks:
-            h.remove()
-    b.record(config=name, metric="diagnosis", value=0, note=f"{note}; first mismatch: {seen[0] if seen else 'none'}")
-
-
 def run_config(b: Bench, name: str, spec: dict) -> None:
     from diffusers import CogVideoXTransformer3DModel
 
@@ -190,8 +162,6 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]  # TorchScript puts the cause last
             b.record(config=name, system=system, metric="error", value=0,
                      note=" | ".join(lines[:1] + lines[-3:])[:600])
-            if system == "ditserve" and mine is not None:
-                _diagnose_dtypes(b, name, mine, t, latents, text, cos, sin, n_layers)
             continue
         first = time.time() - t_first
         if b.left() < first * (runs + 1) + 10:
