@@ -76,7 +76,8 @@ __global__ void __launch_bounds__(512) ModulateKernel(const Vec* x, const Vec* s
 // Gated residual x + gate * y, same grid as ModulateKernel: each thread keeps its column vector of gate in
 // registers and streams kRowsPerBlock rows of x and y, all loads before any store (out may alias x).
 __global__ void __launch_bounds__(512) GatedResidualKernel(const uint4* x, const uint4* gate, const uint4* y,
-                                                           uint4* out, int64_t S, int64_t nv, int64_t row_chunks) {
+                                                           int64_t y_batch_v, uint4* out, int64_t S, int64_t nv,
+                                                           int64_t row_chunks) {
   const int64_t c = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   if (c >= nv) return;
   const int64_t b = blockIdx.x / row_chunks;
@@ -86,12 +87,13 @@ __global__ void __launch_bounds__(512) GatedResidualKernel(const uint4* x, const
   float g[8];
   Unpack(gate[b * nv + c], g);
   const int64_t base = (b * S + s0) * nv + c;
+  const int64_t y_base = b * y_batch_v + s0 * nv + c;
   uint4 vx[kRowsPerBlock], vy[kRowsPerBlock];
 #pragma unroll
   for (int r = 0; r < kRowsPerBlock; ++r) {
     if (r < rows) {
       vx[r] = x[base + r * nv];
-      vy[r] = y[base + r * nv];
+      vy[r] = y[y_base + r * nv];
     }
   }
 #pragma unroll
@@ -188,6 +190,53 @@ __global__ void __launch_bounds__(256) LayerNormModulateKernel(const uint4* x, c
   }
 }
 
+// Mochi's modulated RMSNorm, one block per row like LayerNormModulateKernel: n = bf16(x * rsqrt(mean(x^2) + eps)
+// * scale) with scale fp32 [B, D]; with a residual, out = bf16(residual + n) (the eager graph's two roundings).
+template <int kVecs>
+__global__ void __launch_bounds__(256) RmsScaleKernel(const uint4* x, const float4* scale, const uint4* residual,
+                                                       uint4* y, int64_t S, int nv, float inv_d, float eps) {
+  __shared__ float buf[33];
+  const int64_t row = blockIdx.x;
+  const int64_t b = row / S;
+  const uint4* xr = x + row * nv;
+
+  uint4 v[kVecs];
+  float sq = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    const int c = threadIdx.x + k * blockDim.x;
+    if (c < nv) {
+      v[k] = xr[c];
+      float f[8];
+      Unpack(v[k], f);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sq = fmaf(f[i], f[i], sq);
+    }
+  }
+  const float r = rsqrtf(BlockSum(sq, buf) * inv_d + eps);
+
+  uint4* yr = y + row * nv;
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    const int c = threadIdx.x + k * blockDim.x;
+    if (c < nv) {
+      float f[8];
+      Unpack(v[k], f);
+      const float4 s0 = scale[(b * nv + c) * 2], s1 = scale[(b * nv + c) * 2 + 1];
+      const float sc[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i) f[i] = f[i] * r * sc[i];
+      if (residual) {
+        float res[8];
+        Unpack(residual[row * nv + c], res);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) f[i] = res[i] + __bfloat162float(__float2bfloat16_rn(f[i]));
+      }
+      yr[c] = Pack(f);
+    }
+  }
+}
+
 bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // ModulateKernel's / GatedResidualKernel's grid for nv vectors per row; false if it does not fit.
@@ -232,9 +281,10 @@ cudaError_t ModulateF32(const float* x, const float* scale, const float* shift, 
   return LaunchModulate<float4>(x, scale, shift, y, B, S, D, stream);
 }
 
-cudaError_t GatedResidualBf16(const void* x, const void* gate, const void* y, void* out, int64_t B, int64_t S,
-                              int64_t D, cudaStream_t stream) {
-  if (B < 0 || S < 0 || D < 0 || D % 8 != 0) return cudaErrorInvalidValue;
+cudaError_t GatedResidualBf16(const void* x, const void* gate, const void* y, int64_t y_batch_stride, void* out,
+                              int64_t B, int64_t S, int64_t D, cudaStream_t stream) {
+  if (B < 0 || S < 0 || D < 0 || D % 8 != 0 || y_batch_stride % 8 != 0) return cudaErrorInvalidValue;
+  if (B > 1 && y_batch_stride < S * D) return cudaErrorInvalidValue;
   if (B == 0 || S == 0 || D == 0) return cudaSuccess;
   if (!x || !gate || !y || !out) return cudaErrorInvalidValue;
   if (!Aligned16(x) || !Aligned16(gate) || !Aligned16(y) || !Aligned16(out)) return cudaErrorInvalidValue;
@@ -243,8 +293,8 @@ cudaError_t GatedResidualBf16(const void* x, const void* gate, const void* y, vo
   int64_t row_chunks;
   if (!RowGrid(B, S, D / 8, &grid, &threads, &row_chunks)) return cudaErrorInvalidValue;
   GatedResidualKernel<<<grid, threads, 0, stream>>>(static_cast<const uint4*>(x), static_cast<const uint4*>(gate),
-                                                    static_cast<const uint4*>(y), static_cast<uint4*>(out), S, D / 8,
-                                                    row_chunks);
+                                                    static_cast<const uint4*>(y), y_batch_stride / 8,
+                                                    static_cast<uint4*>(out), S, D / 8, row_chunks);
   return cudaGetLastError();
 }
 
@@ -271,6 +321,35 @@ cudaError_t LayerNormModulateBf16(const void* x, const void* scale, const void* 
     case 2: LayerNormModulateKernel<2><<<rows, threads, 0, stream>>>(xv, sv, hv, yv, S, nv, inv_d, eps); break;
     case 4: LayerNormModulateKernel<4><<<rows, threads, 0, stream>>>(xv, sv, hv, yv, S, nv, inv_d, eps); break;
     default: LayerNormModulateKernel<8><<<rows, threads, 0, stream>>>(xv, sv, hv, yv, S, nv, inv_d, eps); break;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t RmsScaleBf16(const void* x, const float* scale, const void* residual, void* y, int64_t B, int64_t S,
+                         int64_t D, float eps, cudaStream_t stream) {
+  if (B < 0 || S < 0 || D < 0 || D % 8 != 0 || D > 16384 || !(eps >= 0.0f)) return cudaErrorInvalidValue;
+  if (B == 0 || S == 0 || D == 0) return cudaSuccess;
+  if (!x || !scale || !y) return cudaErrorInvalidValue;
+  if (!Aligned16(x) || !Aligned16(scale) || !Aligned16(y) || (residual && !Aligned16(residual))) {
+    return cudaErrorInvalidValue;
+  }
+  if (B * S > 0x7fffffff) return cudaErrorInvalidValue;
+
+  const int nv = int(D / 8);
+  int k = 1;  // as LayerNormModulateBf16
+  while ((nv + k - 1) / k > 256) k *= 2;
+  const unsigned threads = unsigned(((nv + k - 1) / k + 31) / 32 * 32);
+  const unsigned rows = unsigned(B * S);
+  const auto* xv = static_cast<const uint4*>(x);
+  const auto* sv = reinterpret_cast<const float4*>(scale);
+  const auto* rv = static_cast<const uint4*>(residual);
+  auto* yv = static_cast<uint4*>(y);
+  const float inv_d = 1.0f / float(D);
+  switch (k) {
+    case 1: RmsScaleKernel<1><<<rows, threads, 0, stream>>>(xv, sv, rv, yv, S, nv, inv_d, eps); break;
+    case 2: RmsScaleKernel<2><<<rows, threads, 0, stream>>>(xv, sv, rv, yv, S, nv, inv_d, eps); break;
+    case 4: RmsScaleKernel<4><<<rows, threads, 0, stream>>>(xv, sv, rv, yv, S, nv, inv_d, eps); break;
+    default: RmsScaleKernel<8><<<rows, threads, 0, stream>>>(xv, sv, rv, yv, S, nv, inv_d, eps); break;
   }
   return cudaGetLastError();
 }

@@ -1,4 +1,5 @@
-// The fused DiT ops on a GPU (ditserve::rms_rope, layer_norm_modulate, linear_gelu, gated_residual;
+// The fused DiT ops on a GPU (ditserve::rms_rope, layer_norm_rope, rms_rope_per_head, rms_scale, layer_norm_modulate,
+// linear_gelu, gated_residual;
 // engine/runtime/fused_ops.h):
 // the kernels against an fp64 reference by normalised error and against the unfused bf16 composition
 // (the CPU path / the eager graph) they replace, on fresh random inputs with strided (column-slice) and
@@ -142,6 +143,136 @@ TEST(FusedOpsGpu, LinearGeluMatchesReferences) {
   EXPECT_LT(err_composed, 6e-3);
 }
 
+// CogVideoX's q/k: per-head LayerNorm (affine) of a fused-QKV column slice, RoPE on the rows after the text.
+TEST(FusedOpsGpu, LayerNormRopeKernelMatchesReferences) {
+  struct Shape { int64_t b, s, rope_from, h, d; bool rope; };
+  for (const Shape sh : {Shape{2, 226 + 1755, 226, 48, 64, true}, Shape{1, 37, 0, 3, 128, true},
+                         Shape{2, 9, 9, 2, 64, true}, Shape{2, 31, 5, 4, 64, false}, Shape{1, 3, 1, 1, 256, true}}) {
+    SCOPED_TRACE(::testing::Message() << "B=" << sh.b << " S=" << sh.s << " rope_from=" << sh.rope_from
+                                      << " H=" << sh.h << " D=" << sh.d << " rope=" << sh.rope);
+    at::manual_seed(Seed());
+    const int64_t hd = sh.h * sh.d, n = sh.b * sh.s * hd, guard = 128;
+    const at::Tensor x = (at::randn({sh.b, sh.s, 3 * hd}, Bf16()) * 3 + 1).narrow(2, hd, hd);  // k of a fused qkv
+    const at::Tensor w = at::rand({sh.d}, Bf16()) + 0.5, bias = at::randn({sh.d}, Bf16()) * 0.1;
+    const at::Tensor angles = at::rand({sh.s - sh.rope_from, sh.d}, at::TensorOptions().dtype(at::kDouble)) * 6.3;
+    std::optional<at::Tensor> cos, sin;
+    if (sh.rope) {
+      cos = angles.cos().to(at::kFloat).cuda();
+      sin = angles.sin().to(at::kFloat).cuda();
+    }
+    at::Tensor buf = at::full({n + guard}, -1, at::TensorOptions().dtype(at::kShort).device(at::kCUDA));
+    const kernels::RmsRopePart part{x.data_ptr(), w.data_ptr(), sh.s, x.stride(0), x.stride(1)};
+    ASSERT_EQ(kernels::LayerNormRopeBf16(part, bias.data_ptr(), sh.rope ? sh.rope_from : sh.s,
+                                         sh.rope ? cos->data_ptr<float>() : nullptr,
+                                         sh.rope ? sin->data_ptr<float>() : nullptr, buf.data_ptr(), sh.b, sh.h, sh.d,
+                                         1e-6f, at::cuda::getCurrentCUDAStream()),
+              cudaSuccess);
+    at::cuda::getCurrentCUDAStream().synchronize();
+    EXPECT_TRUE(buf.narrow(0, n, guard).eq(-1).all().item<bool>()) << "kernel wrote past its output";
+    const at::Tensor got = buf.narrow(0, 0, n).view(at::kBFloat16).view({sh.b, sh.s, sh.h, sh.d}).transpose(1, 2);
+    EXPECT_FALSE(got.isnan().any().item<bool>()) << "output not fully written";
+    // fp64: the same math without intermediate rounding
+    const at::Tensor xd = x.to(at::kDouble).cpu().reshape({sh.b, sh.s, sh.h, sh.d});
+    const at::Tensor mean = xd.mean(-1, true), var = (xd - mean).pow(2).mean(-1, true);
+    at::Tensor want = (xd - mean) * at::rsqrt(var + 1e-6) * w.to(at::kDouble).cpu() + bias.to(at::kDouble).cpu();
+    if (sh.rope) {
+      at::Tensor r = want.narrow(1, sh.rope_from, sh.s - sh.rope_from).clone();
+      const at::Tensor c = angles.cos().unsqueeze(0).unsqueeze(2), sn = angles.sin().unsqueeze(0).unsqueeze(2);
+      const at::Tensor even = r.slice(-1, 0, sh.d, 2), odd = r.slice(-1, 1, sh.d, 2);
+      at::Tensor out = at::empty_like(r);
+      out.slice(-1, 0, sh.d, 2).copy_(even * c.slice(-1, 0, sh.d, 2) - odd * sn.slice(-1, 0, sh.d, 2));
+      out.slice(-1, 1, sh.d, 2).copy_(odd * c.slice(-1, 1, sh.d, 2) + even * sn.slice(-1, 1, sh.d, 2));
+      want.narrow(1, sh.rope_from, sh.s - sh.rope_from).copy_(out);
+    }
+    want = want.transpose(1, 2);
+    const at::Tensor composed = LayerNormRopeReference(x, w, bias, cos, sin, 1e-6, sh.rope_from);
+    const double err = NormError(got, want), err_composed = NormError(composed, want);
+    std::printf("layer_norm_rope B=%lld S=%lld H=%lld D=%lld: vs fp64 %.2e, unfused bf16 vs fp64 %.2e\n",
+                (long long)sh.b, (long long)sh.s, (long long)sh.h, (long long)sh.d, err, err_composed);
+    EXPECT_LT(err, 6e-3);
+    EXPECT_LT(err, err_composed * 1.25 + 1e-4) << "the kernel should be as close to fp64 as the composition";
+    EXPECT_TRUE(at::equal(LayerNormRope(x, w, bias, cos, sin, 1e-6, sh.rope_from), got));  // the op takes the kernel
+  }
+  // fp32 on CUDA: the composition
+  const at::Tensor x = at::randn({1, 10, 128}, Bf16()).to(at::kFloat), w = at::ones({64}, x.options());
+  const at::Tensor cos = at::ones({6, 64}, x.options()), sin = at::zeros({6, 64}, x.options());
+  EXPECT_LT(NormError(LayerNormRope(x, w, at::zeros_like(w), cos, sin, 1e-6, 4),
+                      LayerNormRopeReference(x.cpu(), w.cpu(), at::zeros({64}), cos.cpu(), sin.cpu(), 1e-6, 4)),
+            1e-6);
+  EXPECT_THROW(LayerNormRope(x, w, at::zeros_like(w), cos, sin, 1e-6, 5), c10::Error);  // cos rows != S - rope_from
+}
+
+// Mochi's q/k: RMSNorm rounded once, per-head RoPE angles on the video rows, text rows unrotated.
+TEST(FusedOpsGpu, RmsRopePerHeadMatchesReferences) {
+  struct Shape { int64_t b, s1, s2, h, d; };
+  for (const Shape sh : {Shape{2, 2000, 256, 24, 128}, Shape{1, 7, 0, 3, 64}, Shape{2, 5, 3, 2, 256}}) {
+    SCOPED_TRACE(::testing::Message() << "B=" << sh.b << " S1=" << sh.s1 << " S2=" << sh.s2 << " H=" << sh.h
+                                      << " D=" << sh.d);
+    at::manual_seed(Seed());
+    const int64_t hd = sh.h * sh.d;
+    const at::Tensor x = (at::randn({sh.b, sh.s1, 3 * hd}, Bf16()) * 3).narrow(2, 0, hd);
+    const at::Tensor x2 = (at::randn({sh.b, sh.s2, 3 * hd}, Bf16()) * 3).narrow(2, hd, hd);
+    const at::Tensor w = at::rand({sh.d}, Bf16()) + 0.5, w2 = at::rand({sh.d}, Bf16()) + 0.5;
+    const at::Tensor angles = at::rand({sh.s1, sh.h, sh.d / 2}, at::TensorOptions().dtype(at::kDouble)) * 6.3;
+    const at::Tensor cos = angles.cos().to(at::kFloat).cuda(), sin = angles.sin().to(at::kFloat).cuda();
+    const at::Tensor got = RmsRopePerHead(x, w, cos, sin, 1e-5, x2, w2);
+    // fp64
+    auto norm = [](const at::Tensor& t, const at::Tensor& wt) {
+      const at::Tensor th = t.to(at::kDouble).cpu().reshape({t.size(0), t.size(1), -1, wt.size(0)});
+      return th * at::rsqrt(th.pow(2).mean(-1, true) + 1e-5) * wt.to(at::kDouble).cpu();
+    };
+    const at::Tensor n = norm(x, w);
+    const at::Tensor e = n.slice(-1, 0, sh.d, 2), o = n.slice(-1, 1, sh.d, 2);
+    const at::Tensor c = angles.cos(), sn = angles.sin();
+    const at::Tensor want =
+        at::cat({at::stack({e * c - o * sn, e * sn + o * c}, -1).flatten(-2), norm(x2, w2)}, 1).transpose(1, 2);
+    const at::Tensor composed = RmsRopePerHeadReference(x, w, cos, sin, 1e-5, x2, w2);
+    const double err = NormError(got, want), err_composed = NormError(composed, want);
+    const int64_t differ = got.ne(composed).sum().item<int64_t>();
+    std::printf("rms_rope_per_head B=%lld S=%lld+%lld H=%lld D=%lld: vs fp64 %.2e, unfused bf16 vs fp64 %.2e, "
+                "elements != unfused %lld of %lld\n", (long long)sh.b, (long long)sh.s1, (long long)sh.s2,
+                (long long)sh.h, (long long)sh.d, err, err_composed, (long long)differ, (long long)got.numel());
+    EXPECT_EQ(got.sizes(), composed.sizes());
+    EXPECT_EQ(got.stride(2), sh.h * sh.d) << "stored [B, S, H, D]";
+    EXPECT_LT(err, 6e-3);
+    EXPECT_LT(err, err_composed * 1.25 + 1e-4);
+    EXPECT_LE(differ, got.numel() / 1000) << "the kernel should round like the unfused graph";
+  }
+  const at::Tensor x = at::randn({1, 4, 128}, Bf16()), w = at::ones({64}, Bf16());
+  EXPECT_THROW(RmsRopePerHead(x, w, at::ones({4, 2, 16}, x.options().dtype(at::kFloat)),
+                              at::zeros({4, 2, 16}, x.options().dtype(at::kFloat)), 1e-5, {}, {}),
+               c10::Error);  // table [S, H, D/2] must be [4, 2, 32]
+}
+
+// Mochi's modulated RMSNorm and gated residual: rms(x) * scale (fp32) -> bf16 [+ residual -> bf16].
+TEST(FusedOpsGpu, RmsScaleMatchesReferences) {
+  struct Shape { int64_t b, s, d; };
+  for (const Shape sh : {Shape{2, 4000, 3072}, Shape{2, 256, 1536}, Shape{1, 3, 8}, Shape{3, 5, 16384}}) {
+    SCOPED_TRACE(::testing::Message() << "B=" << sh.b << " S=" << sh.s << " D=" << sh.d);
+    at::manual_seed(Seed());
+    const at::Tensor x = at::randn({sh.b, sh.s, sh.d}, Bf16()) * 2, res = at::randn({sh.b, sh.s, sh.d}, Bf16());
+    const at::Tensor mod = at::randn({sh.b, 3 * sh.d}, Bf16());
+    const at::Tensor scale = (1 + mod.narrow(1, sh.d, sh.d).to(at::kFloat));  // a strided chunk: the op copies it
+    for (const bool with_res : {false, true}) {
+      const std::optional<at::Tensor> r = with_res ? std::optional<at::Tensor>(res) : std::nullopt;
+      const at::Tensor got = RmsScale(x, scale, 1e-6, r);
+      const at::Tensor composed = RmsScaleReference(x, scale, 1e-6, r);
+      const at::Tensor xd = x.to(at::kDouble).cpu();
+      at::Tensor want = xd * at::rsqrt(xd.pow(2).mean(-1, true) + 1e-6) * scale.to(at::kDouble).cpu().unsqueeze(1);
+      if (with_res) want = want + res.to(at::kDouble).cpu();
+      const double err = NormError(got, want);
+      const int64_t differ = got.ne(composed).sum().item<int64_t>();
+      std::printf("rms_scale B=%lld S=%lld D=%lld residual=%d: vs fp64 %.2e, elements != unfused %lld of %lld\n",
+                  (long long)sh.b, (long long)sh.s, (long long)sh.d, int(with_res), err, (long long)differ,
+                  (long long)got.numel());
+      EXPECT_LT(err, 6e-3);
+      EXPECT_LE(differ, got.numel() / 1000 + 1) << "the kernel should round like the unfused graph";
+    }
+  }
+  const at::Tensor x = at::randn({2, 3, 64}, Bf16());
+  EXPECT_THROW(RmsScale(x, at::ones({2, 32}, x.options().dtype(at::kFloat)), 1e-6, {}), c10::Error);
+}
+
 TEST(FusedOpsGpu, GatedResidualKernelMatchesReferences) {
   struct Shape { int64_t b, s, d; };
   for (const Shape sh : {Shape{1, 4608, 3072}, Shape{2, 7, 64}, Shape{1, 1, 8}, Shape{3, 5, 1032}}) {
@@ -151,8 +282,8 @@ TEST(FusedOpsGpu, GatedResidualKernelMatchesReferences) {
     const at::Tensor gate = at::randn({sh.b, sh.d}, Bf16());
     const int64_t n = x.numel(), guard = 64;
     at::Tensor buf = at::full({n + guard}, -1, at::TensorOptions().dtype(at::kShort).device(at::kCUDA));  // NaN
-    ASSERT_EQ(kernels::GatedResidualBf16(x.data_ptr(), gate.data_ptr(), y.data_ptr(), buf.data_ptr(), sh.b, sh.s, sh.d,
-                                         at::cuda::getCurrentCUDAStream()),
+    ASSERT_EQ(kernels::GatedResidualBf16(x.data_ptr(), gate.data_ptr(), y.data_ptr(), sh.s * sh.d, buf.data_ptr(), sh.b,
+                                         sh.s, sh.d, at::cuda::getCurrentCUDAStream()),
               cudaSuccess);
     at::cuda::getCurrentCUDAStream().synchronize();
     EXPECT_TRUE(buf.narrow(0, n, guard).eq(-1).all().item<bool>()) << "kernel wrote past its output";
@@ -170,8 +301,8 @@ TEST(FusedOpsGpu, GatedResidualKernelMatchesReferences) {
     EXPECT_TRUE(at::equal(GatedResidual(x, gate, y), got));  // the op takes the kernel
     // in place (out == x) is allowed by the contract
     const at::Tensor xi = x.clone();
-    ASSERT_EQ(kernels::GatedResidualBf16(xi.data_ptr(), gate.data_ptr(), y.data_ptr(), xi.data_ptr(), sh.b, sh.s,
-                                         sh.d, at::cuda::getCurrentCUDAStream()),
+    ASSERT_EQ(kernels::GatedResidualBf16(xi.data_ptr(), gate.data_ptr(), y.data_ptr(), sh.s * sh.d, xi.data_ptr(),
+                                         sh.b, sh.s, sh.d, at::cuda::getCurrentCUDAStream()),
               cudaSuccess);
     EXPECT_TRUE(at::equal(xi, got));
   }
@@ -185,6 +316,9 @@ TEST(FusedOpsGpu, GatedResidualLayoutsAndFallbacks) {
   const at::Tensor gate = m.narrow(1, 2 * d, d);  // an adaLN chunk: strided for B=2 (the op copies it)
   const at::Tensor want = GatedResidualReference(x, gate, y);
   EXPECT_LT(NormError(GatedResidual(x, gate, y), want), 1e-4);
+  // y = the video rows of a joint [text, video] output (batch stride (t + s) * d): the kernel, same result
+  const at::Tensor joint = at::cat({at::randn({b, 226, d}, Bf16()), y}, 1);
+  EXPECT_TRUE(at::equal(GatedResidual(x, gate, joint.narrow(1, 226, s)), GatedResidual(x, gate, y)));
   // a transposed y has no kernel: the composition
   const at::Tensor yt = y.transpose(0, 1).contiguous().transpose(0, 1);
   EXPECT_TRUE(at::equal(GatedResidual(x, gate, yt), want));

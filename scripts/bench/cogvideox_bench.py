@@ -92,7 +92,7 @@ def _diffusers_version() -> str:
 def run_config(b: Bench, name: str, spec: dict) -> None:
     from diffusers import CogVideoXTransformer3DModel
 
-    from ditserve_export.cogvideox_transformer import CogVideoXTransformer
+    from ditserve_export.cogvideox_transformer import CogVideoXTransformer, from_diffusers_state_dict
 
     a = b.a
     dev = torch.device(a.device)
@@ -116,9 +116,7 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
         # meta-device module handed diffusers' tensors with assign=True ran float32 into a bf16 Linear on CUDA).
         with torch.device(dev):
             mine = CogVideoXTransformer(spec["cfg"]).to(dtype).eval()
-        sd = {k: v for k, v in ref.state_dict().items() if k != "patch_embed.pos_embedding"}
-        mine.load_state_dict(sd, strict=True)
-        del sd
+        mine.load_state_dict(from_diffusers_state_dict(dict(ref.state_dict())), strict=True)
         wrong = [f"{n}: {t.dtype} on {t.device}" for n, t in list(mine.named_parameters()) +
                  list(mine.named_buffers()) if t.dtype != dtype or t.device.type != dev.type]
         if wrong:

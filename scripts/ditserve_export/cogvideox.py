@@ -20,7 +20,7 @@ from typing import Dict, Optional
 import torch
 
 from . import ops as _ops  # noqa: F401
-from .cogvideox_transformer import CogVideoXTransformer, full_config
+from .cogvideox_transformer import CogVideoXTransformer, from_diffusers_state_dict, full_config
 from .cogvideox_vae import CogVaeDecode
 from .vae import ParallelDecodeError
 from .flux import (ExportError, _check_close, _load_state_dict_in, _log, _merge, _read_json, _require,
@@ -58,10 +58,9 @@ def export_transformer(src: str, out_path: str, dtype: torch.dtype, verify: bool
     except ValueError as e:
         raise ExportError(f"{tdir}: {e}") from e
     sd = _load_state_dict_in(_transformer_weight_files(tdir), dtype)
-    sd.pop("patch_embed.pos_embedding", None)  # recomputed per request from the latent grid
     try:
-        model.load_state_dict(sd, strict=True, assign=True)
-    except RuntimeError as e:
+        model.load_state_dict(from_diffusers_state_dict(sd), strict=True, assign=True)
+    except (KeyError, RuntimeError) as e:
         raise ExportError(f"transformer weights in {tdir} do not match CogVideoXTransformer3DModel: {e}") from e
     del sd
     model = model.eval().requires_grad_(False)

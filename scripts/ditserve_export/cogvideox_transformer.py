@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import ops as _ops  # noqa: F401  (torch.ops.ditserve.attention)
+from .flux_transformer import fuse_diffusers_state_dict
 
 
 def _sincos_1d(embed_dim: int, pos: torch.Tensor) -> torch.Tensor:
@@ -43,13 +44,6 @@ def _combine_thw(t: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Ten
     nt, nh, nw = t.shape[0], h.shape[0], w.shape[0]
     return torch.cat([t[:, None, None, :].expand(-1, nh, nw, -1), h[None, :, None, :].expand(nt, -1, nw, -1),
                       w[None, None, :, :].expand(nt, nh, -1, -1)], dim=-1).reshape(nt * nh * nw, -1)
-
-
-def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """diffusers' apply_rotary_emb(use_real=True, unbind_dim=-1); x [B, H, S, D], cos/sin [S, D] float32."""
-    x_real, x_imag = x.reshape(x.shape[0], x.shape[1], x.shape[2], -1, 2).unbind(-1)
-    x_rotated = torch.stack([-x_imag, x_real], dim=-1).flatten(3)
-    return (x.float() * cos[None, None] + x_rotated.float() * sin[None, None]).to(x.dtype)
 
 
 def _ln_modulate(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, w: Optional[torch.Tensor],
@@ -82,36 +76,47 @@ class LayerNormZero(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, head_dim: int, qk_norm: bool, bias: bool, out_bias: bool):
+    """Joint attention over [text, video]: diffusers' to_q/to_k/to_v stacked into one GEMM (``to_qkv``,
+    FUSED_PROJECTIONS), the per-head q/k LayerNorm and the video tokens' RoPE in one ditserve op that writes
+    the heads in the [B, S, H, D] layout attention reads, and returns its output in (merging heads is free)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, bias: bool, out_bias: bool):
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
         self.head_dim = head_dim
-        self.to_q = nn.Linear(dim, inner, bias=bias)
-        self.to_k = nn.Linear(dim, inner, bias=bias)
-        self.to_v = nn.Linear(dim, inner, bias=bias)
-        self.qk_norm = qk_norm
-        self.norm_q = nn.LayerNorm(head_dim, eps=1e-6, elementwise_affine=True) if qk_norm else nn.Identity()
-        self.norm_k = nn.LayerNorm(head_dim, eps=1e-6, elementwise_affine=True) if qk_norm else nn.Identity()
+        self.to_qkv = nn.Linear(dim, 3 * inner, bias=bias)
+        self.norm_q = nn.LayerNorm(head_dim, eps=1e-6, elementwise_affine=True)
+        self.norm_k = nn.LayerNorm(head_dim, eps=1e-6, elementwise_affine=True)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim, bias=out_bias), nn.Dropout(0.0)])
 
     def forward(self, video: torch.Tensor, text: torch.Tensor, cos: Optional[torch.Tensor],
                 sin: Optional[torch.Tensor], key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         t = text.shape[1]
-        x = torch.cat([text, video], dim=1)
-        b = x.shape[0]
-        q = self.to_q(x).view(b, -1, self.heads, self.head_dim).transpose(1, 2)
-        k = self.to_k(x).view(b, -1, self.heads, self.head_dim).transpose(1, 2)
-        v = self.to_v(x).view(b, -1, self.heads, self.head_dim).transpose(1, 2)
-        q = self.norm_q(q)
-        k = self.norm_k(k)
-        if cos is not None and sin is not None:
-            q = torch.cat([q[:, :, :t], _apply_rotary(q[:, :, t:], cos, sin)], dim=2)
-            k = torch.cat([k[:, :, :t], _apply_rotary(k[:, :, t:], cos, sin)], dim=2)
+        b = video.shape[0]
+        n = self.heads * self.head_dim
+        qkv = self.to_qkv(torch.cat([text, video], dim=1))
+        q = torch.ops.ditserve.layer_norm_rope(qkv[:, :, :n], self.norm_q.weight, self.norm_q.bias, cos, sin,
+                                               self.norm_q.eps, t)
+        k = torch.ops.ditserve.layer_norm_rope(qkv[:, :, n:2 * n], self.norm_k.weight, self.norm_k.bias, cos, sin,
+                                               self.norm_k.eps, t)
+        v = qkv[:, :, 2 * n:].view(b, -1, self.heads, self.head_dim).transpose(1, 2)
         o = torch.ops.ditserve.attention(q, k, v, key_mask)
-        o = o.transpose(1, 2).reshape(b, -1, self.heads * self.head_dim)
-        o = self.to_out[0](o)
+        o = self.to_out[0](o.transpose(1, 2).reshape(b, -1, n))
         return o[:, t:], o[:, :t]
+
+
+# fused parameter -> the diffusers parameters whose output rows it stacks (fuse_diffusers_state_dict)
+FUSED_PROJECTIONS: Dict[str, Dict[str, Tuple[str, ...]]] = {
+    "transformer_blocks": {"attn1.to_qkv": ("attn1.to_q", "attn1.to_k", "attn1.to_v")},
+}
+
+
+def from_diffusers_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """diffusers CogVideoXTransformer3DModel state dict -> CogVideoXTransformer's (in place): q/k/v stacked, the
+    2b sin-cos position table dropped (recomputed per request from the latent grid)."""
+    sd.pop("patch_embed.pos_embedding", None)
+    return fuse_diffusers_state_dict(sd, FUSED_PROJECTIONS)
 
 
 class FeedForward(nn.Module):
@@ -142,7 +147,7 @@ class Block(nn.Module):
         super().__init__()
         affine, eps = bool(c["norm_elementwise_affine"]), float(c["norm_eps"])
         self.norm1 = LayerNormZero(time_embed_dim, dim, affine, eps)
-        self.attn1 = Attention(dim, heads, head_dim, True, bool(c["attention_bias"]), True)
+        self.attn1 = Attention(dim, heads, head_dim, bool(c["attention_bias"]), True)
         self.norm2 = LayerNormZero(time_embed_dim, dim, affine, eps)
         self.ff = FeedForward(dim, int(c["ff_inner_dim"] or 4 * dim), bool(c["ff_bias"]))
 

@@ -390,10 +390,12 @@ FUSED_PROJECTIONS: Dict[str, Dict[str, Tuple[str, ...]]] = {
 }
 
 
-def fuse_diffusers_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """diffusers FluxTransformer2DModel state dict -> FluxTransformer's (in place: sources are popped as
-    they are stacked, so peak memory grows by one projection)."""
-    for blocks, fusions in FUSED_PROJECTIONS.items():
+def fuse_diffusers_state_dict(sd: Dict[str, torch.Tensor],
+                              table: Optional[Dict[str, Dict[str, Tuple[str, ...]]]] = None) -> Dict[str, torch.Tensor]:
+    """diffusers state dict -> one with the projections of `table` (default: FluxTransformer2DModel's
+    FUSED_PROJECTIONS) stacked (in place: sources are popped as they are stacked, so peak memory grows by one
+    projection)."""
+    for blocks, fusions in (FUSED_PROJECTIONS if table is None else table).items():
         indices = sorted({int(k.split(".")[1]) for k in sd if k.startswith(blocks + ".")})
         for i in indices:
             prefix = f"{blocks}.{i}."

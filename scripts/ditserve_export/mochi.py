@@ -20,7 +20,7 @@ import torch.nn as nn
 from . import ops as _ops  # noqa: F401
 from .flux import (DTYPES, FORMAT_VERSION, ExportError, _check_close, _load_state_dict_in, _log, _merge, _read_json,
                    _tol, _transformer_weight_files, _validate_limits)
-from .mochi_transformer import MochiTransformer
+from .mochi_transformer import MochiTransformer, from_diffusers_state_dict
 from .mochi_vae import MochiVaeDecode
 from .vae import ParallelDecodeError
 
@@ -38,7 +38,7 @@ def build_mochi_transformer(tdir: str, dtype: torch.dtype) -> MochiTransformer:
         raise ExportError(str(e)) from e
     sd = _load_state_dict_in(_transformer_weight_files(tdir), dtype)
     try:
-        model.load_state_dict(sd, strict=True, assign=True)
+        model.load_state_dict(from_diffusers_state_dict(sd), strict=True, assign=True)
     except (KeyError, RuntimeError) as e:
         raise ExportError(f"transformer weights in {tdir} do not match MochiTransformer3DModel: {e}") from e
     del sd

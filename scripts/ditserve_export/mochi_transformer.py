@@ -1,7 +1,8 @@
 """ditserve's TorchScript-able Mochi-1 transformer.
 
 Numerically it follows diffusers 0.34 ``MochiTransformer3DModel`` and holds the same parameters under the same
-names (a diffusers state dict loads as is). Differences, all deliberate (docs/models/mochi.md):
+names, except that each stream's q/k/v projections are stacked into one GEMM (``from_diffusers_state_dict`` maps a
+diffusers state dict). Differences, all deliberate (docs/models/mochi.md):
 
 * attention is ``torch.ops.ditserve.attention(q, k, v, key_mask)`` over the joint sequence [video tokens, text
   tokens] with the prompt's padding as a key mask. diffusers instead drops the padded text tokens per sample
@@ -13,49 +14,27 @@ names (a diffusers state dict loads as is). Differences, all deliberate (docs/mo
 * the model runs in pieces: ``conditioning`` (every block's modulation for all steps of a request, batched),
   ``embed_text`` (caption projection, once per request), ``embed_video`` (patch embedding), ``blocks(start,
   end, ...)`` (First Block Cache splits after block 0), ``head`` (final norm + projection, tokens out;
-  the engine unpatchifies after gathering the sequence shards).
+  the engine unpatchifies after gathering the sequence shards);
+* the memory-bound chains are ditserve ops with one CUDA kernel each for bf16 (``rms_scale``: the modulated
+  RMSNorms and gated residuals; ``rms_rope_per_head``: q/k norms + RoPE) and the unfused roundings elsewhere.
 """
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import ops as _ops  # noqa: F401  (registers torch.ops.ditserve.*)
-from .flux_transformer import MLPEmbedder, timestep_sinusoid
-
-
-def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """diffusers RMSNorm(0, eps, elementwise_affine=False) of a float32 tensor."""
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-
-
-def _modulated(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
-    """MochiModulatedRMSNorm / MochiRMSNormZero: rms(x.float()) * scale (float32 math), back to x's dtype.
-    scale [B, 1, D] (any float dtype; promoted as diffusers' product promotes it)."""
-    return (_rms(x.to(torch.float32), eps) * scale).to(x.dtype)
+from .flux_transformer import MLPEmbedder, fuse_diffusers_state_dict, timestep_sinusoid
 
 
 class HeadRMSNorm(nn.Module):
-    """MochiRMSNorm(head_dim, eps, elementwise_affine=True) over the last dim."""
+    """MochiRMSNorm(head_dim, eps, elementwise_affine=True)'s parameters; rms_rope_per_head applies it."""
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
-        return (x * torch.rsqrt(var + self.eps) * self.weight).to(x.dtype)
-
-
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """diffusers' Mochi apply_rotary_emb: x [B, S, H, D], cos/sin float32 [S, H, D/2] on (even, odd) pairs."""
-    xe = x[..., 0::2].float()
-    xo = x[..., 1::2].float()
-    c = (xe * cos - xo * sin).to(x.dtype)
-    s = (xe * sin + xo * cos).to(x.dtype)
-    return torch.stack([c, s], dim=-1).flatten(-2)
 
 
 class SwiGLUProj(nn.Module):
@@ -104,42 +83,54 @@ class ContinuousNorm(nn.Module):
 
 
 class MochiAttention(nn.Module):
+    """Joint attention over [video, text]: each stream's to_q/to_k/to_v stacked into one GEMM (FUSED_PROJECTIONS),
+    q/k head RMSNorms and the video tokens' per-head RoPE as one ditserve op per q and k that writes both streams'
+    heads in the [B, S, H, D] layout attention reads (and returns its output in)."""
+
     def __init__(self, dim: int, pdim: int, heads: int, head_dim: int, context_pre_only: bool):
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
+        self.inner = inner
         self.context_pre_only = context_pre_only
         self.norm_q = HeadRMSNorm(head_dim, 1e-5)
         self.norm_k = HeadRMSNorm(head_dim, 1e-5)
         self.norm_added_q = HeadRMSNorm(head_dim, 1e-5)
         self.norm_added_k = HeadRMSNorm(head_dim, 1e-5)
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(dim, inner, bias=False)
-        self.to_v = nn.Linear(dim, inner, bias=False)
-        self.add_q_proj = nn.Linear(pdim, inner, bias=False)
-        self.add_k_proj = nn.Linear(pdim, inner, bias=False)
-        self.add_v_proj = nn.Linear(pdim, inner, bias=False)
+        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.add_qkv_proj = nn.Linear(pdim, 3 * inner, bias=False)
         self.to_out = nn.ModuleList([nn.Linear(inner, dim), nn.Dropout(0.0)])
         self.to_add_out = nn.Linear(inner, pdim) if not context_pre_only else nn.Identity()
 
     def forward(self, x: torch.Tensor, txt: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        h = self.heads
-        q = _rope(self.norm_q(self.to_q(x).unflatten(2, (h, -1))), cos, sin)
-        k = _rope(self.norm_k(self.to_k(x).unflatten(2, (h, -1))), cos, sin)
-        v = self.to_v(x).unflatten(2, (h, -1))
-        tq = self.norm_added_q(self.add_q_proj(txt).unflatten(2, (h, -1)))
-        tk = self.norm_added_k(self.add_k_proj(txt).unflatten(2, (h, -1)))
-        tv = self.add_v_proj(txt).unflatten(2, (h, -1))
-        q = torch.cat([q, tq], dim=1).transpose(1, 2)
-        k = torch.cat([k, tk], dim=1).transpose(1, 2)
-        v = torch.cat([v, tv], dim=1).transpose(1, 2)
+        n = self.inner
+        qkv = self.to_qkv(x)
+        tqkv = self.add_qkv_proj(txt)
+        # every q/k norm has eps 1e-5
+        q = torch.ops.ditserve.rms_rope_per_head(qkv[:, :, :n], self.norm_q.weight, cos, sin, self.norm_q.eps,
+                                                 tqkv[:, :, :n], self.norm_added_q.weight)
+        k = torch.ops.ditserve.rms_rope_per_head(qkv[:, :, n:2 * n], self.norm_k.weight, cos, sin, self.norm_k.eps,
+                                                 tqkv[:, :, n:2 * n], self.norm_added_k.weight)
+        v = torch.cat([qkv[:, :, 2 * n:], tqkv[:, :, 2 * n:]], dim=1).unflatten(2, (self.heads, -1)).transpose(1, 2)
         o = torch.ops.ditserve.attention(q, k, v, key_mask)
         o = o.transpose(1, 2).flatten(2, 3).to(x.dtype)
         s = x.shape[1]
         out = self.to_out[0](o[:, :s])
         txt_out = self.to_add_out(o[:, s:])
         return out, txt_out
+
+
+# fused parameter -> the diffusers parameters whose output rows it stacks (fuse_diffusers_state_dict)
+FUSED_PROJECTIONS: Dict[str, Dict[str, Tuple[str, ...]]] = {
+    "transformer_blocks": {"attn1.to_qkv": ("attn1.to_q", "attn1.to_k", "attn1.to_v"),
+                           "attn1.add_qkv_proj": ("attn1.add_q_proj", "attn1.add_k_proj", "attn1.add_v_proj")},
+}
+
+
+def from_diffusers_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """diffusers MochiTransformer3DModel state dict -> MochiTransformer's (in place: q/k/v stacked)."""
+    return fuse_diffusers_state_dict(sd, FUSED_PROJECTIONS)
 
 
 class MochiBlock(nn.Module):
@@ -160,23 +151,22 @@ class MochiBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, txt: torch.Tensor, mod: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        # MochiRMSNormZero / MochiModulatedRMSNorm as the rms_scale op: rms(x) * scale in float32, rounded to the
+        # stream's dtype, plus the residual stream where the block adds it (scale [B, D] float32)
         d, p, eps = self.dim, self.pdim, self.eps
-        m = mod[:, :4 * d].unsqueeze(1)
-        scale_msa, gate_msa = m[:, :, :d], m[:, :, d:2 * d]
-        scale_mlp, gate_mlp = m[:, :, 2 * d:3 * d], m[:, :, 3 * d:]
-        nx = _modulated(x, 1 + scale_msa.to(torch.float32), eps)
-        c = mod[:, 4 * d:].unsqueeze(1)
-        if self.context_pre_only:
-            ntxt = _modulated(txt, 1 + c.to(torch.float32), eps)
-        else:
-            ntxt = _modulated(txt, 1 + c[:, :, :p].to(torch.float32), eps)
+        scale_msa, gate_msa = mod[:, :d], mod[:, d:2 * d]
+        scale_mlp, gate_mlp = mod[:, 2 * d:3 * d], mod[:, 3 * d:4 * d]
+        c = mod[:, 4 * d:]
+        nx = torch.ops.ditserve.rms_scale(x, 1 + scale_msa.to(torch.float32), eps)
+        ntxt = torch.ops.ditserve.rms_scale(txt, 1 + c[:, :p].to(torch.float32), eps)
         a, ta = self.attn1(nx, ntxt, cos, sin, key_mask)
-        x = x + _modulated(a, torch.tanh(gate_msa), eps)
-        x = x + _modulated(self.ff(_modulated(x, 1 + scale_mlp.to(torch.float32), eps)), torch.tanh(gate_mlp), eps)
+        x = torch.ops.ditserve.rms_scale(a, torch.tanh(gate_msa).to(torch.float32), eps, x)
+        h = self.ff(torch.ops.ditserve.rms_scale(x, 1 + scale_mlp.to(torch.float32), eps))
+        x = torch.ops.ditserve.rms_scale(h, torch.tanh(gate_mlp).to(torch.float32), eps, x)
         if not self.context_pre_only:
-            txt = txt + _modulated(ta, torch.tanh(c[:, :, p:2 * p]), eps)
-            h = self.ff_context(_modulated(txt, 1 + c[:, :, 2 * p:3 * p].to(torch.float32), eps))
-            txt = txt + _modulated(h, torch.tanh(c[:, :, 3 * p:]), eps)
+            txt = torch.ops.ditserve.rms_scale(ta, torch.tanh(c[:, p:2 * p]).to(torch.float32), eps, txt)
+            h = self.ff_context(torch.ops.ditserve.rms_scale(txt, 1 + c[:, 2 * p:3 * p].to(torch.float32), eps))
+            txt = torch.ops.ditserve.rms_scale(h, torch.tanh(c[:, 3 * p:]).to(torch.float32), eps, txt)
         return x, txt
 
 

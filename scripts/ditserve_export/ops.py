@@ -14,6 +14,12 @@ tracing and the Python checks can run the exported modules.  Import it before ``
   gather_rows        the whole tensor along its row axis `dim` (engine: every rank's rows all-gathered, in row
                      order; decoders whose attention needs every row's keys in order use it)
   rms_rope           per-head RMSNorm + RoPE of q/k into [B, H, S, D] (engine: one CUDA kernel for bf16)
+  layer_norm_rope    per-head LayerNorm (affine) + RoPE on the rows after the text, into [B, H, S, D] (CogVideoX's
+                     q/k; engine: one CUDA kernel for bf16)
+  rms_rope_per_head  Mochi's q/k: per-head RMSNorm (one rounding) + per-head-angle RoPE of the video rows, then the
+                     text rows unrotated, into [B, H, S, D] (engine: one CUDA kernel for bf16)
+  rms_scale          Mochi's modulated RMSNorm rms(x) * scale (float32, rounded once) [+ residual] (engine: one
+                     CUDA kernel for bf16)
   layer_norm_modulate  LN(x) * (1 + scale) + shift, adaLN (engine: one CUDA kernel for bf16)
   linear_gelu        gelu_tanh(linear(x)) (engine: one cuBLASLt GEMM with a bias + GELU epilogue on CUDA)
   gated_residual     x + gate[:, None] * y, the blocks' gated residuals (engine: one CUDA kernel for bf16)
@@ -96,6 +102,52 @@ def rms_rope_reference(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor,
     return out.transpose(1, 2).contiguous().transpose(1, 2)  # stored [B, S, H, D], as the engine's kernel
 
 
+def layer_norm_rope_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, cos: Optional[torch.Tensor],
+                              sin: Optional[torch.Tensor], eps: float, rope_from: int) -> torch.Tensor:
+    """Per-head LayerNorm (weight, bias [D]) of x [B, S, H*D], then diffusers' apply_rotary_emb(use_real=True,
+    unbind_dim=-1) with cos/sin fp32 [S - rope_from, D] on rows >= rope_from -> [B, H, S, D]."""
+    b, s, hd = x.shape
+    d = weight.numel()
+    y = F.layer_norm(x.reshape(b, s, hd // d, d), [d], weight, bias, eps)
+    if cos is not None and sin is not None and rope_from < s:
+        r = y[:, rope_from:]
+        pairs = r.reshape(r.shape[0], r.shape[1], r.shape[2], d // 2, 2)
+        rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).reshape(r.shape)
+        out = (r.float() * cos[None, :, None] + rotated.float() * sin[None, :, None]).to(y.dtype)
+        y = torch.cat([y[:, :rope_from], out], dim=1)
+    return y.contiguous().transpose(1, 2)  # stored [B, S, H, D], as the engine's kernel
+
+
+def _head_rms_norm_once(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """MochiRMSNorm over each head's D values of x [B, S, H*D] (one rounding) -> [B, S, H, D]."""
+    d = weight.numel()
+    xh = x.reshape(x.shape[0], x.shape[1], x.shape[2] // d, d)
+    var = xh.to(torch.float32).pow(2).mean(-1, keepdim=True)
+    return (xh * torch.rsqrt(var + eps) * weight).to(x.dtype)
+
+
+def rms_rope_per_head_reference(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                                eps: float, x2: Optional[torch.Tensor] = None,
+                                weight2: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mochi's q (or k): video rows x [B, S1, H*D] normed and rotated (diffusers' Mochi apply_rotary_emb, cos/sin
+    fp32 [S1, H, D/2] on the (even, odd) pairs), then text rows x2 normed (weight2) -> [B, H, S1+S2, D]."""
+    n = _head_rms_norm_once(x, weight, eps)
+    xe, xo = n[..., 0::2].float(), n[..., 1::2].float()
+    y = torch.stack([(xe * cos - xo * sin).to(n.dtype), (xe * sin + xo * cos).to(n.dtype)], dim=-1).flatten(-2)
+    if x2 is not None and weight2 is not None:
+        y = torch.cat([y, _head_rms_norm_once(x2, weight2, eps)], dim=1)
+    return y.contiguous().transpose(1, 2)  # stored [B, S, H, D], as the engine's kernel
+
+
+def rms_scale_reference(x: torch.Tensor, scale: torch.Tensor, eps: float,
+                        residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """x [B, S, D]: (x * rsqrt(mean(x^2) + eps) * scale[:, None]) in float32 (scale [B, D] float32), rounded to x's
+    dtype, plus residual when given (MochiRMSNormZero / MochiModulatedRMSNorm and the block's residual add)."""
+    xf = x.to(torch.float32)
+    n = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * scale[:, None]).to(x.dtype)
+    return n if residual is None else residual + n
+
+
 def layer_norm_modulate_reference(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
                                   eps: float) -> torch.Tensor:
     """LayerNorm without affine over the last dim of x [B, S, D], then * (1 + scale) + shift ([B, D])."""
@@ -159,6 +211,11 @@ def _rms_rope_meta(x, weight, cos, sin, eps, x2=None, weight2=None):
     return x.new_empty((x.shape[0], s, x.shape[2] // d, d)).transpose(1, 2)
 
 
+def _layer_norm_rope_meta(x, weight, bias, cos, sin, eps, rope_from):
+    d = weight.numel()
+    return x.new_empty((x.shape[0], x.shape[1], x.shape[2] // d, d)).transpose(1, 2)
+
+
 def _same_as_q(q, *args):
     return torch.empty_like(q)
 
@@ -191,6 +248,13 @@ OPS = {
     "gather_rows": ("gather_rows(Tensor x, int dim) -> Tensor", gather_rows_reference, _same_as_q),
     "rms_rope": ("rms_rope(Tensor x, Tensor weight, Tensor cos, Tensor sin, float eps, Tensor? x2=None, "
                  "Tensor? weight2=None) -> Tensor", rms_rope_reference, _rms_rope_meta),
+    "layer_norm_rope": ("layer_norm_rope(Tensor x, Tensor weight, Tensor bias, Tensor? cos, Tensor? sin, float eps, "
+                        "int rope_from) -> Tensor", layer_norm_rope_reference, _layer_norm_rope_meta),
+    "rms_rope_per_head": ("rms_rope_per_head(Tensor x, Tensor weight, Tensor cos, Tensor sin, float eps, "
+                          "Tensor? x2=None, Tensor? weight2=None) -> Tensor", rms_rope_per_head_reference,
+                          _rms_rope_meta),
+    "rms_scale": ("rms_scale(Tensor x, Tensor scale, float eps, Tensor? residual=None) -> Tensor", rms_scale_reference,
+                  _same_as_q),
     "layer_norm_modulate": ("layer_norm_modulate(Tensor x, Tensor scale, Tensor shift, float eps) -> Tensor",
                             layer_norm_modulate_reference, _same_as_q),
     "linear_gelu": ("linear_gelu(Tensor x, Tensor weight, Tensor bias) -> Tensor", linear_gelu_reference,
