@@ -7,8 +7,8 @@
 # Usage: scripts/bench_cogvideox.sh [model|ditserve|step|report|quick]...   (no argument: quick)
 #   model     random-weight checkpoint of BENCH_VARIANT (scripts/make_fullsize_cogvideox.py, weights made on the
 #             GPU) in $BENCH_SRC, exported to $BENCH_MODEL (skipped when model.json is there)
-#   ditserve  start ditserve on 1 GPU (time to ready), a warm-up request (9 frames) and one at the benchmark size,
-#             both with $BENCH_STEPS steps
+#   ditserve  start ditserve on 1 GPU (time to ready), a warm-up request at the benchmark size ($BENCH_WARM_STEPS
+#             steps, default 1) and the timed one with $BENCH_STEPS steps
 #   step      cogvideox_bench.py at the variant's shape: ditserve's exported transformer.pt / diffusers eager /
 #             diffusers compile step times and peak memory, both from the checkpoint (BENCH_REF_SITE first on its
 #             path: the newest diffusers)
@@ -35,7 +35,7 @@ BUDGET=${BENCH_BUDGET_S:-480}
 NAME=cogvideox-$VARIANT
 BENCH_NAME=bench_cogvideox
 . scripts/bench/served.sh
-BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-9}
+BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-$FRAMES} BENCH_WARM_STEPS=${BENCH_WARM_STEPS:-1}  # warm-up at the timed shape: its decode is seconds
 
 do_model() {
   served_model cogvideox "$NAME" "$([ "$VARIANT" = 2b ] && echo float16 || echo bfloat16)" \

@@ -218,7 +218,7 @@ TEST(FusedOpsGpu, RmsRopePerHeadMatchesReferences) {
     const at::Tensor got = RmsRopePerHead(x, w, cos, sin, 1e-5, x2, w2);
     // fp64
     auto norm = [](const at::Tensor& t, const at::Tensor& wt) {
-      const at::Tensor th = t.to(at::kDouble).cpu().reshape({t.size(0), t.size(1), -1, wt.size(0)});
+      const at::Tensor th = t.to(at::kDouble).cpu().reshape({t.size(0), t.size(1), t.size(2) / wt.size(0), wt.size(0)});
       return th * at::rsqrt(th.pow(2).mean(-1, true) + 1e-5) * wt.to(at::kDouble).cpu();
     };
     const at::Tensor n = norm(x, w);

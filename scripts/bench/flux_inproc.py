@@ -140,8 +140,9 @@ def profile_once(fn, cuda: bool) -> dict:
             "top": [{"name": n, "ms": m, "count": c} for n, m, c in rows]}
 
 
-def print_profile(prof: dict, top: int) -> None:
+def print_profile(prof: dict, top: int, file=None) -> None:
     total = prof["profiled_ms"]
-    print("  by kind: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / total:.0f}%)" for k, v in sorted(prof["by_kind_ms"].items())))
+    print("  by kind: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / total:.0f}%)" for k, v in sorted(prof["by_kind_ms"].items())),
+          file=file)
     for r in prof["top"][:top]:
-        print(f"  {r['ms']:9.2f} ms {100 * r['ms'] / total:5.1f}%  x{r['count']:<5} {r['name'][:100]}")
+        print(f"  {r['ms']:9.2f} ms {100 * r['ms'] / total:5.1f}%  x{r['count']:<5} {r['name'][:100]}", file=file)

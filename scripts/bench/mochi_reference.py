@@ -2,15 +2,21 @@
 """diffusers' MochiTransformer3DModel step time (the reference for ditserve's Mochi step), eager and
 torch.compile, in one process: the transformer call MochiPipeline makes per step (both CFG branches as one
 batch of 2, a 256-token prompt padded and masked), timed with CUDA events after warm-up; plus the VAE decode.
+With --export (ditserve's export of the same checkpoint) and --engine-lib, mode "ditserve" times the served
+transformer.pt in process, its pieces called as the engine's Mochi denoiser calls them, with the same weights and
+inputs (steady state: no per-request first-call costs); --profile adds one profiled step per mode (top kernels).
 
-  mochi_reference.py --src DIR --frames F --height H --width W [--modes "eager compile"] [--runs N]
-                     [--real-tokens N] [--vae] [--budget-s S] [--device cuda|cpu]
+  mochi_reference.py --src DIR --frames F --height H --width W [--modes "ditserve eager compile"] [--runs N]
+                     [--export DIR --engine-lib LIB] [--profile] [--real-tokens N] [--vae] [--budget-s S]
+                     [--device cuda|cpu]
 
 Prints one JSON object per line: {"system", "metric", "value", "unit", "note"}. A mode whose warm-up would not
 fit in --budget-s (measured from start) is skipped with a note, so a caller's wall-clock limit is never hit.
 """
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
@@ -38,6 +44,32 @@ def timed(fn, device, runs):
     return out[len(out) // 2]
 
 
+def ditserve_step(a, x, txt, ts, mask):
+    """The served transformer.pt's pieces as MochiDenoiser calls them on one rank: conditioning once (per request
+    in the engine), then per step embed_video, blocks over all layers with [video, text] key mask, head."""
+    import json as _json
+
+    from ditserve_export import ops  # noqa: F401  (references for ops the engine lib did not register)
+
+    torch._C._jit_set_profiling_executor(False)  # the engine's TorchScript settings (engine.cc)
+    torch._C._jit_set_texpr_fuser_enabled(False)
+    torch._C._jit_override_can_fuse_on_gpu(False)
+    m = torch.jit.load(os.path.join(a.export, "transformer.pt"), map_location=x.device)
+    with open(os.path.join(a.export, "model.json")) as f:
+        layers = int(_json.load(f)["transformer"]["num_layers"])
+    b, _, t, h, w = x.shape
+    p = 2
+    mod = m.conditioning(ts[:1], txt, mask)[0]
+    cos, sin = m.rope(t, h // p, w // p)
+    text = m.embed_text(txt)
+    keys = torch.cat([torch.ones(b, t * (h // p) * (w // p), dtype=torch.bool, device=x.device), mask], dim=1)
+
+    def step():
+        v, tx = m.blocks(0, layers, m.embed_video(x), text, mod, cos, sin, keys)
+        return m.head(v, mod)
+    return step
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--src", required=True)
@@ -50,7 +82,12 @@ def main() -> int:
     p.add_argument("--vae", action="store_true", help="also time AutoencoderKLMochi.decode (eager)")
     p.add_argument("--budget-s", type=float, default=1e9)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--export", default="", help="ditserve's export of --src (mode ditserve)")
+    p.add_argument("--engine-lib", default="", help="libditserve_runtime.so: the engine's ops (mode ditserve)")
+    p.add_argument("--profile", action="store_true", help="one more step of each mode under torch.profiler")
     a = p.parse_args()
+    if a.engine_lib:
+        torch.ops.load_library(a.engine_lib)
     start = time.time()
     import diffusers
     from diffusers import MochiTransformer3DModel
@@ -71,12 +108,18 @@ def main() -> int:
     system = f"diffusers-{diffusers.__version__}"
     note = f"{a.frames}x{a.height}x{a.width}: {tokens} video tokens, batch 2 (CFG), {a.real_tokens}/256 prompt tokens"
     for mode in a.modes.split():
+        name = "ditserve-inprocess" if mode == "ditserve" else f"{system}-{mode}"
         fn = model
-        if mode == "compile":
+        if mode == "ditserve":
+            if not a.export:
+                continue
+            step = ditserve_step(a, x, txt, ts, mask)
+        elif mode == "compile":
             fn = torch.compile(model)
         elif mode != "eager":
             raise SystemExit(f"unknown mode {mode}")
-        step = lambda: fn(x, txt, ts, mask, return_dict=False)  # noqa: E731
+        if mode != "ditserve":
+            step = lambda: fn(x, txt, ts, mask, return_dict=False)  # noqa: E731
         w0 = time.time()
         step()  # warm-up (compiles)
         if dev == "cuda":
@@ -85,16 +128,23 @@ def main() -> int:
         left = a.budget_s - (time.time() - start)
         per = warm if mode == "eager" else warm / 10
         if left < per * a.runs * 1.2:
-            emit(f"{system}-{mode}", "step_ms", None, "ms", f"skipped: {left:.0f} s of budget left, warm-up {warm:.0f} s")
+            emit(name, "step_ms", None, "ms", f"skipped: {left:.0f} s of budget left, warm-up {warm:.0f} s")
             continue
-        emit(f"{system}-{mode}", "warmup_s", round(warm, 2), "s", "first call (compilation for compile)")
+        emit(name, "warmup_s", round(warm, 2), "s", "first call (compilation for compile)")
         if dev == "cuda":
             torch.cuda.reset_peak_memory_stats()
         ms = timed(step, dev, a.runs)
-        emit(f"{system}-{mode}", "step_ms", round(ms, 1), "ms", note)
+        emit(name, "step_ms", round(ms, 1), "ms", note)
         if dev == "cuda":
-            emit(f"{system}-{mode}", "step_peak_gb", round(torch.cuda.max_memory_allocated() / 2**30, 2), "GB",
+            emit(name, "step_peak_gb", round(torch.cuda.max_memory_allocated() / 2**30, 2), "GB",
                  "peak allocated during the timed steps (weights included)")
+        if a.profile and a.budget_s - (time.time() - start) > 2 * ms / 1000 + 20:
+            import flux_inproc  # noqa: E402  (scripts/bench: the torch.profiler helpers)
+            prof = flux_inproc.profile_once(step, dev == "cuda")
+            print(f"{system}-{mode}: one profiled step, {prof['profiled_ms']:.1f} ms", file=sys.stderr)
+            flux_inproc.print_profile(prof, 25, sys.stderr)
+            emit(name, "profile_ms", round(prof["profiled_ms"], 1), "ms",
+                 "; ".join(f"{k} {v:.0f}" for k, v in sorted(prof["by_kind_ms"].items())))
     del model
     if a.vae and a.budget_s - (time.time() - start) > 60:
         from diffusers import AutoencoderKLMochi
