@@ -1,5 +1,6 @@
 #include "engine/runtime/denoise_loop.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "engine/runtime/cp/mesh.h"
@@ -35,11 +36,21 @@ at::Tensor BatchLatents(const at::Tensor& latents, const Evaluation& e) {
   return e.branches.size() == 1 ? latents : at::cat(TensorList(e.branches.size(), latents), 0);
 }
 
-// Forward, replayed from a CUDA graph when the loop has one. The graph's inputs are the defined tensors;
-// absent optional inputs stay absent in the replayed function (they are part of the signature by count).
+// A bool input is an attention key mask. Attention then finds each row's real keys on the host and runs the fast
+// unmasked kernel on them (KeyCompaction); a capture cannot sync, so it would bake in SDPA's masked kernel instead
+// (about half as fast: it made Mochi's served step 38% slower when compaction was off). Masked evaluations are the
+// video models' seconds-long steps, where a graph saves nothing: they run eagerly.
+bool HasKeyMask(const TensorList& in) {
+  return std::any_of(in.begin(), in.end(),
+                     [](const at::Tensor& t) { return t.defined() && t.scalar_type() == at::kBool; });
+}
+
+// Forward, replayed from a CUDA graph when the loop has one and no key mask is given. The graph's inputs are the
+// defined tensors; absent optional inputs stay absent in the replayed function (they are part of the signature
+// by count).
 at::Tensor Full(Denoiser& d, const at::Tensor& latents, const TensorList& in, CudaGraphCache* graphs) {
 #ifdef DITSERVE_HAVE_CUDA_GRAPHS
-  if (graphs != nullptr && graphs->enabled()) {
+  if (graphs != nullptr && graphs->enabled() && !HasKeyMask(in)) {
     TensorList flat{latents};
     std::vector<bool> present;
     for (const at::Tensor& t : in) {

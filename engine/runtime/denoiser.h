@@ -24,7 +24,8 @@ class Denoiser {
   // CFG branches prepared by the family, in the order the loop asked for (CfgPlan::branches()).
   virtual int num_branches() const = 0;
   // The inputs of one evaluation of `branch` at `step`, besides the latents. Undefined tensors stand for
-  // absent optional inputs (no key mask).
+  // absent optional inputs (no key mask). A bool input is an attention key mask: the loop never replays such an
+  // evaluation from a CUDA graph (denoise_loop.cc, HasKeyMask).
   virtual TensorList Inputs(int branch, int64_t step) = 0;
   // For each entry of Inputs: the dim that holds the batch (the loop concatenates branches there), or -1
   // for inputs shared by every branch (rotary tables). Inputs with a batch dim must be defined on every

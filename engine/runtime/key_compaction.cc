@@ -2,9 +2,17 @@
 
 namespace ditserve::runtime {
 
+namespace {
+
+// Inference tensors (the engine runs requests under InferenceMode) have no version counter: _version() throws
+// on them. They are cached by identity alone; nothing writes a key mask in place.
+uint32_t VersionOf(const at::Tensor& t) { return t.is_inference() ? 0 : t._version(); }
+
+}  // namespace
+
 std::vector<KeyCompaction::Row> KeyCompaction::Rows(const at::Tensor& key_mask) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (mask_.defined() && mask_.is_same(key_mask) && mask_._version() == key_mask._version()) return rows_;
+  if (mask_.defined() && mask_.is_same(key_mask) && version_ == VersionOf(key_mask)) return rows_;
   const at::Tensor host = key_mask.to(at::kCPU, at::kBool).contiguous();  // the one host sync
   std::vector<Row> rows(static_cast<size_t>(host.size(0)));
   const int64_t s = host.size(1);
@@ -21,7 +29,7 @@ std::vector<KeyCompaction::Row> KeyCompaction::Rows(const at::Tensor& key_mask) 
     }
   }
   mask_ = key_mask;
-  version_ = key_mask._version();
+  version_ = VersionOf(key_mask);
   rows_ = rows;
   return rows;
 }

@@ -23,7 +23,7 @@ class KeyCompaction {
   };
 
   // The real keys of every row of `key_mask` (bool [B, S_k]); cached for the last mask tensor seen (same tensor
-  // object and version: no sync).
+  // object and version, or same object for inference tensors, which have no version: no sync).
   std::vector<Row> Rows(const at::Tensor& key_mask);
 
   // k or v [B, H, S_k, D] restricted to row b's real keys: [1, H, n_b, D].
