@@ -8,7 +8,7 @@
 #   model       random-weight Mochi-1 checkpoint (weights made on the GPU, scripts/make_fullsize_mochi.py) in
 #               $BENCH_SRC, exported bf16 to $BENCH_MODEL (skipped when model.json is there)
 #   ditserve    start ditserve on 1 GPU (time to ready), a warm-up request ($BENCH_WARM_FRAMES frames, default the
-#               benchmark's, $BENCH_WARM_STEPS steps, default 1) and one at the benchmark size with $BENCH_STEPS
+#               benchmark's, $BENCH_WARM_STEPS steps, default 2) and one at the benchmark size with $BENCH_STEPS
 #               steps: step time (denoise / steps), text /
 #               decode / MP4 stage times, peak memory
 #   references  scripts/bench/mochi_reference.py with $BENCH_REF_SITE first on PYTHONPATH (the newest diffusers):
@@ -34,7 +34,7 @@ WIDTH=${BENCH_WIDTH:-848}
 BUDGET=${BENCH_BUDGET_S:-380}
 BENCH_NAME=bench_mochi
 . scripts/bench/served.sh
-BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-$FRAMES} BENCH_WARM_STEPS=${BENCH_WARM_STEPS:-1}  # warm-up at the timed shape: its decode is seconds
+BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-$FRAMES} BENCH_WARM_STEPS=${BENCH_WARM_STEPS:-2}  # warm-up at the timed shape (decode: seconds); Mochi needs >= 2 steps
 
 do_model() { served_model mochi mochi-1 bfloat16 scripts/make_fullsize_mochi.py; }
 

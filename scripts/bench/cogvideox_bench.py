@@ -231,7 +231,7 @@ def main() -> int:
     if a.engine_lib:
         torch.ops.load_library(a.engine_lib)
     from ditserve_export import ops  # noqa: F401  (Python references for ops the engine lib did not register)
-    torch._C._jit_set_profiling_executor(False)  # the engine's TorchScript settings (engine.cc)
+    torch._C._jit_set_profiling_mode(False)  # the engine's TorchScript settings (engine.cc: getProfilingMode)
     torch._C._jit_set_texpr_fuser_enabled(False)
     torch._C._jit_override_can_fuse_on_gpu(False)
     torch._C._jit_override_can_fuse_on_cpu(False)

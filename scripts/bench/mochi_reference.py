@@ -51,7 +51,7 @@ def ditserve_step(a, x, txt, ts, mask):
 
     from ditserve_export import ops  # noqa: F401  (references for ops the engine lib did not register)
 
-    torch._C._jit_set_profiling_executor(False)  # the engine's TorchScript settings (engine.cc)
+    torch._C._jit_set_profiling_mode(False)  # the engine's TorchScript settings (engine.cc: getProfilingMode)
     torch._C._jit_set_texpr_fuser_enabled(False)
     torch._C._jit_override_can_fuse_on_gpu(False)
     m = torch.jit.load(os.path.join(a.export, "transformer.pt"), map_location=x.device)

@@ -1,5 +1,6 @@
 """ditserve's CogVideoX transformer: diffusers' CogVideoXTransformer3DModel (0.34) as a TorchScript module with
-the same parameter names, callable in pieces (docs/models/cogvideox.md):
+the same parameter names except the stacked q/k/v projection (``from_diffusers_state_dict`` maps a diffusers state
+dict), callable in pieces (docs/models/cogvideox.md):
 
   time_embedding_of(timestep [B])                       -> emb [B, time_embed_dim]
   embed_text(text [B, T, text_embed_dim])               -> [B, T, D]
