@@ -18,13 +18,16 @@
 #           $OUT or /tmp/cogvideox-bench), BENCH_MODEL (default /dev/shm/cogvideox-<variant>-model), BENCH_SRC
 #           (default /dev/shm/cogvideox-<variant>-src), BENCH_FRAMES/HEIGHT/WIDTH, BENCH_STEPS (default 3),
 #           BENCH_DEVICE (cuda|cpu: a dry run on the tiny model), BENCH_REF_SITE, BENCH_BUDGET_S, BENCH_COMMIT,
+#           BENCH_FP8 (1: the opt-in FP8 export, model in /dev/shm/cogvideox-<variant>-fp8-model),
 #           BENCH_STRICT (1: report fails unless ditserve and a reference produced a step time), BENCH_PROFILE
 #           (1: each system's step once more under torch.profiler, the top kernels in step.log and the JSON).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VARIANT=${BENCH_VARIANT:-5b}
 OUT_DIR=${BENCH_OUT:-${OUT:-/tmp/cogvideox-bench}}
-MODEL=${BENCH_MODEL:-/dev/shm/cogvideox-$VARIANT-model}
+FP8=${BENCH_FP8:-0}
+MODEL=${BENCH_MODEL:-/dev/shm/cogvideox-$VARIANT$([ "$FP8" = 1 ] && echo -fp8)-model}
+[ "$FP8" = 1 ] && SERVED_EXPORT_ARGS=--fp8
 SRC=${BENCH_SRC:-/dev/shm/cogvideox-$VARIANT-src}
 case $VARIANT in
   1.5) FRAMES=${BENCH_FRAMES:-81}; HEIGHT=${BENCH_HEIGHT:-768}; WIDTH=${BENCH_WIDTH:-1360} ;;
@@ -32,7 +35,7 @@ case $VARIANT in
   *) echo "BENCH_VARIANT must be 2b, 5b or 1.5, got $VARIANT" >&2; exit 2 ;;
 esac
 BUDGET=${BENCH_BUDGET_S:-480}
-NAME=cogvideox-$VARIANT
+NAME=cogvideox-$VARIANT$([ "$FP8" = 1 ] && echo -fp8)
 BENCH_NAME=bench_cogvideox
 . scripts/bench/served.sh
 BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-$FRAMES} BENCH_WARM_STEPS=${BENCH_WARM_STEPS:-1}  # warm-up at the timed shape: its decode is seconds

@@ -34,8 +34,9 @@ ref_python() {
 }
 
 # served_model FAMILY NAME EXPORT_DTYPE MAKER [MAKER_ARGS...]: MAKER (a make_fullsize_*.py) writes the diffusers
-# checkpoint to $SRC with weights made on $DEVICE, exported (unverified: the full-size check would load it twice)
-# to $MODEL; each skipped when already there (kept while the host is held).
+# checkpoint to $SRC with weights made on $DEVICE, exported (unverified: the full-size check would load it twice;
+# SERVED_EXPORT_ARGS added to export_model.py) to $MODEL; each skipped when already there (kept while the host is
+# held).
 served_model() {
   local family=$1 name=$2 dtype=$3 t0=$SECONDS; shift 3
   if [ -f "$MODEL/model.json" ]; then log "model: $MODEL exists"; return 0; fi
@@ -46,10 +47,11 @@ served_model() {
     record ditserve "$name" checkpoint_s $((SECONDS - t0)) s "random-weight checkpoint ($(basename "$1"))"
   fi
   t0=$SECONDS
+  # shellcheck disable=SC2086  # SERVED_EXPORT_ARGS: extra export flags (word-split), e.g. --fp8
   "$PY" scripts/export_model.py --family "$family" --src "$SRC" --out "$MODEL" --name "$name" --dtype "$dtype" \
-    --no-verify || return 1
+    --no-verify ${SERVED_EXPORT_ARGS:-} || return 1
   log "exported in $((SECONDS - t0)) s"
-  record ditserve "$name" export_s $((SECONDS - t0)) s "export_model.py --family $family --dtype $dtype"
+  record ditserve "$name" export_s $((SECONDS - t0)) s "export_model.py --family $family --dtype $dtype ${SERVED_EXPORT_ARGS:-}"
 }
 
 poll_gpu_mem() {

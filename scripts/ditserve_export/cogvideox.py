@@ -21,6 +21,7 @@ import torch
 
 from . import ops as _ops  # noqa: F401
 from .cogvideox_transformer import CogVideoXTransformer, from_diffusers_state_dict, full_config
+from .flux_transformer import quantize_fp8_state_dict
 from .cogvideox_vae import CogVaeDecode
 from .vae import ParallelDecodeError
 from .flux import (ExportError, _check_close, _load_state_dict_in, _log, _merge, _read_json, _require,
@@ -46,34 +47,47 @@ def _tol(dtype: torch.dtype) -> float:
     return 1e-4 if dtype == torch.float32 else 3e-2
 
 
+# fp8 export vs diffusers' bf16 transformer (max abs error / max abs): e4m3 weights and per-row activations
+FP8_TOL = 0.15
+
+
 # ----------------------------------------------------------------------------------------------
 # transformer
 # ----------------------------------------------------------------------------------------------
-def export_transformer(src: str, out_path: str, dtype: torch.dtype, verify: bool) -> Dict:
-    tdir = os.path.join(src, "transformer")
+def build_transformer(tdir: str, dtype: torch.dtype, fp8: bool = False) -> CogVideoXTransformer:
+    """ditserve's CogVideoXTransformer holding the checkpoint's weights in dtype; with fp8, the blocks' GEMM weights
+    in e4m3 (quantised from dtype, per output feature)."""
     cfg = _read_json(os.path.join(tdir, "config.json"))
     try:
         with torch.device("meta"):
-            model = CogVideoXTransformer(cfg)
+            model = CogVideoXTransformer(cfg, fp8=fp8)
     except ValueError as e:
         raise ExportError(f"{tdir}: {e}") from e
-    sd = _load_state_dict_in(_transformer_weight_files(tdir), dtype)
+    sd = from_diffusers_state_dict(_load_state_dict_in(_transformer_weight_files(tdir), dtype))
+    if fp8:
+        sd = quantize_fp8_state_dict(model, sd)
     try:
-        model.load_state_dict(from_diffusers_state_dict(sd), strict=True, assign=True)
+        model.load_state_dict(sd, strict=True, assign=True)
     except (KeyError, RuntimeError) as e:
         raise ExportError(f"transformer weights in {tdir} do not match CogVideoXTransformer3DModel: {e}") from e
     del sd
-    model = model.eval().requires_grad_(False)
+    return model.eval().requires_grad_(False)
+
+
+def export_transformer(src: str, out_path: str, dtype: torch.dtype, verify: bool, fp8: bool = False) -> Dict:
+    tdir = os.path.join(src, "transformer")
+    cfg = _read_json(os.path.join(tdir, "config.json"))
+    model = build_transformer(tdir, dtype, fp8)
     scripted = torch.jit.script(model)
     if verify:
-        _verify_transformer(tdir, scripted, cfg, dtype)
+        _verify_transformer(tdir, scripted, cfg, dtype, FP8_TOL if fp8 else _tol(dtype))
     scripted.save(out_path)
     del scripted, model
     gc.collect()
     return full_config(cfg)
 
 
-def _verify_transformer(tdir: str, scripted, cfg: Dict, dtype: torch.dtype) -> None:
+def _verify_transformer(tdir: str, scripted, cfg: Dict, dtype: torch.dtype, tol: float) -> None:
     from diffusers import CogVideoXTransformer3DModel
     from diffusers.pipelines.cogvideo.pipeline_cogvideox import CogVideoXPipeline
 
@@ -100,7 +114,7 @@ def _verify_transformer(tdir: str, scripted, cfg: Dict, dtype: torch.dtype) -> N
         want = ref(hidden_states=latents, encoder_hidden_states=text, timestep=t, image_rotary_emb=rotary,
                    return_dict=False)[0]
         got = scripted(latents, text, t)
-    _check_close("transformer", got, want, _tol(dtype))
+    _check_close("transformer", got, want, tol)
     del ref
 
 
@@ -176,8 +190,7 @@ def export_cogvideox(src_dir: str, out_dir: str, dtype: Optional[str] = None, na
                      limits: Optional[Dict] = None, verify: bool = True, **_unused) -> Dict:
     """Write the ditserve model directory for the diffusers CogVideoX pipeline at src_dir; returns model.json.
     dtype: None = the variant's precision (2b float16, 5b / 1.5 bfloat16); float32 for tests."""
-    if _unused.get("fp8"):
-        raise ExportError("--fp8 is not available for cogvideox")
+    fp8 = bool(_unused.pop("fp8", False))
     src_dir = os.path.abspath(src_dir)
     if not os.path.isdir(src_dir):
         raise ExportError(f"source directory {src_dir} does not exist")
@@ -192,6 +205,8 @@ def export_cogvideox(src_dir: str, out_dir: str, dtype: Optional[str] = None, na
     if dtype not in ALLOWED_DTYPES[variant]:
         raise ExportError(f"CogVideoX {variant} runs in {ALLOWED_DTYPES[variant][0]} (or float32), not {dtype}: "
                           f"{'fp16 overflows in 5b / 1.5 (NaN, black video)' if dtype == 'float16' else 'trained in fp16'}")
+    if fp8 and dtype != "bfloat16":
+        raise ExportError(f"fp8 weights need dtype bfloat16 (5b / 1.5: the activations' type), got {dtype!r}")
     tdtype = DTYPES[dtype]
     name = name or os.path.basename(src_dir.rstrip("/"))
     os.makedirs(out_dir, exist_ok=True)
@@ -199,8 +214,8 @@ def export_cogvideox(src_dir: str, out_dir: str, dtype: Optional[str] = None, na
         os.remove(os.path.join(out_dir, "model.json"))
 
     t0 = time.time()
-    _log(f"{name}: transformer (CogVideoX {variant}, {dtype})")
-    c = export_transformer(src_dir, os.path.join(out_dir, "transformer.pt"), tdtype, verify)
+    _log(f"{name}: transformer (CogVideoX {variant}, {dtype}{', fp8 e4m3 block weights' if fp8 else ''})")
+    c = export_transformer(src_dir, os.path.join(out_dir, "transformer.pt"), tdtype, verify, fp8)
     _log(f"text_encoder (T5, L={TEXT_LENGTH})  [{time.time() - t0:.1f}s]")
     t5 = export_t5(src_dir, os.path.join(out_dir, "text_encoder.pt"), tdtype, TEXT_LENGTH, verify,
                    subfolder="text_encoder")
@@ -230,7 +245,7 @@ def export_cogvideox(src_dir: str, out_dir: str, dtype: Optional[str] = None, na
             "text_embed_dim": int(c["text_embed_dim"]),
             "use_rotary_positional_embeddings": bool(c["use_rotary_positional_embeddings"]),
             "sample_height": int(c["sample_height"]), "sample_width": int(c["sample_width"]),
-            "weights": dtype,
+            "weights": "fp8_e4m3" if fp8 else dtype,
         },
         "text_encoder": {"file": "text_encoder.pt", "max_sequence_length": t5["max_sequence_length"],
                          "d_model": t5["d_model"]},

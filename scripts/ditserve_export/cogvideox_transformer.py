@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import ops as _ops  # noqa: F401  (torch.ops.ditserve.attention)
-from .flux_transformer import fuse_diffusers_state_dict
+from .flux_transformer import FeedForward, Fp8Linear, fuse_diffusers_state_dict
 
 
 def _sincos_1d(embed_dim: int, pos: torch.Tensor) -> torch.Tensor:
@@ -81,15 +81,16 @@ class Attention(nn.Module):
     FUSED_PROJECTIONS), the per-head q/k LayerNorm and the video tokens' RoPE in one ditserve op that writes
     the heads in the [B, S, H, D] layout attention reads, and returns its output in (merging heads is free)."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int, bias: bool, out_bias: bool):
+    def __init__(self, dim: int, heads: int, head_dim: int, bias: bool, out_bias: bool, fp8: bool = False):
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
         self.head_dim = head_dim
-        self.to_qkv = nn.Linear(dim, 3 * inner, bias=bias)
+        self.to_qkv = Fp8Linear(dim, 3 * inner) if fp8 else nn.Linear(dim, 3 * inner, bias=bias)
         self.norm_q = nn.LayerNorm(head_dim, eps=1e-6, elementwise_affine=True)
         self.norm_k = nn.LayerNorm(head_dim, eps=1e-6, elementwise_affine=True)
-        self.to_out = nn.ModuleList([nn.Linear(inner, dim, bias=out_bias), nn.Dropout(0.0)])
+        self.to_out = nn.ModuleList([Fp8Linear(inner, dim) if fp8 else nn.Linear(inner, dim, bias=out_bias),
+                                     nn.Dropout(0.0)])
 
     def forward(self, video: torch.Tensor, text: torch.Tensor, cos: Optional[torch.Tensor],
                 sin: Optional[torch.Tensor], key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -120,37 +121,16 @@ def from_diffusers_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Te
     return fuse_diffusers_state_dict(sd, FUSED_PROJECTIONS)
 
 
-class FeedForward(nn.Module):
-    """diffusers FeedForward(activation_fn="gelu-approximate"): net.0.proj, GELU tanh, net.2."""
-
-    def __init__(self, dim: int, inner: int, bias: bool):
-        super().__init__()
-        self.net = nn.ModuleList([_GeluProj(dim, inner, bias), nn.Dropout(0.0), nn.Linear(inner, dim, bias=bias)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net[2](self.net[0](x))
-
-
-class _GeluProj(nn.Module):
-    def __init__(self, dim: int, inner: int, bias: bool):
-        super().__init__()
-        self.proj = nn.Linear(dim, inner, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = self.proj.bias
-        if b is None:
-            return F.gelu(self.proj(x), approximate="tanh")
-        return torch.ops.ditserve.linear_gelu(x, self.proj.weight, b)  # the GELU in the GEMM's epilogue
-
-
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, head_dim: int, time_embed_dim: int, c: Dict):
+    def __init__(self, dim: int, heads: int, head_dim: int, time_embed_dim: int, c: Dict, fp8: bool = False):
         super().__init__()
         affine, eps = bool(c["norm_elementwise_affine"]), float(c["norm_eps"])
         self.norm1 = LayerNormZero(time_embed_dim, dim, affine, eps)
-        self.attn1 = Attention(dim, heads, head_dim, bool(c["attention_bias"]), True)
+        self.attn1 = Attention(dim, heads, head_dim, bool(c["attention_bias"]), True, fp8)
         self.norm2 = LayerNormZero(time_embed_dim, dim, affine, eps)
-        self.ff = FeedForward(dim, int(c["ff_inner_dim"] or 4 * dim), bool(c["ff_bias"]))
+        # diffusers FeedForward(activation_fn="gelu-approximate", bias=True): FLUX's (net.0.proj with the GELU in
+        # the GEMM's epilogue, net.2; e4m3 weights with fp8, the GELU then folded into net.2's input quantisation)
+        self.ff = FeedForward(dim, 4, fp8)
 
     def forward(self, video: torch.Tensor, text: torch.Tensor, emb: torch.Tensor, cos: Optional[torch.Tensor],
                 sin: Optional[torch.Tensor], key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -209,9 +189,17 @@ class _AdaNorm(nn.Module):
 
 
 class CogVideoXTransformer(nn.Module):
-    def __init__(self, cfg: Dict):
+    """fp8: the blocks' GEMMs (attn1.to_qkv, attn1.to_out.0, ff.net.0.proj, ff.net.2) hold float8 e4m3 weights with
+    per-output-feature scales (opt-in export precision, as FLUX's)."""
+
+    def __init__(self, cfg: Dict, fp8: bool = False):
         super().__init__()
         c = full_config(cfg)
+        if c["ff_inner_dim"] not in (None, 4 * int(c["num_attention_heads"]) * int(c["attention_head_dim"])) or \
+                not c["ff_bias"]:
+            raise ValueError("only the released MLP (ff_inner_dim 4 x width, ff_bias true) is supported")
+        if fp8 and not c["attention_bias"]:
+            raise ValueError("fp8 needs attention_bias (every released CogVideoX has it)")
         if c["ofs_embed_dim"]:
             raise ValueError("ofs_embed_dim (CogVideoX 1.5 image-to-video) is not supported")
         if c["use_learned_positional_embeddings"]:
@@ -236,7 +224,8 @@ class CogVideoXTransformer(nn.Module):
         self.temporal_interpolation_scale = float(c["temporal_interpolation_scale"])
         self.patch_embed = _Embed(c, dim)
         self.time_embedding = _TimeEmbedding(dim, ted)
-        self.transformer_blocks = nn.ModuleList([Block(dim, heads, head_dim, ted, c) for _ in range(int(c["num_layers"]))])
+        self.transformer_blocks = nn.ModuleList([Block(dim, heads, head_dim, ted, c, fp8)
+                                                 for _ in range(int(c["num_layers"]))])
         self.norm_final = nn.LayerNorm(dim, eps=float(c["norm_eps"]), elementwise_affine=bool(c["norm_elementwise_affine"]))
         self.norm_out = _AdaNorm(ted, dim, bool(c["norm_elementwise_affine"]), float(c["norm_eps"]))
         p_t = self.patch_size_t if self.patch_size_t > 0 else 1

@@ -6,7 +6,8 @@ Needs DITSERVE_TEST_MODELS (scripts/make_test_models.py) and PYTHONPATH=scripts.
   transformer.pt pieces (embed, blocks split at 1, head, unpatchify) vs diffusers' transformer   rel < 1e-5
   transformer.pt rotary / sincos tables vs the pipeline's / the patch embedding's                 == 0
   vae_decoder.pt batched decode (odd and even first batch) vs AutoencoderKLCogVideoX.decode       rel < 1e-5
-and that a float16 export of 5b / 1.5, a bfloat16 export of 2b and --fp8 are refused naming the reason.
+that a float16 export of 5b / 1.5, a bfloat16 export of 2b and --fp8 without bfloat16 are refused naming the
+reason, and the opt-in FP8 export (5b-style): e4m3 block GEMMs, error vs diffusers' fp32 near the bf16 export's.
 """
 import json
 import os
@@ -117,7 +118,63 @@ def refusals():
     check("dtype / fp8 refusals", dtypes)
 
 
+def fp8_export():
+    """The opt-in FP8 export of 5b-style: e4m3 block GEMM weights with per-row scales, model.json names them, and
+    the transformer's error against diffusers' float32 stays near the bf16 export's."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    from ditserve_export.cogvideox import build_transformer
+    from ditserve_export.flux_transformer import Fp8Linear
+
+    src = os.path.join(MODELS, "src", "cogvideox-tiny-5b")
+    tdir = os.path.join(src, "transformer")
+
+    def weights():
+        m = build_transformer(tdir, torch.bfloat16, fp8=True)
+        fp8 = {n for n, mod in m.named_modules() if isinstance(mod, Fp8Linear)}
+        want = {f"transformer_blocks.{i}.{g}" for i in range(len(m.transformer_blocks))
+                for g in ("attn1.to_qkv", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2")}
+        assert fp8 == want, sorted(fp8 ^ want)
+        for n, t in m.named_parameters():
+            want_dtype = torch.float8_e4m3fn if n.rsplit(".", 1)[0] in fp8 and n.endswith(".weight") else \
+                torch.float32 if n.endswith("weight_scale") else torch.bfloat16
+            assert t.dtype == want_dtype, (n, t.dtype)
+        return f"{len(fp8)} e4m3 GEMMs"
+
+    def error():
+        ref = CogVideoXTransformer3DModel.from_pretrained(tdir, torch_dtype=torch.float32).eval()
+        g = torch.Generator().manual_seed(3)
+        lat = torch.randn(2, 3, ref.config.in_channels, 4, 6, generator=g)
+        txt = torch.randn(2, ref.config.max_text_seq_length, ref.config.text_embed_dim, generator=g)
+        t = torch.tensor([900, 300])
+        outs = {}
+        for name, fp8 in (("bf16", False), ("fp8", True)):
+            m = torch.jit.script(build_transformer(tdir, torch.bfloat16, fp8=fp8))
+            cos, sin = m.rotary(3, 4, 6)
+            with torch.no_grad():
+                outs[name] = m(lat.bfloat16(), txt.bfloat16(), t).float()
+        with torch.no_grad():
+            want = ref(hidden_states=lat, encoder_hidden_states=txt, timestep=t, image_rotary_emb=(cos, sin),
+                       return_dict=False)[0]
+        e = {k: ((v - want).norm() / want.norm()).item() for k, v in outs.items()}
+        assert e["fp8"] < 0.08 and e["fp8"] <= 1.5 * e["bf16"] + 0.01, e
+        return f"vs fp32: bf16 {e['bf16']:.2e}, fp8 {e['fp8']:.2e}"
+
+    def manifest():
+        with tempfile.TemporaryDirectory() as tmp:
+            mj = export_cogvideox(src, tmp, dtype="bfloat16", fp8=True)
+            assert mj["transformer"]["weights"] == "fp8_e4m3", mj["transformer"]
+            with open(os.path.join(tmp, "model.json")) as f:
+                assert json.load(f)["transformer"]["weights"] == "fp8_e4m3"
+        return "model.json weights fp8_e4m3 (the export's own check vs diffusers passed)"
+
+    check("fp8 block weights", weights)
+    check("fp8 error vs diffusers fp32", error)
+    check("fp8 export manifest", manifest)
+
+
 for v in ("2b", "5b", "1.5"):
     variant_checks(v)
 refusals()
+fp8_export()
 finish()
