@@ -237,6 +237,16 @@ __global__ void __launch_bounds__(256) RmsScaleKernel(const uint4* x, const floa
   }
 }
 
+// The one-block-per-row kernels' shape (LayerNormModulateKernel, RmsScaleKernel) for nv 16-byte vectors per row:
+// returns the vectors per thread, the smallest power of two keeping the block at <= 256 threads (D <= 16384 =>
+// <= 8), and the block's thread count.
+int RowBlock(int nv, unsigned* threads) {
+  int k = 1;
+  while ((nv + k - 1) / k > 256) k *= 2;
+  *threads = unsigned(((nv + k - 1) / k + 31) / 32 * 32);
+  return k;
+}
+
 bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // ModulateKernel's / GatedResidualKernel's grid for nv vectors per row; false if it does not fit.
@@ -307,9 +317,8 @@ cudaError_t LayerNormModulateBf16(const void* x, const void* scale, const void* 
   if (B * S > 0x7fffffff) return cudaErrorInvalidValue;
 
   const int nv = int(D / 8);
-  int k = 1;  // vectors per thread: smallest power of two keeping the block at <= 256 threads
-  while ((nv + k - 1) / k > 256) k *= 2;  // D <= 16384 => k <= 8
-  const unsigned threads = unsigned(((nv + k - 1) / k + 31) / 32 * 32);
+  unsigned threads;
+  const int k = RowBlock(nv, &threads);
   const unsigned rows = unsigned(B * S);
   const auto* xv = static_cast<const uint4*>(x);
   const auto* sv = static_cast<const uint4*>(scale);
@@ -336,9 +345,8 @@ cudaError_t RmsScaleBf16(const void* x, const float* scale, const void* residual
   if (B * S > 0x7fffffff) return cudaErrorInvalidValue;
 
   const int nv = int(D / 8);
-  int k = 1;  // as LayerNormModulateBf16
-  while ((nv + k - 1) / k > 256) k *= 2;
-  const unsigned threads = unsigned(((nv + k - 1) / k + 31) / 32 * 32);
+  unsigned threads;
+  const int k = RowBlock(nv, &threads);
   const unsigned rows = unsigned(B * S);
   const auto* xv = static_cast<const uint4*>(x);
   const auto* sv = reinterpret_cast<const float4*>(scale);
