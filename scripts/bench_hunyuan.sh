@@ -86,6 +86,8 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "hunyuan-*.json"))):
         t = m.get("step_s", m.get("decode_s"))
         what = "s/step" if "step_s" in m else "s/decode"
         extra = f"compile {m['compile_s']:.0f}s" if "compile_s" in m else ""
+        if "max_abs_diff_vs_diffusers" in m:
+            extra = f"max |diff| vs diffusers {m['max_abs_diff_vs_diffusers']:.4f}"
         rows.append((os.path.basename(path), system, shape, f"{t:.3f} {what}", f"{m.get('peak_gib', 0):.1f} GiB", extra))
     base = r.get("diffusers-eager", {}).get("step_s")
     mine = r.get("ditserve", {}).get("step_s")

@@ -214,9 +214,15 @@ def vae_decode(a, device, dtype, budget, results):
     z = torch.randn(1, vae.config.latent_channels, (a.frames - 1) // tr + 1, a.height // s, a.width // s,
                     generator=torch.Generator().manual_seed(0)).to(device, dtype)
     systems = a.systems.split(",")
+    frames = {}  # each system's last decode, to compare the two decoders under the same tiles
+
+    def decode(name):
+        def run():
+            frames[name] = vae.decode(z, return_dict=False)[0]
+        return run
+
     if "eager" in systems and budget.allows(60):
-        best, first, n, peak = timed(lambda: vae.decode(z, return_dict=False)[0], max(1, a.runs - 1), device,
-                                     budget, 0)
+        best, first, n, peak = timed(decode("eager"), max(1, a.runs - 1), device, budget, 0)
         results["vae-diffusers-eager"] = {"decode_s": best, "runs": n, "peak_gib": peak}
         log(f"diffusers VAE decode (tiled): {best:.2f}s, peak {peak:.1f} GiB")
     if "ditserve" in systems and budget.allows(60):
@@ -227,10 +233,14 @@ def vae_decode(a, device, dtype, budget, results):
                 return mine(x)
 
         vae.post_quant_conv, vae.decoder = torch.nn.Identity(), Decoder()
-        best, first, n, peak = timed(lambda: vae.decode(z, return_dict=False)[0], max(1, a.runs - 1), device,
-                                     budget, 0)
+        best, first, n, peak = timed(decode("ditserve"), max(1, a.runs - 1), device, budget, 0)
         results["vae-ditserve"] = {"decode_s": best, "runs": n, "peak_gib": peak}
         log(f"ditserve VAE decode (same tiles): {best:.2f}s, peak {peak:.1f} GiB")
+    if len(frames) == 2:  # in [-1, 1]; one 8-bit level is 2/255
+        diff = (frames["ditserve"].float() - frames["eager"].float()).abs()
+        results["vae-ditserve"]["max_abs_diff_vs_diffusers"] = float(diff.max())
+        results["vae-ditserve"]["mean_abs_diff_vs_diffusers"] = float(diff.mean())
+        log(f"ditserve vs diffusers frames: max |diff| {float(diff.max()):.4f}, mean {float(diff.mean()):.2e}")
 
 
 def main() -> int:

@@ -192,8 +192,10 @@ class HunyuanVideoVaeDecode(nn.Module):
 
     @staticmethod
     def load_diffusers(vae: nn.Module) -> "HunyuanVideoVaeDecode":
-        """Copies post_quant_conv and decoder from a diffusers AutoencoderKLHunyuanVideo (strict names)."""
-        m = HunyuanVideoVaeDecode(dict(vae.config)).to(vae.dtype)
+        """Copies post_quant_conv and decoder from a diffusers AutoencoderKLHunyuanVideo (strict names), on the
+        source's device and dtype."""
+        w = next(vae.parameters())
+        m = HunyuanVideoVaeDecode(dict(vae.config)).to(w.device, w.dtype)
         sd = {k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
         m.load_state_dict(sd, strict=True)
         return m.eval().requires_grad_(False)
