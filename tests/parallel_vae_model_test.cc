@@ -64,6 +64,12 @@ TEST(SpatialOps, AreThePlainOpsWithoutASplit) {
   EXPECT_TRUE(at::equal(HaloConv3d(video, w3, b, {1, 1, 1}, {1, 1}, true),
                         at::conv3d(at::pad(video, {1, 1, 1, 1, 0, 0}, "replicate"), w3, b)));
   EXPECT_EQ(HaloConv3d(video, w3, b, {2, 1, 1}, {1, 1}, true).sizes(), (std::vector<int64_t>{1, 4, 1, 9, 7}));
+  // time_pad: causal frames in front, edge copies or zeros, in the same pad as H/W.
+  EXPECT_TRUE(at::equal(HaloConv3d(video, w3, b, {1, 1, 1}, {1, 1}, true, 2),
+                        at::conv3d(at::pad(video, {1, 1, 1, 1, 2, 0}, "replicate"), w3, b)));
+  EXPECT_TRUE(at::equal(HaloConv3d(video, w3, b, {1, 1, 1}, {1, 1}, false, 2),
+                        at::conv3d(at::constant_pad_nd(video, {0, 0, 0, 0, 2, 0}), w3, b, 1, {0, 1, 1})));
+  EXPECT_EQ(HaloConv3d(video, w3, b, {1, 1, 1}, {1, 1}, true, 2).sizes(), (std::vector<int64_t>{1, 4, 4, 9, 7}));
   const at::Tensor q = Randn({1, 1, 30, 16}, 6), k = Randn({1, 1, 30, 16}, 7), v = Randn({1, 1, 30, 16}, 8);
   EXPECT_TRUE(at::equal(SpatialAttention(q, k, v), at::scaled_dot_product_attention(q, k, v)));
   EXPECT_TRUE(at::equal(GatherRowsOp(video, 3), video));
@@ -137,6 +143,8 @@ void OpCases(Child& c, int world) {
                 [&](const at::Tensor& t) { return HaloConv3d(t, k3, kb, {1, 1, 1}, {1, 1}, rep); });
       c.Compare("halo_conv3d_k3_tstride2" + mode + rows, v, 3,
                 [&](const at::Tensor& t) { return HaloConv3d(t, k3, std::nullopt, {2, 1, 1}, {1, 1}, rep); });
+      c.Compare("halo_conv3d_k3_causal" + mode + rows, v, 3,
+                [&](const at::Tensor& t) { return HaloConv3d(t, k3, kb, {1, 1, 1}, {1, 1}, rep, 2); });
       if (h / world >= 2) {
         const at::Tensor k5 = Randn({4, 6, 1, 5, 5}, seed + 10);
         c.Compare("halo_conv3d_k155" + mode + rows, v, 3,

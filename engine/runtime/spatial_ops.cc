@@ -58,23 +58,28 @@ at::Tensor HaloConv2d(const at::Tensor& x, const at::Tensor& weight, const std::
 }
 
 at::Tensor HaloConv3d(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                      c10::IntArrayRef stride, c10::IntArrayRef padding, bool replicate) {
-  TORCH_CHECK(x.dim() == 5 && weight.dim() == 5 && stride.size() == 3 && padding.size() == 2,
-              "ditserve::halo_conv3d: x and weight must be 5-D, stride [t, h, w] and padding [rows, cols]; got x ",
-              x.sizes(), ", weight ", weight.sizes(), ", stride ", stride, ", padding ", padding);
-  const int64_t ph = padding[0], pw = padding[1];
-  const SpatialSplit* split = CurrentSpatialSplit();
-  if (split == nullptr) {
-    if (!replicate) return at::conv3d(x, weight, bias, stride, {0, ph, pw});
-    return at::conv3d(at::pad(x, {pw, pw, ph, ph, 0, 0}, "replicate"), weight, bias, stride);
+                      c10::IntArrayRef stride, c10::IntArrayRef padding, bool replicate, int64_t time_pad) {
+  TORCH_CHECK(x.dim() == 5 && weight.dim() == 5 && stride.size() == 3 && padding.size() == 2 && time_pad >= 0,
+              "ditserve::halo_conv3d: x and weight must be 5-D, stride [t, h, w], padding [rows, cols] and "
+              "time_pad >= 0; got x ", x.sizes(), ", weight ", weight.sizes(), ", stride ", stride, ", padding ",
+              padding, ", time_pad ", time_pad);
+  const int64_t pw = padding[1];
+  int64_t ph = padding[0];
+  at::Tensor ext = x;
+  if (const SpatialSplit* split = CurrentSpatialSplit(); split != nullptr) {
+    TORCH_CHECK(stride[1] == 1 && weight.size(3) == 2 * ph + 1, "ditserve::halo_conv3d: kernel height ",
+                weight.size(3), ", row stride ", stride[1], " and row padding ", ph,
+                " change the row count; it cannot be split by rows");
+    ext = ExchangeHalo(*split, x, 3, ph, replicate ? Border::kReplicate : Border::kZeros);
+    ph = 0;  // the rows are there now
   }
-  TORCH_CHECK(stride[1] == 1 && weight.size(3) == 2 * ph + 1, "ditserve::halo_conv3d: kernel height ",
-              weight.size(3), ", row stride ", stride[1], " and row padding ", ph,
-              " change the row count; it cannot be split by rows");
-  at::Tensor ext = ExchangeHalo(*split, x, 3, ph, replicate ? Border::kReplicate : Border::kZeros);
-  if (pw == 0) return at::conv3d(ext, weight, bias, stride);
-  if (!replicate) return at::conv3d(ext, weight, bias, stride, {0, 0, pw});
-  return at::conv3d(at::pad(ext, {pw, pw, 0, 0, 0, 0}, "replicate"), weight, bias, stride);
+  if (!replicate) {  // zeros: the conv pads H and W itself; the front frames need a copy
+    if (time_pad > 0) ext = at::constant_pad_nd(ext, {0, 0, 0, 0, time_pad, 0});
+    return at::conv3d(ext, weight, bias, stride, {0, ph, pw});
+  }
+  if (ph == 0 && pw == 0 && time_pad == 0) return at::conv3d(ext, weight, bias, stride);
+  // Every replicate border in one copy: the GPU's replication_pad3d is a slow gather, once per conv is enough.
+  return at::conv3d(at::pad(ext, {pw, pw, ph, ph, time_pad, 0}, "replicate"), weight, bias, stride);
 }
 
 at::Tensor SplitGroupNorm(const at::Tensor& x, int64_t num_groups, const std::optional<at::Tensor>& weight,
@@ -133,7 +138,8 @@ at::Tensor GatherRowsOp(const at::Tensor& x, int64_t dim) {
 
 TORCH_LIBRARY_FRAGMENT(ditserve, m) {
   m.def("halo_conv2d(Tensor x, Tensor weight, Tensor? bias, int[2] padding) -> Tensor");
-  m.def("halo_conv3d(Tensor x, Tensor weight, Tensor? bias, int[3] stride, int[2] padding, bool replicate) -> Tensor");
+  m.def("halo_conv3d(Tensor x, Tensor weight, Tensor? bias, int[3] stride, int[2] padding, bool replicate, "
+        "int time_pad=0) -> Tensor");
   m.def("group_norm(Tensor x, int num_groups, Tensor? weight, Tensor? bias, float eps) -> Tensor");
   m.def("spatial_attention(Tensor q, Tensor k, Tensor v) -> Tensor");
   m.def("gather_rows(Tensor x, int dim) -> Tensor");

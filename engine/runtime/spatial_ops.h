@@ -29,11 +29,11 @@ namespace ditserve::runtime {
 
 at::Tensor HaloConv2d(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                       c10::IntArrayRef padding);
-// F.pad(x, (pw, pw, ph, ph), mode = replicate ? "replicate" : zeros) then conv3d(stride, no padding):
-// x [B, C, T, H, W], weight [O, C, kT, kH, kW], padding = {ph, pw}. Split by rows, H stride must be 1 and
-// kH = 2 ph + 1.
+// F.pad(x, (pw, pw, ph, ph, time_pad, 0), mode = replicate ? "replicate" : zeros) then conv3d(stride, no
+// padding): x [B, C, T, H, W], weight [O, C, kT, kH, kW], padding = {ph, pw}, time_pad frames in front (a causal
+// conv's). Split by rows, H stride must be 1 and kH = 2 ph + 1.
 at::Tensor HaloConv3d(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                      c10::IntArrayRef stride, c10::IntArrayRef padding, bool replicate);
+                      c10::IntArrayRef stride, c10::IntArrayRef padding, bool replicate, int64_t time_pad = 0);
 at::Tensor SplitGroupNorm(const at::Tensor& x, int64_t num_groups, const std::optional<at::Tensor>& weight,
                           const std::optional<at::Tensor>& bias, double eps);
 at::Tensor SpatialAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);

@@ -5,7 +5,7 @@ It decodes one latent tile [B, C, f, h, w] -> [B, 3, 4(f-1)+1, 8h, 8w]; diffuser
 spatial tiling, which call the decoder on overlapping tiles and blend them, run in the engine
 (models/hunyuan_video/hunyuan_video_decode.cc), so one export serves every video length and size.
 
-The causal 3-D convolutions go through ``ditserve::halo_conv3d`` (replicate borders; time padded causally here),
+The causal 3-D convolutions go through ``ditserve::halo_conv3d`` (replicate borders, the causal frames included),
 the group norms through ``ditserve::group_norm`` and the mid-block attention's keys through
 ``ditserve::gather_rows``: on one rank these are the plain ops (ops.py); the engine may split a tile's decode by
 latent rows over a group's ranks (model.json "vae.parallel": "rows"), never by time. Every other op is row-local
@@ -30,9 +30,9 @@ class CausalConv3d(nn.Module):
         self.pad = [kernel // 2, kernel // 2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pad_t > 0:
-            x = F.pad(x, [0, 0, 0, 0, self.pad_t, 0], mode="replicate")
-        return torch.ops.ditserve.halo_conv3d(x, self.conv.weight, self.conv.bias, [1, 1, 1], self.pad, True)
+        # The causal frames and the H/W border in one replicate pad, as diffusers does: one pass over the activations.
+        return torch.ops.ditserve.halo_conv3d(x, self.conv.weight, self.conv.bias, [1, 1, 1], self.pad, True,
+                                              self.pad_t)
 
 
 class GroupNorm(nn.GroupNorm):

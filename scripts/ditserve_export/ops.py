@@ -7,8 +7,9 @@ tracing and the Python checks can run the exported modules.  Import it before ``
 
   attention          transformer attention (engine: SDPA, or Ulysses / ring under context parallelism)
   halo_conv2d        stride-1 conv2d (engine: exchanges halo rows when the decoder is split by rows)
-  halo_conv3d        H/W padding (zeros or replicate) + conv3d of [B, C, T, H, W] video (engine: the same halo
-                     exchange along H; T, with its causal padding, is never split)
+  halo_conv3d        H/W padding (zeros or replicate) and optional causal T padding (time_pad frames in front), in
+                     one copy, + conv3d of [B, C, T, H, W] video (engine: the same halo exchange along H; T is never
+                     split)
   group_norm         F.group_norm (engine: statistics all-reduced over the row-split ranks)
   spatial_attention  SDPA over all spatial tokens (engine: keys/values all-gathered over the ranks)
   gather_rows        the whole tensor along its row axis `dim` (engine: every rank's rows all-gathered, in row
@@ -52,13 +53,15 @@ def halo_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[
 
 
 def halo_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int],
-                          padding: List[int], replicate: bool) -> torch.Tensor:
-    """F.pad(x, (pw, pw, ph, ph), replicate or zeros) then conv3d(stride, no padding); x [B, C, T, H, W]."""
-    ph, pw = int(padding[0]), int(padding[1])
+                          padding: List[int], replicate: bool, time_pad: int = 0) -> torch.Tensor:
+    """F.pad(x, (pw, pw, ph, ph, time_pad, 0), replicate or zeros) then conv3d(stride, no padding); x [B, C, T, H, W]."""
+    ph, pw, pt = int(padding[0]), int(padding[1]), int(time_pad)
     st = (int(stride[0]), int(stride[1]), int(stride[2]))
     if not replicate:
+        if pt > 0:
+            x = F.pad(x, (0, 0, 0, 0, pt, 0))
         return F.conv3d(x, weight, bias, stride=st, padding=(0, ph, pw))
-    return F.conv3d(F.pad(x, (pw, pw, ph, ph, 0, 0), mode="replicate"), weight, bias, stride=st)
+    return F.conv3d(F.pad(x, (pw, pw, ph, ph, pt, 0), mode="replicate"), weight, bias, stride=st)
 
 
 def group_norm_reference(x: torch.Tensor, num_groups: int, weight: Optional[torch.Tensor],
@@ -226,8 +229,8 @@ def _halo_conv2d_meta(x, weight, bias, padding):
     return x.new_empty((x.shape[0], weight.shape[0], h, w))
 
 
-def _halo_conv3d_meta(x, weight, bias, stride, padding, replicate):
-    t = (x.shape[2] - weight.shape[2]) // stride[0] + 1
+def _halo_conv3d_meta(x, weight, bias, stride, padding, replicate, time_pad=0):
+    t = (x.shape[2] + time_pad - weight.shape[2]) // stride[0] + 1
     h = (x.shape[3] + 2 * padding[0] - weight.shape[3]) // stride[1] + 1
     w = (x.shape[4] + 2 * padding[1] - weight.shape[4]) // stride[2] + 1
     return x.new_empty((x.shape[0], weight.shape[0], t, h, w))
@@ -239,8 +242,8 @@ OPS = {
                   attention_reference, _same_as_q),
     "halo_conv2d": ("halo_conv2d(Tensor x, Tensor weight, Tensor? bias, int[2] padding) -> Tensor",
                     halo_conv2d_reference, _halo_conv2d_meta),
-    "halo_conv3d": ("halo_conv3d(Tensor x, Tensor weight, Tensor? bias, int[3] stride, int[2] padding, bool replicate) "
-                    "-> Tensor", halo_conv3d_reference, _halo_conv3d_meta),
+    "halo_conv3d": ("halo_conv3d(Tensor x, Tensor weight, Tensor? bias, int[3] stride, int[2] padding, bool replicate, "
+                    "int time_pad=0) -> Tensor", halo_conv3d_reference, _halo_conv3d_meta),
     "group_norm": ("group_norm(Tensor x, int num_groups, Tensor? weight, Tensor? bias, float eps) -> Tensor",
                    group_norm_reference, _same_as_q),
     "spatial_attention": ("spatial_attention(Tensor q, Tensor k, Tensor v) -> Tensor",
