@@ -20,7 +20,9 @@
 #           DITSERVE_BUILD_DIR (engine/libditserve_runtime.so: the engine's ops), DITSERVE_PYTHON, BENCH_REF_SITE
 #           (a directory with the newest diffusers, e.g. the 0.42.1 wheel unzipped: put first on the path),
 #           BENCH_SRC (default /dev/shm/hunyuan-video-src), BENCH_MODEL (default $TMPDIR/hunyuan-video-model),
-#           BENCH_SERVED_BUDGET_S (default 560: model + served stop starting what would overrun it).
+#           BENCH_SERVED_BUDGET_S (default 560: model + served stop starting what would overrun it), BENCH_FP8 (1:
+#           ditserve with the opt-in FP8 export: e4m3 block GEMMs in quick / decode's step, `export_model.py --fp8`
+#           for model / served, default model dir $TMPDIR/hunyuan-video-fp8-model; the references stay bf16).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${BENCH_OUT:-${OUT:-/tmp/ditserve-bench-hunyuan}}
@@ -29,7 +31,11 @@ mkdir -p "$OUT"
 # The checkpoint, export and served request (scripts/bench/served.sh; it defines log, left and record).
 BUDGET=${BENCH_SERVED_BUDGET_S:-560} BENCH_NAME=bench_hunyuan OUT_DIR=$OUT
 # The export on disk: the 43 GB source checkpoint fills /dev/shm.
-MODEL=${BENCH_MODEL:-${TMPDIR:-/tmp}/hunyuan-video-model} SRC=${BENCH_SRC:-/dev/shm/hunyuan-video-src}
+FP8=${BENCH_FP8:-0}
+MODEL=${BENCH_MODEL:-${TMPDIR:-/tmp}/hunyuan-video$([ "$FP8" = 1 ] && echo -fp8)-model}
+SRC=${BENCH_SRC:-/dev/shm/hunyuan-video-src}
+NAME=hunyuan-video$([ "$FP8" = 1 ] && echo -fp8)
+[ "$FP8" = 1 ] && SERVED_EXPORT_ARGS=--fp8
 FRAMES=${BENCH_FRAMES:-129} HEIGHT=${BENCH_HEIGHT:-720} WIDTH=${BENCH_WIDTH:-1280}
 BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-5}
 . scripts/bench/served.sh
@@ -39,6 +45,7 @@ step() {  # step NAME ARGS...: hunyuan_step.py with the engine's ops, JSON to $O
   local lib=$BUILD/engine/libditserve_runtime.so extra=()
   if [ -f "$lib" ]; then extra+=(--engine-lib "$lib"); else log "no $lib: ditserve's ops run as their Python references"; fi
   if [ "$DEVICE" = cpu ]; then extra+=(--device cpu --tiny); fi
+  if [ "$FP8" = 1 ]; then extra+=(--fp8); fi
   ref_python 0 scripts/bench/hunyuan_step.py --random --runs "$RUNS" \
     "${extra[@]}" --json "$OUT/$name.json" "$@"
 }
@@ -64,12 +71,12 @@ do_decode() {
   fi
 }
 
-do_model() { served_model hunyuan_video hunyuan-video bfloat16 scripts/make_fullsize_hunyuan_video.py; }
+do_model() { served_model hunyuan_video "$NAME" bfloat16 scripts/make_fullsize_hunyuan_video.py; }
 
-do_served() { served_run hunyuan-video "$MODEL" "a cat walks on the grass, realistic style"; }
+do_served() { served_run "$NAME" "$MODEL" "a cat walks on the grass, realistic style"; }
 
 do_report() {
-  [ -f "$RECORDS" ] && { served_report HunyuanVideo hunyuan-video || return 1; }
+  [ -f "$RECORDS" ] && { served_report HunyuanVideo "$NAME" || return 1; }
   "$PY" - "$OUT" <<'EOF'
 import glob, json, os, sys
 rows = []
@@ -86,6 +93,8 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "hunyuan-*.json"))):
         t = m.get("step_s", m.get("decode_s"))
         what = "s/step" if "step_s" in m else "s/decode"
         extra = f"compile {m['compile_s']:.0f}s" if "compile_s" in m else ""
+        if m.get("weights") == "fp8_e4m3":
+            extra = "fp8 e4m3 block GEMMs"
         if "max_abs_diff_vs_diffusers" in m:
             extra = f"max |diff| vs diffusers {m['max_abs_diff_vs_diffusers']:.4f}"
         rows.append((os.path.basename(path), system, shape, f"{t:.3f} {what}", f"{m.get('peak_gib', 0):.1f} GiB", extra))

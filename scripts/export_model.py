@@ -5,8 +5,9 @@
                   [--t5-max-length N] [--no-verify]
   export_model.py --family cogvideox --src DIR --out DIR [--dtype float16|bfloat16|float32] [--fp8] [--name NAME]
                   [--no-verify]
-  export_model.py --family hunyuan_video --src DIR --out DIR [--dtype float32|bfloat16] [--name NAME] [--no-verify]
---fp8: flux and cogvideox (5b / 1.5) only.
+  export_model.py --family hunyuan_video --src DIR --out DIR [--dtype float32|bfloat16] [--fp8] [--name NAME]
+                  [--no-verify]
+--fp8: flux, hunyuan_video and cogvideox (5b / 1.5) only.
 """
 import argparse
 import os

@@ -24,7 +24,7 @@ from .cogvideox_transformer import CogVideoXTransformer, from_diffusers_state_di
 from .flux_transformer import quantize_fp8_state_dict
 from .cogvideox_vae import CogVaeDecode
 from .vae import ParallelDecodeError
-from .flux import (ExportError, _check_close, _load_state_dict_in, _log, _merge, _read_json, _require,
+from .flux import (FP8_TOL, ExportError, _check_close, _load_state_dict_in, _log, _merge, _read_json, _require,
                    _transformer_weight_files, export_t5, write_manifest)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -46,9 +46,6 @@ ALLOWED_DTYPES = {"2b": ("float16", "float32"), "5b": ("bfloat16", "float32"), "
 def _tol(dtype: torch.dtype) -> float:
     return 1e-4 if dtype == torch.float32 else 3e-2
 
-
-# fp8 export vs diffusers' bf16 transformer (max abs error / max abs): e4m3 weights and per-row activations
-FP8_TOL = 0.15
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 
 from . import ops as _ops  # noqa: F401
-from .flux import (ExportError, FORMAT_VERSION, _check_close, _load_state_dict_in, _log, _merge, _read_json, _tol,
-                   _transformer_weight_files, _validate_limits, copy_tokenizers, export_clip, make_device_agnostic,
-                   open_export, write_manifest)
-from .flux_transformer import fuse_diffusers_state_dict
+from .flux import (FP8_TOL, ExportError, FORMAT_VERSION, _check_close, _load_state_dict_in, _log, _merge,
+                   _read_json, _tol, _transformer_weight_files, _validate_limits, copy_tokenizers, export_clip,
+                   make_device_agnostic, open_export, write_manifest)
+from .flux_transformer import fuse_diffusers_state_dict, quantize_fp8_state_dict
 from .hunyuan_video_transformer import HunyuanVideoTransformer
 from .hunyuan_video_vae import HunyuanVideoVaeDecode, tile_config
 
@@ -28,16 +28,20 @@ DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 6.0
 
 
-def build_transformer(tdir: str, dtype: torch.dtype) -> HunyuanVideoTransformer:
+def build_transformer(tdir: str, dtype: torch.dtype, fp8: bool = False) -> HunyuanVideoTransformer:
+    """ditserve's HunyuanVideoTransformer holding the checkpoint's weights in dtype; with fp8, the blocks' GEMM
+    weights in float8 e4m3 with per-output-feature scales (FLUX's FP8 layers)."""
     cfg = _read_json(os.path.join(tdir, "config.json"))
     try:
         with torch.device("meta"):
-            model = HunyuanVideoTransformer.from_diffusers_config(cfg)
+            model = HunyuanVideoTransformer.from_diffusers_config(cfg, fp8=fp8)
     except ValueError as e:
         raise ExportError(f"{tdir}/config.json: {e}") from e
-    sd = _load_state_dict_in(_transformer_weight_files(tdir), dtype)
+    sd = fuse_diffusers_state_dict(_load_state_dict_in(_transformer_weight_files(tdir), dtype))
+    if fp8:
+        sd = quantize_fp8_state_dict(model, sd)
     try:
-        model.load_state_dict(fuse_diffusers_state_dict(sd), strict=True, assign=True)
+        model.load_state_dict(sd, strict=True, assign=True)
     except (KeyError, RuntimeError) as e:
         raise ExportError(f"transformer weights in {tdir} do not match HunyuanVideoTransformer3DModel: {e}") from e
     del sd
@@ -47,7 +51,7 @@ def build_transformer(tdir: str, dtype: torch.dtype) -> HunyuanVideoTransformer:
     return model.eval().requires_grad_(False)
 
 
-def _verify_transformer(src_dir: str, scripted, dtype: torch.dtype) -> float:
+def _verify_transformer(src_dir: str, scripted, dtype: torch.dtype, tol: Optional[float] = None) -> float:
     """The scripted model's forward against diffusers' on a small random input with a padded text mask (the
     full-size checkpoint is only checked when it is small enough to load twice: tiny test models)."""
     from diffusers import HunyuanVideoTransformer3DModel
@@ -76,7 +80,9 @@ def _verify_transformer(src_dir: str, scripted, dtype: torch.dtype) -> float:
         img, tx = scripted.single_blocks(0, cfg.num_single_layers, img, tx, mod, cos, sin, key_mask)
         got = unpatchify(scripted.head(img, mod), 3, 2, 3, p, cfg.out_channels)
     del ref
-    return _check_close("transformer", got, want, 1e-4 if dtype == torch.float32 else 5e-2)
+    if tol is None:
+        tol = 1e-4 if dtype == torch.float32 else 5e-2
+    return _check_close("transformer", got, want, tol)
 
 
 def hunyuan_rope(f: int, h: int, w: int, axes, theta: float):
@@ -96,16 +102,17 @@ def unpatchify(tokens: torch.Tensor, f: int, h: int, w: int, p: int, c: int) -> 
         4, 5).flatten(2, 3)
 
 
-def export_transformer(src_dir: str, out_path: str, dtype: torch.dtype, verify: bool) -> Dict:
+def export_transformer(src_dir: str, out_path: str, dtype: torch.dtype, verify: bool, fp8: bool = False) -> Dict:
     tdir = os.path.join(src_dir, "transformer")
-    model = build_transformer(tdir, dtype)
+    model = build_transformer(tdir, dtype, fp8)
     scripted = torch.jit.script(model)
     del model
     gc.collect()
     cfg = _read_json(os.path.join(tdir, "config.json"))
     # the reference doubles the memory: verify small checkpoints only (the full size is the tiny one's code)
     if verify and sum(t.numel() for t in scripted.parameters()) < 200_000_000:
-        _log(f"transformer verified: rel err {_verify_transformer(src_dir, scripted, dtype):.2g}")
+        err = _verify_transformer(src_dir, scripted, dtype, FP8_TOL if fp8 else None)
+        _log(f"transformer verified: rel err {err:.2g}")
     scripted.save(out_path)
     del scripted
     gc.collect()
@@ -234,8 +241,9 @@ def export_hunyuan_video(src_dir: str, out_dir: str, dtype: str = "float32", nam
     """Write the ditserve model directory for the diffusers HunyuanVideo pipeline at src_dir; returns model.json.
     vae_tiling: decode with diffusers' spatial tiling (enable_tiling()) when a frame exceeds a tile;
     vae_tiles: tile sizes other than diffusers' defaults (enable_tiling's keyword arguments)."""
-    if unused.get("fp8"):
-        raise ExportError("--fp8 is not supported for hunyuan_video")
+    fp8 = bool(unused.pop("fp8", False))
+    if fp8 and dtype != "bfloat16":
+        raise ExportError(f"fp8 weights need dtype bfloat16 (the activations' type), got {dtype!r}")
     tdtype, src_dir, tcfg = open_export(
         src_dir, out_dir, dtype,
         ("transformer/config.json", "vae/config.json", "text_encoder/config.json", "text_encoder_2/config.json",
@@ -249,8 +257,8 @@ def export_hunyuan_video(src_dir: str, out_dir: str, dtype: str = "float32", nam
     length = MAX_SEQUENCE_LENGTH + crop_start
 
     t0 = time.time()
-    _log(f"{name}: transformer ({dtype})")
-    tcfg = export_transformer(src_dir, os.path.join(out_dir, "transformer.pt"), tdtype, verify)
+    _log(f"{name}: transformer ({dtype}{', fp8 e4m3 block weights' if fp8 else ''})")
+    tcfg = export_transformer(src_dir, os.path.join(out_dir, "transformer.pt"), tdtype, verify, fp8)
     _log(f"text_encoder (Llama, L={length})  [{time.time() - t0:.1f}s]")
     llama = export_llama(src_dir, os.path.join(out_dir, "text_encoder.pt"), tdtype, length, verify)
     _log(f"text_encoder_2 (CLIP)  [{time.time() - t0:.1f}s]")
@@ -287,6 +295,7 @@ def export_hunyuan_video(src_dir: str, out_dir: str, dtype: str = "float32", nam
             "rope_axes_dim": [int(a) for a in tcfg.get("rope_axes_dim", (16, 56, 56))],
             "rope_theta": float(tcfg.get("rope_theta", 256.0)),
             "guidance_embeds": bool(tcfg.get("guidance_embeds", True)),
+            "weights": "fp8_e4m3" if fp8 else dtype,
         },
         "text_encoder": {"file": "text_encoder.pt", "template": template, "crop_start": crop_start,
                          "max_sequence_length": MAX_SEQUENCE_LENGTH, **llama},

@@ -2,7 +2,8 @@
 
 HunyuanVideo's 20 dual-stream and 40 single-stream blocks are FLUX's blocks (same diffusers classes, parameter
 names and math), so this model reuses ``FluxTransformer``'s blocks, fused projections, ditserve ops and piecewise
-methods (``double_blocks`` / ``single_blocks`` / ``head``, the First Block Cache split). What differs:
+methods (``double_blocks`` / ``single_blocks`` / ``head``, the First Block Cache split), and its opt-in FP8 block
+GEMMs (``fp8=True``: the same ``Fp8Linear`` layers and ``quantize_fp8_state_dict``). What differs:
 
 * ``embed_image``: the (1, 2, 2) Conv3d patch embedding of the latent video [B, C, F, H, W] -> tokens [B, N, D];
   ``head`` returns the patch tokens [B, N, p_t*p*p*C] (the caller unpatchifies).
@@ -173,7 +174,7 @@ class HunyuanVideoTransformer(FluxTransformer):
                  attention_head_dim: int = 128, num_layers: int = 20, num_single_layers: int = 40,
                  num_refiner_layers: int = 2, mlp_ratio: float = 4.0, patch_size: int = 2, patch_size_t: int = 1,
                  guidance_embeds: bool = True, text_embed_dim: int = 4096, pooled_projection_dim: int = 768,
-                 rope_axes_dim: Sequence[int] = (16, 56, 56)):
+                 rope_axes_dim: Sequence[int] = (16, 56, 56), fp8: bool = False):
         if mlp_ratio != 4.0:
             raise ValueError(f"mlp_ratio {mlp_ratio}: only 4.0 (the blocks are FLUX's) is supported")
         patch_dim = patch_size_t * patch_size * patch_size * out_channels
@@ -181,7 +182,7 @@ class HunyuanVideoTransformer(FluxTransformer):
                          num_single_layers=num_single_layers, attention_head_dim=attention_head_dim,
                          num_attention_heads=num_attention_heads, joint_attention_dim=text_embed_dim,
                          pooled_projection_dim=pooled_projection_dim, guidance_embeds=False,
-                         axes_dims_rope=tuple(rope_axes_dim), patch_size=1)
+                         axes_dims_rope=tuple(rope_axes_dim), patch_size=1, fp8=fp8)
         dim = self.inner_dim
         self.x_embedder = PatchEmbed((patch_size_t, patch_size, patch_size), in_channels, dim)
         self.context_embedder = TokenRefiner(text_embed_dim, num_attention_heads, attention_head_dim,
@@ -190,8 +191,6 @@ class HunyuanVideoTransformer(FluxTransformer):
 
     @classmethod
     def from_diffusers_config(cls, cfg: Dict, fp8: bool = False) -> "HunyuanVideoTransformer":
-        if fp8:
-            raise ValueError("fp8 HunyuanVideo exports are not supported")
         if cfg.get("image_condition_type") is not None:
             raise ValueError(f"image_condition_type={cfg['image_condition_type']!r} (image-to-video) is not "
                              "supported; only text-to-video checkpoints")
@@ -206,7 +205,7 @@ class HunyuanVideoTransformer(FluxTransformer):
                    guidance_embeds=bool(cfg.get("guidance_embeds", True)),
                    text_embed_dim=cfg.get("text_embed_dim", 4096),
                    pooled_projection_dim=cfg.get("pooled_projection_dim", 768),
-                   rope_axes_dim=tuple(cfg.get("rope_axes_dim", (16, 56, 56))))
+                   rope_axes_dim=tuple(cfg.get("rope_axes_dim", (16, 56, 56))), fp8=fp8)
 
     @torch.jit.export
     def conditioning(self, pooled_projections: torch.Tensor, timestep: torch.Tensor, guidance: torch.Tensor

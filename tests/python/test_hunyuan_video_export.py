@@ -8,6 +8,9 @@ Needs DITSERVE_TEST_MODELS (output of scripts/make_test_models.py) and PYTHONPAT
   vae_decoder.pt vs diffusers' decoder (tiling off) at 1 and 3 latent frames               < 1e-5
   model.json vae.parallel "rows" (the decoder's row-coupled ops are ditserve ops)
   export refuses a checkpoint that is not HunyuanVideo, naming the transformer class
+  the opt-in FP8 export: every block GEMM (FLUX's set) e4m3 with float32 per-feature scales, the rest bf16; the
+    transformer's error vs diffusers' float32 < 0.08 and near the bf16 export's; model.json "weights": "fp8_e4m3";
+    --fp8 without bfloat16 refused
 """
 import json
 import os
@@ -78,5 +81,63 @@ with tempfile.TemporaryDirectory() as out:
     except ExportError as e:
         check("refuses FLUX", "HunyuanVideoPipeline" in str(e), str(e))
     check("no model.json after a refused export", not os.path.exists(os.path.join(out, "model.json")))
+
+# --- the opt-in FP8 export -------------------------------------------------------------------------------------
+from diffusers import HunyuanVideoTransformer3DModel  # noqa: E402
+
+from ditserve_export.flux_transformer import Fp8Linear  # noqa: E402
+from ditserve_export.hunyuan_video import build_transformer  # noqa: E402
+
+FP8_GEMMS = {"transformer_blocks": ("attn.to_qkv", "attn.add_qkv_proj", "attn.to_out.0", "attn.to_add_out",
+                                    "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"),
+             "single_transformer_blocks": ("attn.to_qkv", "proj_mlp", "proj_out")}
+tdir = os.path.join(SRC, "transformer")
+fp8_model = build_transformer(tdir, torch.bfloat16, fp8=True)
+got = {n for n, mod in fp8_model.named_modules() if isinstance(mod, Fp8Linear)}
+want = {f"{group}.{i}.{g}" for group, gemms in FP8_GEMMS.items() for i in range(len(getattr(fp8_model, group)))
+        for g in gemms}
+check("fp8: the block GEMMs are Fp8Linear", got == want, str(sorted(got ^ want)))
+dtypes_ok = all(t.dtype == (torch.float8_e4m3fn if n.rsplit(".", 1)[0] in got and n.endswith(".weight") else
+                            torch.float32 if n.endswith("weight_scale") else torch.bfloat16)
+                for n, t in fp8_model.named_parameters())
+check("fp8: e4m3 weights, float32 scales, the rest bf16", dtypes_ok)
+
+ref = HunyuanVideoTransformer3DModel.from_pretrained(tdir, torch_dtype=torch.float32).eval()
+cfg = ref.config
+g = torch.Generator().manual_seed(5)
+x = torch.randn(1, cfg.in_channels, 3, 2 * cfg.patch_size, 3 * cfg.patch_size, generator=g)
+txt = torch.randn(1, 7, cfg.text_embed_dim, generator=g)
+tmask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
+pooled = torch.randn(1, cfg.pooled_projection_dim, generator=g)
+t = torch.tensor([733.0])
+guid = torch.tensor([6000.0])
+want_out = ref(x, t, txt, tmask, pooled, guid, return_dict=False)[0]
+cos, sin = hunyuan_rope(3, 2, 3, list(cfg.rope_axes_dim), float(cfg.rope_theta))
+cos = torch.cat([torch.ones(7, cos.shape[1]), cos])
+sin = torch.cat([torch.zeros(7, sin.shape[1]), sin])
+key_mask = torch.cat([tmask.bool(), torch.ones(1, 18, dtype=torch.bool)], dim=1)
+errs = {}
+for label, fp8 in (("bf16", False), ("fp8", True)):
+    mdl = torch.jit.script(build_transformer(tdir, torch.bfloat16, fp8=fp8))
+    b = torch.bfloat16
+    mod = mdl.conditioning(pooled.to(b), t[None], guid.to(b))[0]
+    emb = mdl.embed_text(txt.to(b), tmask, t[None])[0]
+    img, tx = mdl.double_blocks(0, cfg.num_layers, mdl.embed_image(x.to(b)), emb, mod, cos, sin, key_mask)
+    img, tx = mdl.single_blocks(0, cfg.num_single_layers, img, tx, mod, cos, sin, key_mask)
+    out = unpatchify(mdl.head(img, mod), 3, 2, 3, cfg.patch_size, cfg.out_channels).double()
+    errs[label] = ((out - want_out.double()).norm() / want_out.double().norm()).item()
+check("fp8: error vs diffusers fp32 near the bf16 export's",
+      errs["fp8"] < 0.08 and errs["fp8"] <= 1.5 * errs["bf16"] + 0.01, f"bf16 {errs['bf16']:.2e}, fp8 {errs['fp8']:.2e}")
+
+with tempfile.TemporaryDirectory() as out:
+    try:
+        export_hunyuan_video(SRC, out, dtype="float32", fp8=True)
+        check("fp8 refused without bfloat16", False, "no error")
+    except ExportError as e:
+        check("fp8 refused without bfloat16", "bfloat16" in str(e), str(e))
+    mj = export_hunyuan_video(SRC, out, dtype="bfloat16", fp8=True)  # its own check vs diffusers bf16 runs too
+    with open(os.path.join(out, "model.json")) as f:
+        on_disk = json.load(f)["transformer"]["weights"]
+    check("fp8 model.json weights", mj["transformer"]["weights"] == on_disk == "fp8_e4m3", on_disk)
 
 sys.exit(1 if failures else 0)
