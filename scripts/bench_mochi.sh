@@ -22,11 +22,16 @@
 #           BENCH_FRAMES/HEIGHT/WIDTH (default 163/480/848), BENCH_STEPS (default 3), BENCH_REF_SITE,
 #           BENCH_REF_MODES (default "ditserve eager compile"), BENCH_PROFILE (1: one profiled step per mode, top
 #           kernels in references.log), BENCH_BUDGET_S, BENCH_COMMIT, BENCH_STRICT (1: report fails
-#           unless ditserve and a reference produced a step time; the CPU dry run).
+#           unless ditserve and a reference produced a step time; the CPU dry run), BENCH_FP8 (1: the opt-in FP8
+#           export, `export_model.py --fp8`, default model dir /dev/shm/mochi-bench-fp8-model; the references stay
+#           bf16 and ditserve-inprocess steps the FP8 transformer.pt).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${BENCH_OUT:-${OUT:-/tmp/mochi-bench}}
-MODEL=${BENCH_MODEL:-/dev/shm/mochi-bench-model}
+FP8=${BENCH_FP8:-0}
+NAME=mochi-1$([ "$FP8" = 1 ] && echo -fp8)
+[ "$FP8" = 1 ] && SERVED_EXPORT_ARGS=--fp8
+MODEL=${BENCH_MODEL:-/dev/shm/mochi-bench$([ "$FP8" = 1 ] && echo -fp8)-model}
 SRC=${BENCH_SRC:-/dev/shm/mochi-bench-src}
 FRAMES=${BENCH_FRAMES:-163}
 HEIGHT=${BENCH_HEIGHT:-480}
@@ -36,9 +41,9 @@ BENCH_NAME=bench_mochi
 . scripts/bench/served.sh
 BENCH_WARM_FRAMES=${BENCH_WARM_FRAMES:-$FRAMES} BENCH_WARM_STEPS=${BENCH_WARM_STEPS:-2}  # warm-up at the timed shape (decode: seconds); Mochi needs >= 2 steps
 
-do_model() { served_model mochi mochi-1 bfloat16 scripts/make_fullsize_mochi.py; }
+do_model() { served_model mochi "$NAME" bfloat16 scripts/make_fullsize_mochi.py; }
 
-do_ditserve() { served_run mochi-1 "$MODEL" "a red fox running through fresh snow, golden hour"; }
+do_ditserve() { served_run "$NAME" "$MODEL" "a red fox running through fresh snow, golden hour"; }
 
 do_references() {
   [ -f "$SRC/model_index.json" ] || { log "no diffusers checkpoint at $SRC: run 'model' first"; return 1; }
@@ -58,6 +63,6 @@ for line in sys.stdin:
   [ "$rc" = 0 ] || log "references exited with $rc (see $OUT_DIR/references.log)"
 }
 
-do_report() { served_report Mochi-1 mochi; }
+do_report() { served_report Mochi-1 "$NAME"; }
 
 served_main references "$@"

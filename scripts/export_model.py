@@ -7,7 +7,7 @@
                   [--no-verify]
   export_model.py --family hunyuan_video --src DIR --out DIR [--dtype float32|bfloat16] [--fp8] [--name NAME]
                   [--no-verify]
---fp8: flux, hunyuan_video and cogvideox (5b / 1.5) only.
+--fp8 (with bfloat16): every family; for cogvideox 5b / 1.5 only (2b runs in float16).
 """
 import argparse
 import os

@@ -414,12 +414,15 @@ def fuse_diffusers_state_dict(sd: Dict[str, torch.Tensor],
 
 def quantize_fp8_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """For every Fp8Linear of model, replace sd's "<name>.weight" (any float dtype) by its e4m3 quantisation
-    and add "<name>.weight_scale" (in place; one layer's float32 copy at a time)."""
+    and add "<name>.weight_scale" (in place; one layer's float32 copy at a time); a layer without a bias in sd
+    (a bias=False GEMM) gets zeros, as Fp8Linear always adds one."""
     for name, mod in model.named_modules():
         if isinstance(mod, Fp8Linear):
             key = name + ".weight"
             if key not in sd:
                 continue  # load_state_dict(strict=True) names it
+            if name + ".bias" not in sd:
+                sd[name + ".bias"] = sd[key].new_zeros(sd[key].shape[0])
             sd[key], sd[name + ".weight_scale"] = _ops.fp8_quantize_weight(sd[key])
     return sd
 

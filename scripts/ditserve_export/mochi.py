@@ -18,8 +18,9 @@ import torch
 import torch.nn as nn
 
 from . import ops as _ops  # noqa: F401
-from .flux import (DTYPES, FORMAT_VERSION, ExportError, _check_close, _load_state_dict_in, _log, _merge, _read_json,
-                   _tol, _transformer_weight_files, _validate_limits)
+from .flux import (DTYPES, FORMAT_VERSION, FP8_TOL, ExportError, _check_close, _load_state_dict_in, _log, _merge,
+                   _read_json, _tol, _transformer_weight_files, _validate_limits)
+from .flux_transformer import quantize_fp8_state_dict
 from .mochi_transformer import MochiTransformer, from_diffusers_state_dict
 from .mochi_vae import MochiVaeDecode
 from .vae import ParallelDecodeError
@@ -27,18 +28,22 @@ from .vae import ParallelDecodeError
 MAX_SEQUENCE_LENGTH = 256  # MochiPipeline's max_sequence_length
 
 
-def build_mochi_transformer(tdir: str, dtype: torch.dtype) -> MochiTransformer:
+def build_mochi_transformer(tdir: str, dtype: torch.dtype, fp8: bool = False) -> MochiTransformer:
+    """ditserve's MochiTransformer holding the checkpoint's weights in dtype; with fp8, the blocks' GEMM weights in
+    float8 e4m3 with per-output-feature scales."""
     cfg = _read_json(os.path.join(tdir, "config.json"))
     if cfg.get("_class_name", "MochiTransformer3DModel") != "MochiTransformer3DModel":
         raise ExportError(f"transformer is {cfg.get('_class_name')}, expected MochiTransformer3DModel")
     try:
         with torch.device("meta"):
-            model = MochiTransformer.from_diffusers_config(cfg)
+            model = MochiTransformer.from_diffusers_config(cfg, fp8=fp8)
     except ValueError as e:
         raise ExportError(str(e)) from e
-    sd = _load_state_dict_in(_transformer_weight_files(tdir), dtype)
+    sd = from_diffusers_state_dict(_load_state_dict_in(_transformer_weight_files(tdir), dtype))
+    if fp8:
+        sd = quantize_fp8_state_dict(model, sd)
     try:
-        model.load_state_dict(from_diffusers_state_dict(sd), strict=True, assign=True)
+        model.load_state_dict(sd, strict=True, assign=True)
     except (KeyError, RuntimeError) as e:
         raise ExportError(f"transformer weights in {tdir} do not match MochiTransformer3DModel: {e}") from e
     del sd
@@ -48,24 +53,31 @@ def build_mochi_transformer(tdir: str, dtype: torch.dtype) -> MochiTransformer:
     return model.eval().requires_grad_(False)
 
 
-def export_transformer(tdir: str, out_path: str, dtype: torch.dtype, verify: bool) -> Dict:
-    model = build_mochi_transformer(tdir, dtype)
+def sample_inputs(c, seed: int = 0):
+    """A small float32 forward input for a transformer config: latents, text, timesteps and a text mask, as a CFG
+    batch of 2 whose first prompt is padded (the second is not)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, c.in_channels, 2, 4 * c.patch_size, 3 * c.patch_size, generator=g)
+    txt = torch.randn(2, 9, c.text_embed_dim, generator=g)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[0, 4:] = False
+    return x, txt, torch.tensor([250.0, 250.0]), mask
+
+
+def export_transformer(tdir: str, out_path: str, dtype: torch.dtype, verify: bool, fp8: bool = False) -> Dict:
+    model = build_mochi_transformer(tdir, dtype, fp8)
     scripted = torch.jit.script(model)
-    if verify and dtype == torch.float32:
-        # against diffusers' own module (only at sizes where that is cheap: the tiny test models)
+    if verify and (dtype == torch.float32 or fp8):
+        # against diffusers' own module (only at sizes where that is cheap: the tiny test models); fp8 against
+        # diffusers in the activations' dtype, within the FP8 tolerance
         from diffusers import MochiTransformer3DModel
         ref = MochiTransformer3DModel.from_pretrained(tdir, torch_dtype=dtype).eval()
         if sum(p.numel() for p in ref.parameters()) < 50_000_000:
-            c = ref.config
-            g = torch.Generator().manual_seed(0)
-            x = torch.randn(2, c.in_channels, 2, 4 * c.patch_size, 3 * c.patch_size, generator=g)
-            txt = torch.randn(2, 9, c.text_embed_dim, generator=g)
-            mask = torch.ones(2, 9, dtype=torch.bool)
-            mask[0, 4:] = False
-            t = torch.tensor([250.0, 250.0])
+            x, txt, t, mask = sample_inputs(ref.config)
             with torch.no_grad():
+                x, txt = x.to(dtype), txt.to(dtype)
                 _check_close("transformer", scripted(x, txt, t, mask), ref(x, txt, t, mask, return_dict=False)[0],
-                             1e-5)
+                             FP8_TOL if fp8 else 1e-5)
         del ref
     scripted.save(out_path)
     cfg = _read_json(os.path.join(tdir, "config.json"))
@@ -164,8 +176,8 @@ def default_limits() -> Dict:
 def export_mochi(src_dir: str, out_dir: str, dtype: str = "float32", name: Optional[str] = None,
                  t5_max_length: Optional[int] = None, limits: Optional[Dict] = None, verify: bool = True,
                  fp8: bool = False) -> Dict:
-    if fp8:
-        raise ExportError("--fp8 is not available for mochi")
+    if fp8 and dtype != "bfloat16":
+        raise ExportError(f"fp8 weights need dtype bfloat16 (the activations' type), got {dtype!r}")
     if dtype not in DTYPES:
         raise ExportError(f"unsupported dtype {dtype!r}; choose one of {sorted(DTYPES)}")
     tdtype = DTYPES[dtype]
@@ -185,9 +197,9 @@ def export_mochi(src_dir: str, out_dir: str, dtype: str = "float32", name: Optio
         os.remove(os.path.join(out_dir, "model.json"))
 
     t0 = time.time()
-    _log(f"{name}: transformer ({dtype})")
+    _log(f"{name}: transformer ({dtype}{', fp8 e4m3 block weights' if fp8 else ''})")
     tcfg = export_transformer(os.path.join(src_dir, "transformer"), os.path.join(out_dir, "transformer.pt"), tdtype,
-                              verify)
+                              verify, fp8)
     _log(f"text_encoder (T5, L={t5_len})  [{time.time() - t0:.1f}s]")
     t5 = export_t5_masked(os.path.join(src_dir, "text_encoder"), os.path.join(out_dir, "text_encoder.pt"), tdtype,
                           t5_len, verify)
@@ -217,6 +229,7 @@ def export_mochi(src_dir: str, out_dir: str, dtype: str = "float32", name: Optio
             "attention_head_dim": int(tcfg.get("attention_head_dim", 128)),
             "pooled_projection_dim": int(tcfg.get("pooled_projection_dim", 1536)),
             "text_embed_dim": int(tcfg.get("text_embed_dim", 4096)),
+            "weights": "fp8_e4m3" if fp8 else dtype,
         },
         "text_encoder": {"file": "text_encoder.pt", **t5,
                          # MochiPipeline zeroes the ids and mask of an empty prompt when its config says so

@@ -16,7 +16,10 @@ diffusers state dict). Differences, all deliberate (docs/models/mochi.md):
   end, ...)`` (First Block Cache splits after block 0), ``head`` (final norm + projection, tokens out;
   the engine unpatchifies after gathering the sequence shards);
 * the memory-bound chains are ditserve ops with one CUDA kernel each for bf16 (``rms_scale``: the modulated
-  RMSNorms and gated residuals; ``rms_rope_per_head``: q/k norms + RoPE) and the unfused roundings elsewhere.
+  RMSNorms and gated residuals; ``rms_rope_per_head``: q/k norms + RoPE) and the unfused roundings elsewhere;
+* opt-in FP8 (``fp8=True``): the blocks' GEMMs (stacked q/k/v, output projections, both SwiGLU MLPs) are FLUX's
+  ``Fp8Linear`` (e4m3 weights, per-output-feature scales; ``quantize_fp8_state_dict`` converts them and gives the
+  bias-less ones a zero bias).
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -25,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import ops as _ops  # noqa: F401  (registers torch.ops.ditserve.*)
-from .flux_transformer import MLPEmbedder, fuse_diffusers_state_dict, timestep_sinusoid
+from .flux_transformer import Fp8Linear, MLPEmbedder, fuse_diffusers_state_dict, timestep_sinusoid
 
 
 class HeadRMSNorm(nn.Module):
@@ -37,10 +40,14 @@ class HeadRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
 
+def _gemm(fp8: bool, in_features: int, out_features: int, bias: bool) -> nn.Module:
+    return Fp8Linear(in_features, out_features) if fp8 else nn.Linear(in_features, out_features, bias=bias)
+
+
 class SwiGLUProj(nn.Module):
-    def __init__(self, dim: int, inner: int):
+    def __init__(self, dim: int, inner: int, fp8: bool = False):
         super().__init__()
-        self.proj = nn.Linear(dim, 2 * inner, bias=False)
+        self.proj = _gemm(fp8, dim, 2 * inner, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, g = self.proj(x).chunk(2, dim=-1)
@@ -50,9 +57,9 @@ class SwiGLUProj(nn.Module):
 class FeedForward(nn.Module):
     """diffusers FeedForward(activation_fn="swiglu", bias=False): net.0 (SwiGLU), net.1 (dropout), net.2."""
 
-    def __init__(self, dim: int, inner: int):
+    def __init__(self, dim: int, inner: int, fp8: bool = False):
         super().__init__()
-        self.net = nn.ModuleList([SwiGLUProj(dim, inner), nn.Dropout(0.0), nn.Linear(inner, dim, bias=False)])
+        self.net = nn.ModuleList([SwiGLUProj(dim, inner, fp8), nn.Dropout(0.0), _gemm(fp8, inner, dim, False)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.net:
@@ -87,7 +94,7 @@ class MochiAttention(nn.Module):
     q/k head RMSNorms and the video tokens' per-head RoPE as one ditserve op per q and k that writes both streams'
     heads in the [B, S, H, D] layout attention reads (and returns its output in)."""
 
-    def __init__(self, dim: int, pdim: int, heads: int, head_dim: int, context_pre_only: bool):
+    def __init__(self, dim: int, pdim: int, heads: int, head_dim: int, context_pre_only: bool, fp8: bool = False):
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
@@ -97,10 +104,10 @@ class MochiAttention(nn.Module):
         self.norm_k = HeadRMSNorm(head_dim, 1e-5)
         self.norm_added_q = HeadRMSNorm(head_dim, 1e-5)
         self.norm_added_k = HeadRMSNorm(head_dim, 1e-5)
-        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
-        self.add_qkv_proj = nn.Linear(pdim, 3 * inner, bias=False)
-        self.to_out = nn.ModuleList([nn.Linear(inner, dim), nn.Dropout(0.0)])
-        self.to_add_out = nn.Linear(inner, pdim) if not context_pre_only else nn.Identity()
+        self.to_qkv = _gemm(fp8, dim, 3 * inner, False)
+        self.add_qkv_proj = _gemm(fp8, pdim, 3 * inner, False)
+        self.to_out = nn.ModuleList([_gemm(fp8, inner, dim, True), nn.Dropout(0.0)])
+        self.to_add_out = _gemm(fp8, inner, pdim, True) if not context_pre_only else nn.Identity()
 
     def forward(self, x: torch.Tensor, txt: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +141,8 @@ def from_diffusers_state_dict(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Te
 
 
 class MochiBlock(nn.Module):
-    def __init__(self, dim: int, pdim: int, heads: int, head_dim: int, context_pre_only: bool, eps: float = 1e-6):
+    def __init__(self, dim: int, pdim: int, heads: int, head_dim: int, context_pre_only: bool, eps: float = 1e-6,
+                 fp8: bool = False):
         super().__init__()
         self.context_pre_only = context_pre_only
         self.eps = eps
@@ -142,9 +150,9 @@ class MochiBlock(nn.Module):
         self.pdim = pdim
         self.norm1 = Linear(dim, 4 * dim)
         self.norm1_context = ContinuousNorm(dim, pdim) if context_pre_only else Linear(dim, 4 * pdim)
-        self.attn1 = MochiAttention(dim, pdim, heads, head_dim, context_pre_only)
-        self.ff = FeedForward(dim, (4 * dim * 2) // 3)
-        self.ff_context = FeedForward(pdim, (4 * pdim * 2) // 3) if not context_pre_only else nn.Identity()
+        self.attn1 = MochiAttention(dim, pdim, heads, head_dim, context_pre_only, fp8)
+        self.ff = FeedForward(dim, (4 * dim * 2) // 3, fp8)
+        self.ff_context = FeedForward(pdim, (4 * pdim * 2) // 3, fp8) if not context_pre_only else nn.Identity()
 
     def mod_width(self) -> int:
         return 4 * self.dim + (self.pdim if self.context_pre_only else 4 * self.pdim)
@@ -221,7 +229,8 @@ class NormOut(nn.Module):
 class MochiTransformer(nn.Module):
     def __init__(self, patch_size: int = 2, num_attention_heads: int = 24, attention_head_dim: int = 128,
                  num_layers: int = 48, pooled_projection_dim: int = 1536, in_channels: int = 12,
-                 out_channels: Optional[int] = None, text_embed_dim: int = 4096, time_embed_dim: int = 256):
+                 out_channels: Optional[int] = None, text_embed_dim: int = 4096, time_embed_dim: int = 256,
+                 fp8: bool = False):
         super().__init__()
         dim = num_attention_heads * attention_head_dim
         out_channels = out_channels or in_channels
@@ -232,7 +241,8 @@ class MochiTransformer(nn.Module):
         self.time_embed = TimeEmbed(dim, pooled_projection_dim, text_embed_dim, time_embed_dim)
         self.pos_frequencies = nn.Parameter(torch.zeros(3, num_attention_heads, attention_head_dim // 2))
         self.transformer_blocks = nn.ModuleList([
-            MochiBlock(dim, pooled_projection_dim, num_attention_heads, attention_head_dim, i == num_layers - 1)
+            MochiBlock(dim, pooled_projection_dim, num_attention_heads, attention_head_dim, i == num_layers - 1,
+                       fp8=fp8)
             for i in range(num_layers)])
         self.norm_out = NormOut(dim)
         self.proj_out = nn.Linear(dim, patch_size * patch_size * out_channels)
@@ -245,13 +255,13 @@ class MochiTransformer(nn.Module):
         self.mod_offsets = offsets  # block i's modulation: [offsets[i], offsets[i + 1]); norm_out's after
 
     @classmethod
-    def from_diffusers_config(cls, cfg) -> "MochiTransformer":
+    def from_diffusers_config(cls, cfg, fp8: bool = False) -> "MochiTransformer":
         keys = ("patch_size", "num_attention_heads", "attention_head_dim", "num_layers", "pooled_projection_dim",
                 "in_channels", "out_channels", "text_embed_dim", "time_embed_dim")
         for k, want in (("qk_norm", "rms_norm"), ("activation_fn", "swiglu")):
             if cfg.get(k, want) != want:
                 raise ValueError(f"MochiTransformer3DModel with {k}={cfg.get(k)!r} is not supported (need {want!r})")
-        return cls(**{k: cfg[k] for k in keys if k in cfg})
+        return cls(**{k: cfg[k] for k in keys if k in cfg}, fp8=fp8)
 
     @torch.jit.export
     def rope(self, num_frames: int, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -87,6 +87,7 @@ from diffusers import HunyuanVideoTransformer3DModel  # noqa: E402
 
 from ditserve_export.flux_transformer import Fp8Linear  # noqa: E402
 from ditserve_export.hunyuan_video import build_transformer  # noqa: E402
+from fp8_export_checks import refusal_and_manifest, weight_dtypes  # noqa: E402
 
 FP8_GEMMS = {"transformer_blocks": ("attn.to_qkv", "attn.add_qkv_proj", "attn.to_out.0", "attn.to_add_out",
                                     "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"),
@@ -97,10 +98,10 @@ got = {n for n, mod in fp8_model.named_modules() if isinstance(mod, Fp8Linear)}
 want = {f"{group}.{i}.{g}" for group, gemms in FP8_GEMMS.items() for i in range(len(getattr(fp8_model, group)))
         for g in gemms}
 check("fp8: the block GEMMs are Fp8Linear", got == want, str(sorted(got ^ want)))
-dtypes_ok = all(t.dtype == (torch.float8_e4m3fn if n.rsplit(".", 1)[0] in got and n.endswith(".weight") else
-                            torch.float32 if n.endswith("weight_scale") else torch.bfloat16)
-                for n, t in fp8_model.named_parameters())
-check("fp8: e4m3 weights, float32 scales, the rest bf16", dtypes_ok)
+try:
+    check("fp8: e4m3 weights, float32 scales, the rest bf16", True, weight_dtypes(fp8_model, got))
+except AssertionError as e:
+    check("fp8: e4m3 weights, float32 scales, the rest bf16", False, str(e))
 
 ref = HunyuanVideoTransformer3DModel.from_pretrained(tdir, torch_dtype=torch.float32).eval()
 cfg = ref.config
@@ -129,15 +130,9 @@ for label, fp8 in (("bf16", False), ("fp8", True)):
 check("fp8: error vs diffusers fp32 near the bf16 export's",
       errs["fp8"] < 0.08 and errs["fp8"] <= 1.5 * errs["bf16"] + 0.01, f"bf16 {errs['bf16']:.2e}, fp8 {errs['fp8']:.2e}")
 
-with tempfile.TemporaryDirectory() as out:
-    try:
-        export_hunyuan_video(SRC, out, dtype="float32", fp8=True)
-        check("fp8 refused without bfloat16", False, "no error")
-    except ExportError as e:
-        check("fp8 refused without bfloat16", "bfloat16" in str(e), str(e))
-    mj = export_hunyuan_video(SRC, out, dtype="bfloat16", fp8=True)  # its own check vs diffusers bf16 runs too
-    with open(os.path.join(out, "model.json")) as f:
-        on_disk = json.load(f)["transformer"]["weights"]
-    check("fp8 model.json weights", mj["transformer"]["weights"] == on_disk == "fp8_e4m3", on_disk)
+try:
+    check("fp8 refusal and model.json", True, refusal_and_manifest(export_hunyuan_video, SRC))
+except AssertionError as e:
+    check("fp8 refusal and model.json", False, str(e))
 
 sys.exit(1 if failures else 0)
