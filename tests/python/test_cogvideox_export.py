@@ -19,6 +19,7 @@ from checklist import check, finish
 import ditserve_export.ops  # noqa: F401
 from ditserve_export.cogvideox import decode_in_batches, export_cogvideox
 from ditserve_export.flux import ExportError
+from fp8_export_checks import weight_dtypes
 
 MODELS = os.environ["DITSERVE_TEST_MODELS"]
 
@@ -135,11 +136,7 @@ def fp8_export():
         want = {f"transformer_blocks.{i}.{g}" for i in range(len(m.transformer_blocks))
                 for g in ("attn1.to_qkv", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2")}
         assert fp8 == want, sorted(fp8 ^ want)
-        for n, t in m.named_parameters():
-            want_dtype = torch.float8_e4m3fn if n.rsplit(".", 1)[0] in fp8 and n.endswith(".weight") else \
-                torch.float32 if n.endswith("weight_scale") else torch.bfloat16
-            assert t.dtype == want_dtype, (n, t.dtype)
-        return f"{len(fp8)} e4m3 GEMMs"
+        return weight_dtypes(m, fp8)
 
     def error():
         ref = CogVideoXTransformer3DModel.from_pretrained(tdir, torch_dtype=torch.float32).eval()
