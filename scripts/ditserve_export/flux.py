@@ -195,6 +195,12 @@ def _tol(dtype: torch.dtype) -> float:
 FP8_TOL = 0.15
 
 
+def require_fp8_dtype(fp8: bool, dtype: Optional[str]) -> None:
+    """An fp8 export's activations (and its non-GEMM weights) are bfloat16: refuse any other dtype."""
+    if fp8 and dtype != "bfloat16":
+        raise ExportError(f"fp8 weights need dtype bfloat16 (the activations' type), got {dtype!r}")
+
+
 def export_clip(src: str, out_path: str, dtype: torch.dtype, verify: bool, encoder: str = "text_encoder",
                 tokenizer: str = "tokenizer") -> Dict:
     """CLIP-L's pooled output from src/<encoder> (tokenised by src/<tokenizer>)."""
@@ -364,8 +370,7 @@ def export_flux(src_dir: str, out_dir: str, dtype: str = "float32", name: Option
     limits: partial override of model.json "limits" (merged into the real-size defaults).
     verify: compare each traced component with eager PyTorch at inputs other than the tracing ones.
     fp8: the transformer blocks' GEMM weights in float8 e4m3 (opt-in precision; needs dtype bfloat16)."""
-    if fp8 and dtype != "bfloat16":
-        raise ExportError(f"fp8 weights need dtype bfloat16 (the activations' type), got {dtype!r}")
+    require_fp8_dtype(fp8, dtype)
     tdtype, src_dir, tcfg = open_export(
         src_dir, out_dir, dtype,
         ("transformer/config.json", "vae/config.json", "text_encoder/config.json", "text_encoder_2/config.json",

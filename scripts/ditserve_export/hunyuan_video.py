@@ -16,7 +16,7 @@ import torch.nn as nn
 from . import ops as _ops  # noqa: F401
 from .flux import (FP8_TOL, ExportError, FORMAT_VERSION, _check_close, _load_state_dict_in, _log, _merge,
                    _read_json, _tol, _transformer_weight_files, _validate_limits, copy_tokenizers, export_clip,
-                   make_device_agnostic, open_export, write_manifest)
+                   make_device_agnostic, open_export, require_fp8_dtype, write_manifest)
 from .flux_transformer import fuse_diffusers_state_dict, quantize_fp8_state_dict
 from .hunyuan_video_transformer import HunyuanVideoTransformer
 from .hunyuan_video_vae import HunyuanVideoVaeDecode, tile_config
@@ -58,31 +58,44 @@ def _verify_transformer(src_dir: str, scripted, dtype: torch.dtype, tol: Optiona
 
     ref = HunyuanVideoTransformer3DModel.from_pretrained(os.path.join(src_dir, "transformer"),
                                                          torch_dtype=dtype).eval()
-    cfg = ref.config
-    g = torch.Generator().manual_seed(0)
-    c, p = cfg.in_channels, cfg.patch_size
-    x = torch.randn(1, c, 3, 2 * p, 3 * p, generator=g).to(dtype)
-    txt = torch.randn(1, 7, cfg.text_embed_dim, generator=g).to(dtype)
-    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
-    pooled = torch.randn(1, cfg.pooled_projection_dim, generator=g).to(dtype)
-    t = torch.tensor([733.0])
-    guid = torch.tensor([6000.0], dtype=dtype)
+    x, txt, mask, pooled, t, guid = sample_inputs(ref.config)
+    x, txt, pooled, guid = x.to(dtype), txt.to(dtype), pooled.to(dtype), guid.to(dtype)
     with torch.no_grad():
         want = ref(x, t, txt, mask, pooled, guid, return_dict=False)[0]
-        cos, sin = hunyuan_rope(3, 2, 3, list(cfg.rope_axes_dim), float(cfg.rope_theta))
-        cos = torch.cat([torch.ones(7, cos.shape[1]), cos])
-        sin = torch.cat([torch.zeros(7, sin.shape[1]), sin])
-        mod = scripted.conditioning(pooled, t[None], guid)[0]
-        emb = scripted.embed_text(txt, mask, t[None])[0]
-        key_mask = torch.cat([mask.bool(), torch.ones(1, 18, dtype=torch.bool)], dim=1)
-        img = scripted.embed_image(x)
-        img, tx = scripted.double_blocks(0, cfg.num_layers, img, emb, mod, cos, sin, key_mask)
-        img, tx = scripted.single_blocks(0, cfg.num_single_layers, img, tx, mod, cos, sin, key_mask)
-        got = unpatchify(scripted.head(img, mod), 3, 2, 3, p, cfg.out_channels)
+        got = forward_pieces(scripted, ref.config, x, txt, mask, pooled, t, guid)
     del ref
     if tol is None:
         tol = 1e-4 if dtype == torch.float32 else 5e-2
     return _check_close("transformer", got, want, tol)
+
+
+def sample_inputs(cfg, seed: int = 0):
+    """A small float32 input for one evaluation: latents [1, C, 3, 2p, 3p], a 7-token prompt whose last 2 tokens are
+    padding (its mask), pooled CLIP, the timestep and the embedded guidance (6 * 1000)."""
+    g = torch.Generator().manual_seed(seed)
+    c, p = cfg.in_channels, cfg.patch_size
+    x = torch.randn(1, c, 3, 2 * p, 3 * p, generator=g)
+    txt = torch.randn(1, 7, cfg.text_embed_dim, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
+    pooled = torch.randn(1, cfg.pooled_projection_dim, generator=g)
+    return x, txt, mask, pooled, torch.tensor([733.0]), torch.tensor([6000.0])
+
+
+def forward_pieces(scripted, cfg, x, txt, mask, pooled, t, guid) -> torch.Tensor:
+    """One unsharded evaluation through the exported methods in the Denoiser's order (conditioning, embed_text,
+    embed_image, double/single blocks with the [text, video] RoPE table and key mask, head), unpatchified to
+    diffusers' output layout [B, C, F, H, W]."""
+    p = cfg.patch_size
+    f, h, w, n = x.shape[2], x.shape[3] // p, x.shape[4] // p, txt.shape[1]
+    cos, sin = hunyuan_rope(f, h, w, list(cfg.rope_axes_dim), float(cfg.rope_theta))
+    cos = torch.cat([torch.ones(n, cos.shape[1]), cos])  # the text rows unrotated
+    sin = torch.cat([torch.zeros(n, sin.shape[1]), sin])
+    mod = scripted.conditioning(pooled, t[None], guid)[0]
+    emb = scripted.embed_text(txt, mask, t[None])[0]
+    key_mask = torch.cat([mask.bool(), torch.ones(x.shape[0], f * h * w, dtype=torch.bool)], dim=1)
+    img, tx = scripted.double_blocks(0, cfg.num_layers, scripted.embed_image(x), emb, mod, cos, sin, key_mask)
+    img, tx = scripted.single_blocks(0, cfg.num_single_layers, img, tx, mod, cos, sin, key_mask)
+    return unpatchify(scripted.head(img, mod), f, h, w, p, cfg.out_channels)
 
 
 def hunyuan_rope(f: int, h: int, w: int, axes, theta: float):
@@ -242,8 +255,7 @@ def export_hunyuan_video(src_dir: str, out_dir: str, dtype: str = "float32", nam
     vae_tiling: decode with diffusers' spatial tiling (enable_tiling()) when a frame exceeds a tile;
     vae_tiles: tile sizes other than diffusers' defaults (enable_tiling's keyword arguments)."""
     fp8 = bool(unused.pop("fp8", False))
-    if fp8 and dtype != "bfloat16":
-        raise ExportError(f"fp8 weights need dtype bfloat16 (the activations' type), got {dtype!r}")
+    require_fp8_dtype(fp8, dtype)
     tdtype, src_dir, tcfg = open_export(
         src_dir, out_dir, dtype,
         ("transformer/config.json", "vae/config.json", "text_encoder/config.json", "text_encoder_2/config.json",

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from . import ops as _ops  # noqa: F401
 from .flux import (DTYPES, FORMAT_VERSION, FP8_TOL, ExportError, _check_close, _load_state_dict_in, _log, _merge,
-                   _read_json, _tol, _transformer_weight_files, _validate_limits)
+                   _read_json, _tol, _transformer_weight_files, _validate_limits, require_fp8_dtype)
 from .flux_transformer import quantize_fp8_state_dict
 from .mochi_transformer import MochiTransformer, from_diffusers_state_dict
 from .mochi_vae import MochiVaeDecode
@@ -176,8 +176,7 @@ def default_limits() -> Dict:
 def export_mochi(src_dir: str, out_dir: str, dtype: str = "float32", name: Optional[str] = None,
                  t5_max_length: Optional[int] = None, limits: Optional[Dict] = None, verify: bool = True,
                  fp8: bool = False) -> Dict:
-    if fp8 and dtype != "bfloat16":
-        raise ExportError(f"fp8 weights need dtype bfloat16 (the activations' type), got {dtype!r}")
+    require_fp8_dtype(fp8, dtype)
     if dtype not in DTYPES:
         raise ExportError(f"unsupported dtype {dtype!r}; choose one of {sorted(DTYPES)}")
     tdtype = DTYPES[dtype]

@@ -21,8 +21,7 @@ import torch
 
 import ditserve_export.ops  # noqa: F401  (ditserve ops before torch.jit.load)
 from ditserve_export.flux import ExportError
-from ditserve_export.hunyuan_video import (_verify_transformer, export_hunyuan_video, hunyuan_rope,  # noqa: F401
-                                           unpatchify)
+from ditserve_export.hunyuan_video import _verify_transformer, export_hunyuan_video
 
 MODELS = os.environ["DITSERVE_TEST_MODELS"]
 MODEL = os.path.join(MODELS, "hunyuan-video-tiny")
@@ -86,7 +85,7 @@ with tempfile.TemporaryDirectory() as out:
 from diffusers import HunyuanVideoTransformer3DModel  # noqa: E402
 
 from ditserve_export.flux_transformer import Fp8Linear  # noqa: E402
-from ditserve_export.hunyuan_video import build_transformer  # noqa: E402
+from ditserve_export.hunyuan_video import build_transformer, forward_pieces, sample_inputs  # noqa: E402
 from fp8_export_checks import refusal_and_manifest, weight_dtypes  # noqa: E402
 
 FP8_GEMMS = {"transformer_blocks": ("attn.to_qkv", "attn.add_qkv_proj", "attn.to_out.0", "attn.to_add_out",
@@ -104,29 +103,14 @@ except AssertionError as e:
     check("fp8: e4m3 weights, float32 scales, the rest bf16", False, str(e))
 
 ref = HunyuanVideoTransformer3DModel.from_pretrained(tdir, torch_dtype=torch.float32).eval()
-cfg = ref.config
-g = torch.Generator().manual_seed(5)
-x = torch.randn(1, cfg.in_channels, 3, 2 * cfg.patch_size, 3 * cfg.patch_size, generator=g)
-txt = torch.randn(1, 7, cfg.text_embed_dim, generator=g)
-tmask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
-pooled = torch.randn(1, cfg.pooled_projection_dim, generator=g)
-t = torch.tensor([733.0])
-guid = torch.tensor([6000.0])
-want_out = ref(x, t, txt, tmask, pooled, guid, return_dict=False)[0]
-cos, sin = hunyuan_rope(3, 2, 3, list(cfg.rope_axes_dim), float(cfg.rope_theta))
-cos = torch.cat([torch.ones(7, cos.shape[1]), cos])
-sin = torch.cat([torch.zeros(7, sin.shape[1]), sin])
-key_mask = torch.cat([tmask.bool(), torch.ones(1, 18, dtype=torch.bool)], dim=1)
+x, txt, tmask, pooled, t, guid = sample_inputs(ref.config, seed=5)
+want_out = ref(x, t, txt, tmask, pooled, guid, return_dict=False)[0].double()
+b = torch.bfloat16
 errs = {}
 for label, fp8 in (("bf16", False), ("fp8", True)):
-    mdl = torch.jit.script(build_transformer(tdir, torch.bfloat16, fp8=fp8))
-    b = torch.bfloat16
-    mod = mdl.conditioning(pooled.to(b), t[None], guid.to(b))[0]
-    emb = mdl.embed_text(txt.to(b), tmask, t[None])[0]
-    img, tx = mdl.double_blocks(0, cfg.num_layers, mdl.embed_image(x.to(b)), emb, mod, cos, sin, key_mask)
-    img, tx = mdl.single_blocks(0, cfg.num_single_layers, img, tx, mod, cos, sin, key_mask)
-    out = unpatchify(mdl.head(img, mod), 3, 2, 3, cfg.patch_size, cfg.out_channels).double()
-    errs[label] = ((out - want_out.double()).norm() / want_out.double().norm()).item()
+    mdl = torch.jit.script(build_transformer(tdir, b, fp8=fp8))
+    out = forward_pieces(mdl, ref.config, x.to(b), txt.to(b), tmask, pooled.to(b), t, guid.to(b)).double()
+    errs[label] = ((out - want_out).norm() / want_out.norm()).item()
 check("fp8: error vs diffusers fp32 near the bf16 export's",
       errs["fp8"] < 0.08 and errs["fp8"] <= 1.5 * errs["bf16"] + 0.01, f"bf16 {errs['bf16']:.2e}, fp8 {errs['fp8']:.2e}")
 
