@@ -54,7 +54,8 @@ def halo_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[
 
 def halo_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int],
                           padding: List[int], replicate: bool, time_pad: int = 0) -> torch.Tensor:
-    """F.pad(x, (pw, pw, ph, ph, time_pad, 0), replicate or zeros) then conv3d(stride, no padding); x [B, C, T, H, W]."""
+    """F.pad(x, (pw, pw, ph, ph, time_pad, 0), replicate or zeros) then conv3d(stride, no padding);
+    x [B, C, T, H, W]."""
     ph, pw, pt = int(padding[0]), int(padding[1]), int(time_pad)
     st = (int(stride[0]), int(stride[1]), int(stride[2]))
     if not replicate:

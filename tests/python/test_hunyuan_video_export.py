@@ -112,7 +112,8 @@ for label, fp8 in (("bf16", False), ("fp8", True)):
     out = forward_pieces(mdl, ref.config, x.to(b), txt.to(b), tmask, pooled.to(b), t, guid.to(b)).double()
     errs[label] = ((out - want_out).norm() / want_out.norm()).item()
 check("fp8: error vs diffusers fp32 near the bf16 export's",
-      errs["fp8"] < 0.08 and errs["fp8"] <= 1.5 * errs["bf16"] + 0.01, f"bf16 {errs['bf16']:.2e}, fp8 {errs['fp8']:.2e}")
+      errs["fp8"] < 0.08 and errs["fp8"] <= 1.5 * errs["bf16"] + 0.01,
+      f"bf16 {errs['bf16']:.2e}, fp8 {errs['fp8']:.2e}")
 
 try:
     check("fp8 refusal and model.json", True, refusal_and_manifest(export_hunyuan_video, SRC))
