@@ -26,6 +26,13 @@ void Usage() {
                "                [--worker-binary PATH] [--log-level debug|info|warn|error] [--log-format text|json]\n";
 }
 
+// One write(2) per message: once the coordinator runs, its threads log to the same stderr, and an
+// iostream chain may be split between their lines (a test looking for the message then misses it).
+void PrintError(const std::string& message) {
+  const std::string line = "ditserve: " + message + "\n";
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+}
+
 std::string SelfDir() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -53,7 +60,7 @@ int main(int argc, char** argv) {
     else if (a == "--log-level") log_level = next();
     else if (a == "--log-format") log_format = next();
     else if (a == "-h" || a == "--help") { Usage(); return 0; }
-    else { std::cerr << "ditserve: unknown argument " << a << "\n"; Usage(); return 2; }
+    else { PrintError("unknown argument " + a); Usage(); return 2; }
   }
   if (config_path.empty()) {
     Usage();
@@ -62,14 +69,14 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   if (!log_format.empty()) {
     if (auto st = ditserve::server::CheckLogFormat(log_format); !st.ok()) {
-      std::cerr << "ditserve: --log-format: " << st.message() << "\n";
+      PrintError("--log-format: " + std::string(st.message()));
       return 2;
     }
   }
 
   auto cfg = ditserve::server::LoadConfig(config_path);
   if (!cfg.ok()) {
-    std::cerr << "ditserve: " << cfg.status().message() << "\n";
+    PrintError(std::string(cfg.status().message()));
     return 2;
   }
   if (!log_format.empty()) cfg->log_format = log_format;  // the workers take it from the config
@@ -79,13 +86,13 @@ int main(int argc, char** argv) {
   for (const auto& st : {ditserve::server::CheckListenAddress("--grpc-address", cfg->grpc_address, false),
                          ditserve::server::CheckListenAddress("--metrics-address", cfg->metrics_address, true)}) {
     if (!st.ok()) {
-      std::cerr << "ditserve: " << st.message() << "\n";
+      PrintError(std::string(st.message()));
       return 2;
     }
   }
   if (worker_bin.empty()) worker_bin = cfg->worker_binary.empty() ? SelfDir() + "/ditserve-worker" : cfg->worker_binary;
   if (access(worker_bin.c_str(), X_OK) != 0) {
-    std::cerr << "ditserve: worker binary not executable: " << worker_bin << "\n";
+    PrintError("worker binary not executable: " + worker_bin);
     return 2;
   }
 
@@ -103,14 +110,14 @@ int main(int argc, char** argv) {
 
   auto credentials = ditserve::server::MakeServerCredentials(cfg->tls);
   if (!credentials.ok()) {
-    std::cerr << "ditserve: " << credentials.status().message() << "\n";
+    PrintError(std::string(credentials.status().message()));
     return 2;
   }
   std::unique_ptr<ditserve::server::ApiKeys> api_keys;
   if (!cfg->api_keys_file.empty()) {
     auto keys = ditserve::server::ApiKeys::Load(cfg->api_keys_file);
     if (!keys.ok()) {
-      std::cerr << "ditserve: " << keys.status().message() << "\n";
+      PrintError(std::string(keys.status().message()));
       return 2;
     }
     api_keys = std::move(*keys);
@@ -118,7 +125,7 @@ int main(int argc, char** argv) {
 
   auto coord = ditserve::server::Coordinator::Create(*cfg, worker_bin, api_keys.get());
   if (!coord.ok()) {
-    std::cerr << "ditserve: " << coord.status().message() << "\n";
+    PrintError(std::string(coord.status().message()));
     return 2;
   }
   ditserve::server::DitServeService service(**coord, api_keys.get());
@@ -136,8 +143,8 @@ int main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(4 << 20);  // requests are small; results go out in chunks (result_stream.h)
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
-    std::cerr << "ditserve: cannot listen on " << cfg->grpc_address
-              << " (address in use by another process, or not an address of this host)\n";
+    PrintError("cannot listen on " + cfg->grpc_address +
+               " (address in use by another process, or not an address of this host)");
     (*coord)->Shutdown();
     return 2;
   }
