@@ -20,7 +20,9 @@
 #           BENCH_DEVICE (cuda|cpu: a dry run on the tiny model), BENCH_REF_SITE, BENCH_BUDGET_S, BENCH_COMMIT,
 #           BENCH_FP8 (1: the opt-in FP8 export, model in /dev/shm/cogvideox-<variant>-fp8-model),
 #           BENCH_STRICT (1: report fails unless ditserve and a reference produced a step time), BENCH_PROFILE
-#           (1: each system's step once more under torch.profiler, the top kernels in step.log and the JSON).
+#           (1: each system's step once more under torch.profiler, the top kernels in step.log and the JSON),
+#           BENCH_FP8_ATTN (1: FP8 attention in ditserve's in-process step, plus its error vs bf16 attention, and
+#           in the served group).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VARIANT=${BENCH_VARIANT:-5b}
@@ -57,6 +59,7 @@ do_step() {
   # The served artifacts when both are there (the same weights in both systems), else random in-process weights.
   [ -f "$SRC/model_index.json" ] && [ -f "$MODEL/model.json" ] && extra+=(--checkpoint "$SRC" --export "$MODEL")
   [ "${BENCH_PROFILE:-0}" = 1 ] && extra+=(--profile)
+  [ "${BENCH_FP8_ATTN:-0}" = 1 ] && [ -f "$lib" ] && extra+=(--fp8-attention)
   ref_python "$budget" scripts/bench/cogvideox_bench.py --quick --budget-s $((budget - 10)) \
     --out "$OUT_DIR/step" "${extra[@]}" > "$OUT_DIR/step.log" 2>&1
   local rc=$?
@@ -73,7 +76,7 @@ with open(records, "a") as f:
                                 f"{r['system']} {d['diffusers']}", "model": name, "gpus": 1, "metric": "step_ms",
                                 "value": r["value"], "unit": "ms",
                                 "note": f"transformer call, CFG batch of 2, peak {r.get('peak_gib')} GiB"}) + "\n")
-        elif r.get("metric") in ("ditserve_vs_eager_rel_err", "error", "diagnosis"):
+        elif r.get("metric") in ("ditserve_vs_eager_rel_err", "fp8_attention_rel_err_vs_bf16", "error", "diagnosis"):
             f.write(json.dumps({"system": r.get("system", "ditserve"), "model": name, "gpus": 1,
                                 "metric": r["metric"], "value": r["value"], "unit": "",
                                 "note": r.get("note", "")}) + "\n")

@@ -22,7 +22,9 @@
 #           BENCH_SRC (default /dev/shm/hunyuan-video-src), BENCH_MODEL (default $TMPDIR/hunyuan-video-model),
 #           BENCH_SERVED_BUDGET_S (default 560: model + served stop starting what would overrun it), BENCH_FP8 (1:
 #           ditserve with the opt-in FP8 export: e4m3 block GEMMs in quick / decode's step, `export_model.py --fp8`
-#           for model / served, default model dir $TMPDIR/hunyuan-video-fp8-model; the references stay bf16).
+#           for model / served, default model dir $TMPDIR/hunyuan-video-fp8-model; the references stay bf16),
+#           BENCH_FP8_ATTN (1: ditserve with FP8 attention, in quick's step (which then also times the step with bf16
+#           attention and reports the output's error between the two) and the served group's fp8_attention).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${BENCH_OUT:-${OUT:-/tmp/ditserve-bench-hunyuan}}
@@ -46,6 +48,7 @@ step() {  # step NAME ARGS...: hunyuan_step.py with the engine's ops, JSON to $O
   if [ -f "$lib" ]; then extra+=(--engine-lib "$lib"); else log "no $lib: ditserve's ops run as their Python references"; fi
   if [ "$DEVICE" = cpu ]; then extra+=(--device cpu --tiny); fi
   if [ "$FP8" = 1 ]; then extra+=(--fp8); fi
+  if [ "${BENCH_FP8_ATTN:-0}" = 1 ] && [ -f "$lib" ]; then extra+=(--fp8-attention); fi
   ref_python 0 scripts/bench/hunyuan_step.py --random --runs "$RUNS" \
     "${extra[@]}" --json "$OUT/$name.json" "$@"
 }
@@ -83,7 +86,8 @@ rows = []
 for path in sorted(glob.glob(os.path.join(sys.argv[1], "hunyuan-*.json"))):
     r = json.load(open(path))
     shape = f"{r['width']}x{r['height']}x{r['frames']}"
-    for system in ("ditserve", "diffusers-eager", "diffusers-compile", "vae-ditserve", "vae-diffusers-eager"):
+    for system in ("ditserve", "ditserve-bf16-attention", "diffusers-eager", "diffusers-compile", "vae-ditserve",
+                   "vae-diffusers-eager"):
         m = r.get(system)
         if m is None:
             continue
@@ -95,6 +99,9 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "hunyuan-*.json"))):
         extra = f"compile {m['compile_s']:.0f}s" if "compile_s" in m else ""
         if m.get("weights") == "fp8_e4m3":
             extra = "fp8 e4m3 block GEMMs"
+        if m.get("attention") == "fp8_e4m3":
+            extra += f"{', ' if extra else ''}fp8 attention (step rel. err vs bf16 attention " \
+                     f"{m.get('fp8_attention_rel_err_vs_bf16', float('nan')):.2e})"
         if "max_abs_diff_vs_diffusers" in m:
             extra = f"max |diff| vs diffusers {m['max_abs_diff_vs_diffusers']:.4f}"
         rows.append((os.path.basename(path), system, shape, f"{t:.3f} {what}", f"{m.get('peak_gib', 0):.1f} GiB", extra))

@@ -24,7 +24,8 @@
 #           kernels in references.log), BENCH_BUDGET_S, BENCH_COMMIT, BENCH_STRICT (1: report fails
 #           unless ditserve and a reference produced a step time; the CPU dry run), BENCH_FP8 (1: the opt-in FP8
 #           export, `export_model.py --fp8`, default model dir /dev/shm/mochi-bench-fp8-model; the references stay
-#           bf16 and ditserve-inprocess steps the FP8 transformer.pt).
+#           bf16 and ditserve-inprocess steps the FP8 transformer.pt), BENCH_FP8_ATTN (1: FP8 attention in
+#           ditserve-inprocess (plus its error vs bf16 attention) and in the served group).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${BENCH_OUT:-${OUT:-/tmp/mochi-bench}}
@@ -53,6 +54,7 @@ do_references() {
   # ditserve's served transformer.pt in process too (steady-state step, same weights and inputs)
   [ -f "$MODEL/model.json" ] && [ -f "$lib" ] && extra+=(--export "$MODEL" --engine-lib "$lib")
   [ "${BENCH_PROFILE:-0}" = 1 ] && extra+=(--profile)
+  [ "${BENCH_FP8_ATTN:-0}" = 1 ] && [ -f "$lib" ] && extra+=(--fp8-attention)
   ref_python "$budget" scripts/bench/mochi_reference.py --src "$SRC" --frames "$FRAMES" \
     --height "$HEIGHT" --width "$WIDTH" --modes "${BENCH_REF_MODES:-ditserve eager compile}" \
     --budget-s $((budget - 10)) --device "$DEVICE" --vae "${extra[@]}" 2> "$OUT_DIR/references.log" \

@@ -10,6 +10,7 @@
 #                               uses (see build_ffmpeg: Debian's binary FFmpeg would add 115 packages, 56 MiB).
 #   .gpu_bundle/wheels/         CPython 3.12 x86_64 wheels of the export/reference tooling (diffusers,
 #                               transformers 4.x, ...) and the reference systems (para-attn), no torch/numpy.
+#   .gpu_bundle/cudnn_frontend/ the cuDNN frontend's C++ headers (FP8 attention; scripts/fetch_cudnn_frontend.sh).
 #   .gpu_bundle/MANIFEST.txt    what is in it (package versions, wheels).
 #
 # Usage: scripts/gpu_bundle.sh        env: DITSERVE_XZ_THREADS (default 0 = all cores), DITSERVE_JOBS
@@ -250,6 +251,10 @@ if bad:
     sys.exit("\n".join(bad))
 EOF
 { echo; echo "[wheels: pip install --no-index --no-deps --target DIR]"; ls "$OUT/wheels"; } >> "$OUT/MANIFEST.txt"
+
+# --- cuDNN frontend headers -------------------------------------------------------------
+scripts/fetch_cudnn_frontend.sh "$OUT/cudnn_frontend"
+{ echo; echo "[cuDNN frontend headers]"; echo "nvidia-cudnn-frontend $(cat "$OUT/cudnn_frontend/VERSION")"; } >> "$OUT/MANIFEST.txt"
 
 # --- size -------------------------------------------------------------------------
 bytes=$(du -sb "$OUT" | cut -f1)

@@ -198,6 +198,9 @@ build() {
   # CMake 4 refuses policy versions < 3.5, which some of Debian's config files still name.
   [ "$(cmake --version | head -1 | awk '{print $3}' | cut -d. -f1)" -lt 4 ] || args+=(-DCMAKE_POLICY_VERSION_MINIMUM=3.5)
   [ -z "$nvcc" ] || args+=(-DCMAKE_CUDA_COMPILER="$nvcc")
+  # FP8 attention's cuDNN frontend headers (a checkout's own .deps/ otherwise, or none: no FP8 attention)
+  [ ! -f "$BUNDLE/cudnn_frontend/include/cudnn_frontend.h" ] ||
+    args+=(-DCUDNN_FRONTEND_INCLUDE_DIR="$BUNDLE/cudnn_frontend/include")
   # shellcheck disable=SC2206
   args+=(${DITSERVE_CMAKE_ARGS:-})
   # A new sysroot (or one unpacked elsewhere) invalidates the paths cached by an earlier configure.

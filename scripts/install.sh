@@ -33,4 +33,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q -r scripts/requirements.txt
   echo "$want" > "$stamp"
 fi
+# FP8 attention's cuDNN frontend headers (build-time only; a build without them has no FP8 attention on CUDA).
+scripts/fetch_cudnn_frontend.sh || echo "install: no cuDNN frontend headers: FP8 attention will be off on CUDA"
 echo "install: ok ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

@@ -308,7 +308,7 @@ StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::stri
   for (size_t i = 0; i < root.at("groups").size(); ++i) {
     const json& g = root.at("groups")[i];
     std::string where = "groups[" + std::to_string(i) + "]";
-    RETURN_IF_ERROR(CheckKeys(g, where, {"model", "count", "ranks", "devices", "layout"}));
+    RETURN_IF_ERROR(CheckKeys(g, where, {"model", "count", "ranks", "devices", "layout", "fp8_attention"}));
     GroupConfig gc;
     RETURN_IF_ERROR(Get(g, where, "model", gc.model));
     if (!names.count(gc.model)) return InvalidArgument(where + ".model: unknown model '" + gc.model + "'");
@@ -333,6 +333,7 @@ StatusOr<ServerConfig> ParseConfig(const std::string& json_text, const std::stri
       return InvalidArgument(where + ".layout: cfg*ulysses*ring = " + std::to_string(gc.cfg * gc.ulysses * gc.ring) +
                              " must equal ranks = " + std::to_string(gc.ranks));
     }
+    RETURN_IF_ERROR(Get(g, where, "fp8_attention", gc.fp8_attention));
     std::vector<std::string> devices;
     RETURN_IF_ERROR(ParseDevices(g, where, gc.ranks * count, devices));
     for (const auto& d : devices) {

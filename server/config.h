@@ -21,6 +21,7 @@ struct GroupConfig {
   int ranks = 1;
   std::vector<std::string> devices;  // one per rank: "cpu" or "cuda:N"
   int cfg = 1, ulysses = 1, ring = 1;
+  bool fp8_attention = false;        // EngineOptions::fp8_attention
   std::string Layout() const;        // "cfg1xulysses1xring1"
 };
 

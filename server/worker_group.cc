@@ -271,6 +271,7 @@ WorkerGroup::StartResult WorkerGroup::StartWorkers() {
         std::to_string(server_.worker_threads), "--step-delay-ms", std::to_string(server_.debug_step_delay_ms),
         "--cache-warmup-steps", std::to_string(server_.cache_warmup_steps), "--cache-max-skips",
         std::to_string(server_.cache_max_consecutive_skips), "--cuda-graphs", server_.cuda_graphs ? "1" : "0",
+        "--fp8-attention", group_.fp8_attention ? "1" : "0",
         "--video-crf", std::to_string(server_.video_crf), "--prompt-in-metadata", server_.prompt_in_metadata ? "1" : "0",
         "--device-memory-limit-mib", std::to_string(server_.device_memory_limit_mib), "--result-chunk-bytes",
         std::to_string(server_.result_chunk_bytes), "--log-format", server_.log_format, "--parent-pid",
@@ -291,8 +292,8 @@ WorkerGroup::StartResult WorkerGroup::StartWorkers() {
     }
     ranks_.push_back(std::move(rank));
   }
-  spdlog::info("group {}: started {} worker(s) for model {} ({})", group_.id, group_.ranks, model_.name,
-               group_.Layout());
+  spdlog::info("group {}: started {} worker(s) for model {} ({}{})", group_.id, group_.ranks, model_.name,
+               group_.Layout(), group_.fp8_attention ? ", FP8 attention" : "");
 
   // Wait for every rank to answer Ping with ready (model loaded, rendezvous done).
   const auto deadline = Clock::now() + std::chrono::duration<double>(server_.worker_start_timeout_s);

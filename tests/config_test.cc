@@ -128,6 +128,8 @@ TEST(Config, StrictNumbersKeysAndPorts) {
        "server.grpc_address: wrong type"},
       {R"({"server":{"cuda_graphs":1},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
        "server.cuda_graphs: wrong type"},
+      {R"({"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m","fp8_attention":"yes"}]})",
+       "groups[0].fp8_attention: wrong type"},
       {R"({"server":{"tls":{"cert_file":"c.pem"}},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
        "server.tls: needs cert_file and key_file"},
       {R"({"server":{"tls":{"cert":"c.pem"}},"models":[{"name":"m","path":"/m"}],"groups":[{"model":"m"}]})",
@@ -244,6 +246,12 @@ TEST(Config, CacheAndGraphSettings) {
   EXPECT_EQ(c->cache_warmup_steps, 2);
   EXPECT_EQ(c->cache_max_consecutive_skips, 3);
   EXPECT_TRUE(c->cuda_graphs);
+  EXPECT_FALSE(c->groups[0].fp8_attention);  // off unless asked
+  auto fp8 = ParseConfig(R"({"models": [{"name": "m", "path": "/m"}],
+    "groups": [{"model": "m", "devices": "cpu"}, {"model": "m", "devices": "cpu", "fp8_attention": true}]})", "/");
+  ASSERT_TRUE(fp8.ok()) << fp8.status().ToString();
+  EXPECT_FALSE(fp8->groups[0].fp8_attention);
+  EXPECT_TRUE(fp8->groups[1].fp8_attention);
   auto bad = ParseConfig(R"({"server": {"cache_warmup_steps": 0}, "models": [{"name": "m", "path": "/m"}],
     "groups": [{"model": "m", "devices": "cpu"}]})", "/");
   ASSERT_FALSE(bad.ok());

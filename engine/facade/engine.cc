@@ -12,6 +12,7 @@
 #include "engine/runtime/attention_op.h"
 #include "engine/runtime/cp/cp_attention.h"
 #include "engine/runtime/cp/mesh.h"
+#include "engine/runtime/fp8_attention.h"
 #include "engine/runtime/fp8_linear.h"
 #include "models/registry.h"
 
@@ -85,6 +86,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
                               "of compute capability >= 8.9 (Ada, Hopper or newer) and a build with ditserve's CUDA "
                               "kernels, which " + device.str() + " in this build lacks: export the model without --fp8");
   }
+  // Elsewhere on a GPU FP8 attention would run its reference, which materialises every score: refuse it.
+  if (options.fp8_attention && device.is_cuda() && !runtime::Fp8AttentionRunsOn(device)) {
+    return FailedPrecondition("fp8_attention needs a GPU of compute capability 9.x (Hopper) and a build with the "
+                              "cuDNN frontend (scripts/fetch_cudnn_frontend.sh), which " + device.str() +
+                              " in this build lacks: turn fp8_attention off for this group");
+  }
   if (options.intra_op_threads < 0) return InvalidArgument("intra_op_threads must be >= 0");
   if (options.cache_warmup_steps < 1 || options.cache_max_consecutive_skips < 0) {
     return InvalidArgument("cache_warmup_steps must be >= 1 and cache_max_consecutive_skips >= 0");
@@ -105,9 +112,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   }
   // A single sequence rank attends over its full sequence; otherwise the shards attend together.
   if (mesh && mesh->sequence_size() > 1) {
-    runtime::SetAttentionBackend(std::make_shared<runtime::ContextParallelAttention>(mesh));
+    runtime::SetAttentionBackend(std::make_shared<runtime::ContextParallelAttention>(mesh, options.fp8_attention));
   } else {
-    runtime::SetAttentionBackend(std::make_shared<runtime::SdpaAttentionBackend>());
+    runtime::SetAttentionBackend(std::make_shared<runtime::SdpaAttentionBackend>(options.fp8_attention));
   }
 
   runtime::PipelineOptions popts;

@@ -5,6 +5,8 @@
 
 #include <torch/library.h>
 
+#include "engine/runtime/cp/local_attention.h"
+#include "engine/runtime/fp8_attention.h"
 #include "engine/runtime/key_compaction.h"
 
 #ifdef DITSERVE_HAVE_TORCH_CUDA
@@ -55,6 +57,10 @@ at::Tensor AttentionKernel(const at::Tensor& q, const at::Tensor& k, const at::T
   return CurrentAttentionBackend()->Attention(q, k, v, key_mask);
 }
 
+// For Python benchmarks that step an export in process (scripts/bench/*): the single-rank backend in bf16 or
+// FP8, as a group's fp8_attention sets it in the engine.
+void SetFp8Attention(bool on) { SetAttentionBackend(std::make_shared<SdpaAttentionBackend>(on)); }
+
 }  // namespace
 
 void CheckAttentionArgs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -76,18 +82,36 @@ void CheckAttentionArgs(const at::Tensor& q, const at::Tensor& k, const at::Tens
   }
 }
 
+at::Tensor SdpaAttentionBackend::Dense(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  if (fp8_ && !fp8_failed_.load()) {
+    try {
+      return Fp8Attention(q, k, v, /*with_lse=*/false).first;
+    } catch (const c10::Error& e) {
+      fp8_failed_ = true;
+      TORCH_WARN("ditserve::attention: FP8 attention failed (", e.what_without_backtrace(),
+                 "); this group's attention runs in bf16 from now on");
+    }
+  }
+  return Cudnn(q, k, v);
+}
+
 at::Tensor SdpaAttentionBackend::Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                            const std::optional<at::Tensor>& key_mask) {
   const bool masked = key_mask.has_value() && key_mask->defined();
-  if (q.is_cuda() && !masked && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf)) {
+  const bool fused = q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf);
+  if (fp8_ && !fused) {
+    std::optional<at::Tensor> bias;
+    if (masked) bias = MaskToBias(key_mask->to(q.device()), at::kFloat);
+    return Fp8AttentionReference(q, k, v, bias, /*with_lse=*/false).first;
+  }
+  if (fused && !masked) {
     // cuDNN's fused attention directly: SDPA's dispatcher picks FlashAttention-2 on Hopper, which ran
     // at about half cuDNN's throughput at FLUX's shape (331 vs 647 TFLOP/s on an H200). cuDNN reads
     // strided q/k/v (the exported graph passes [B, S, H, D]-stored views and column slices of fused
     // projections) and returns its output in q's layout.
-    return Cudnn(q, k, v);
+    return Dense(q, k, v);
   }
-  if (q.is_cuda() && masked && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) &&
-      !compaction_failed_.load() && !Capturing(q)) {
+  if (fused && masked && !compaction_failed_.load() && !Capturing(q)) {
     // Padding keys (a padded prompt): cuDNN on each row's real keys instead of the (slower) masked kernel.
     try {
       const std::vector<KeyCompaction::Row> rows = compaction_.Rows(*key_mask);
@@ -99,7 +123,7 @@ at::Tensor SdpaAttentionBackend::Attention(const at::Tensor& q, const at::Tensor
           out.push_back(at::zeros_like(qb));  // every key masked: SDPA's convention for an all -inf row
           continue;
         }
-        out.push_back(Cudnn(qb, KeyCompaction::Select(k, b, row), KeyCompaction::Select(v, b, row)));
+        out.push_back(Dense(qb, KeyCompaction::Select(k, b, row), KeyCompaction::Select(v, b, row)));
       }
       return out.size() == 1 ? out[0] : at::cat(out, 0);
     } catch (const c10::Error& e) {
@@ -131,6 +155,7 @@ std::shared_ptr<AttentionBackend> CurrentAttentionBackend() {
 
 TORCH_LIBRARY(ditserve, m) {
   m.def("attention(Tensor q, Tensor k, Tensor v, Tensor? key_mask=None) -> Tensor");
+  m.def("set_fp8_attention(bool on) -> ()", &ditserve::runtime::SetFp8Attention);
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CPU, m) { m.impl("attention", &ditserve::runtime::AttentionKernel); }

@@ -26,14 +26,22 @@ class AttentionBackend {
 };
 
 // Plain at::scaled_dot_product_attention on this rank's full sequence (cuDNN for unmasked half/bf16 on CUDA;
-// masked half/bf16 on CUDA runs cuDNN on the real keys: key_compaction.h).
+// masked half/bf16 on CUDA runs cuDNN on the real keys: key_compaction.h). fp8: FP8 attention (fp8_attention.h)
+// wherever the bf16 path would run cuDNN, and its reference off CUDA; a masked attention that cannot compact
+// its keys (during a CUDA graph capture) stays bf16, and so does everything after an FP8 failure (a cuDNN
+// without a plan for a shape: warned once, the group keeps serving).
 class SdpaAttentionBackend final : public AttentionBackend {
  public:
-  const char* name() const override { return "sdpa"; }
+  explicit SdpaAttentionBackend(bool fp8 = false) : fp8_(fp8) {}
+  const char* name() const override { return fp8_ ? "sdpa-fp8" : "sdpa"; }
   at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        const std::optional<at::Tensor>& key_mask) override;
 
  private:
+  at::Tensor Dense(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
+  const bool fp8_;
+  std::atomic<bool> fp8_failed_{false};
   KeyCompaction compaction_;
   std::atomic<bool> compaction_failed_{false};
 };

@@ -6,14 +6,15 @@ bench_cogvideox.sh runs it), or random bf16 weights at the real configs with dit
 
   cogvideox_bench.py --engine-lib build-gpu/engine/libditserve_runtime.so [--quick] [--budget-s 420]
                      [--configs 5b,1.5] [--checkpoint SRC --export MODEL] [--profile] [--out DIR]
-                     [--device cuda|cpu]
+                     [--device cuda|cpu] [--fp8-attention]
 
 One "step" = one transformer call on both CFG branches (batch 2), as CogVideoXPipeline runs it:
   5b  at 480x720x49  (13 latent frames, 17,550 video tokens + 226 text)
   1.5 at 768x1360x81 (21 latent frames padded to 22, 44,880 video tokens + 226 text)
 Prints a table and writes <out>/cogvideox_bench.json after every measurement (a run killed at its time limit
 keeps what it measured). --budget-s: stop starting new measurements when they could not finish in time.
---device cpu --tiny: a dry run at the tiny 5b-style shape (ctest bench_cogvideox_dry_run).
+--device cpu --tiny: a dry run at the tiny 5b-style shape (ctest bench_cogvideox_dry_run). --fp8-attention: ditserve
+with FP8 attention (a group's fp8_attention), plus its step output's error against bf16 attention.
 """
 import argparse
 import json
@@ -185,8 +186,16 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
         got, want = results["ditserve"][1].float(), results["diffusers-eager"][1].float()
         rel = ((got - want).norm() / want.norm()).item()
         b.record(config=name, metric="ditserve_vs_eager_rel_err", value=rel)
-        if not rel <= (1e-4 if dtype == torch.float32 else 5e-2):
+        if not rel <= (1e-4 if dtype == torch.float32 else 5e-2) and not a.fp8_attention:
             b.failed = True
+    if "ditserve" in results and a.fp8_attention:  # FP8 attention's cost in fidelity: the step with bf16 attention
+        torch.ops.ditserve.set_fp8_attention(False)
+        with torch.no_grad():
+            bf16_out = ditserve_step().float()
+        torch.ops.ditserve.set_fp8_attention(True)
+        got = results["ditserve"][1].float()
+        b.record(config=name, system="ditserve", metric="fp8_attention_rel_err_vs_bf16",
+                 value=((got - bf16_out).norm() / bf16_out.norm()).item())
     if not b.cuda:
         b.record(config=name, system="diffusers-compile", metric="skipped", value=0, note="cpu dry run")
     elif b.left() < 200:
@@ -225,11 +234,15 @@ def main() -> int:
     p.add_argument("--profile", action="store_true", help="one more step of each system under torch.profiler")
     p.add_argument("--checkpoint", default="", help="a diffusers CogVideoX pipeline dir: time its transformer and ...")
     p.add_argument("--export", default="", help="... ditserve's export of it (the served transformer.pt), one config")
+    p.add_argument("--fp8-attention", action="store_true", help="ditserve with FP8 attention (needs --engine-lib)")
     a = p.parse_args()
+    if a.fp8_attention and not a.engine_lib:
+        p.error("--fp8-attention needs --engine-lib")
     if bool(a.checkpoint) != bool(a.export):
         p.error("--checkpoint and --export go together")
     if a.engine_lib:
         torch.ops.load_library(a.engine_lib)
+        torch.ops.ditserve.set_fp8_attention(a.fp8_attention)
     from ditserve_export import ops  # noqa: F401  (Python references for ops the engine lib did not register)
     torch._C._jit_set_profiling_mode(False)  # the engine's TorchScript settings (engine.cc: getProfilingMode)
     torch._C._jit_set_texpr_fuser_enabled(False)

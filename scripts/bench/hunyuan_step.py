@@ -158,9 +158,21 @@ def ditserve_step(a, device, ref, c, x, txt, mask, pooled, timestep, guidance, g
 
     best, first, n, peak = timed(run_ditserve, a.runs, device, budget, 0)
     results["ditserve"] = {"step_s": best, "first_s": first, "runs": n, "peak_gib": peak,
-                           "weights": "fp8_e4m3" if a.fp8 else str(x.dtype).split(".")[-1]}
+                           "weights": "fp8_e4m3" if a.fp8 else str(x.dtype).split(".")[-1],
+                           "attention": "fp8_e4m3" if a.fp8_attention else str(x.dtype).split(".")[-1]}
     log(f"ditserve ({results['ditserve']['weights']}): {best:.3f} s/step (first {first:.2f}s, {n} runs), "
         f"peak {peak:.1f} GiB")
+    if a.fp8_attention:  # what FP8 attention gains and costs in fidelity: the same step with bf16 attention
+        fp8_out = run_ditserve().float()
+        torch.ops.ditserve.set_fp8_attention(False)
+        bf16_out = run_ditserve().float()
+        best, first, n, peak = timed(run_ditserve, a.runs, device, budget, 0)
+        results["ditserve-bf16-attention"] = {"step_s": best, "runs": n, "peak_gib": peak}
+        log(f"ditserve with bf16 attention: {best:.3f} s/step")
+        torch.ops.ditserve.set_fp8_attention(True)
+        err = float((fp8_out - bf16_out).norm() / bf16_out.norm())
+        results["ditserve"]["fp8_attention_rel_err_vs_bf16"] = err
+        log(f"ditserve step output, FP8 vs bf16 attention: relative error {err:.2e}")
     del scripted
 
 
@@ -264,11 +276,16 @@ def main() -> int:
     p.add_argument("--decode", action="store_true", help="time the VAE decode instead of the transformer")
     p.add_argument("--tiny", action="store_true", help="the tiny test config (CPU dry runs)")
     p.add_argument("--fp8", action="store_true", help="ditserve with the opt-in FP8 export's block GEMMs (e4m3)")
+    p.add_argument("--fp8-attention", action="store_true",
+                   help="ditserve with FP8 attention (a group's fp8_attention; needs --engine-lib)")
     p.add_argument("--json", default="", help="write the results here")
     a = p.parse_args()
 
     if a.engine_lib:
         torch.ops.load_library(a.engine_lib)
+        torch.ops.ditserve.set_fp8_attention(a.fp8_attention)
+    elif a.fp8_attention:
+        raise SystemExit("--fp8-attention needs --engine-lib")
     from ditserve_export import ops  # noqa: F401  (references for the ops the engine library lacks)
     from bench.flux_inproc import use_engine_torchscript_settings
     use_engine_torchscript_settings()

@@ -4,10 +4,13 @@ torch.compile, in one process: the transformer call MochiPipeline makes per step
 batch of 2, a 256-token prompt padded and masked), timed with CUDA events after warm-up; plus the VAE decode.
 With --export (ditserve's export of the same checkpoint) and --engine-lib, mode "ditserve" times the served
 transformer.pt in process, its pieces called as the engine's Mochi denoiser calls them, with the same weights and
-inputs (steady state: no per-request first-call costs); --profile adds one profiled step per mode (top kernels).
+inputs (steady state: no per-request first-call costs); --fp8-attention runs it with FP8 attention (a group's
+fp8_attention) and adds its error against the same step with bf16 attention; --profile adds one profiled step per
+mode (top kernels).
 
   mochi_reference.py --src DIR --frames F --height H --width W [--modes "ditserve eager compile"] [--runs N]
-                     [--export DIR --engine-lib LIB] [--profile] [--real-tokens N] [--vae] [--budget-s S]
+                     [--export DIR --engine-lib LIB [--fp8-attention]] [--profile] [--real-tokens N] [--vae]
+                     [--budget-s S]
                      [--device cuda|cpu]
 
 Prints one JSON object per line: {"system", "metric", "value", "unit", "note"}. A mode whose warm-up would not
@@ -85,9 +88,13 @@ def main() -> int:
     p.add_argument("--export", default="", help="ditserve's export of --src (mode ditserve)")
     p.add_argument("--engine-lib", default="", help="libditserve_runtime.so: the engine's ops (mode ditserve)")
     p.add_argument("--profile", action="store_true", help="one more step of each mode under torch.profiler")
+    p.add_argument("--fp8-attention", action="store_true", help="mode ditserve with FP8 attention")
     a = p.parse_args()
     if a.engine_lib:
         torch.ops.load_library(a.engine_lib)
+        torch.ops.ditserve.set_fp8_attention(a.fp8_attention)
+    elif a.fp8_attention:
+        raise SystemExit("--fp8-attention needs --engine-lib")
     start = time.time()
     import diffusers
     from diffusers import MochiTransformer3DModel
@@ -108,7 +115,9 @@ def main() -> int:
     system = f"diffusers-{diffusers.__version__}"
     note = f"{a.frames}x{a.height}x{a.width}: {tokens} video tokens, batch 2 (CFG), {a.real_tokens}/256 prompt tokens"
     for mode in a.modes.split():
-        name = "ditserve-inprocess" if mode == "ditserve" else f"{system}-{mode}"
+        name = f"{system}-{mode}"
+        if mode == "ditserve":
+            name = "ditserve-inprocess" + ("-fp8attn" if a.fp8_attention else "")
         fn = model
         if mode == "ditserve":
             if not a.export:
@@ -138,6 +147,13 @@ def main() -> int:
         if dev == "cuda":
             emit(name, "step_peak_gb", round(torch.cuda.max_memory_allocated() / 2**30, 2), "GB",
                  "peak allocated during the timed steps (weights included)")
+        if mode == "ditserve" and a.fp8_attention:  # FP8 attention's cost in fidelity: the step with bf16 attention
+            fp8_out = step().float()
+            torch.ops.ditserve.set_fp8_attention(False)
+            bf16_out = step().float()
+            torch.ops.ditserve.set_fp8_attention(True)
+            emit(name, "fp8_attention_rel_err_vs_bf16", round(float((fp8_out - bf16_out).norm() / bf16_out.norm()), 5),
+                 "", "step output, FP8 vs bf16 attention, same weights and inputs")
         if a.profile and a.budget_s - (time.time() - start) > 2 * ms / 1000 + 20:
             import flux_inproc  # noqa: E402  (scripts/bench: the torch.profiler helpers)
             prof = flux_inproc.profile_once(step, dev == "cuda")

@@ -2,7 +2,8 @@
 # checkpoint and its export, ditserve served end to end on one device (time to ready, a warm-up and a timed
 # request -> MP4, stage times, peak memory) and the report table. The caller, in the repository root, sets
 # BENCH_NAME (its log prefix), BUDGET, OUT_DIR, MODEL, SRC, FRAMES, HEIGHT and WIDTH; the settings every driver
-# shares come from the environment here.
+# shares come from the environment here. BENCH_FP8_ATTN=1: the served group runs FP8 attention (a group's
+# fp8_attention), its records named MODEL-fp8attn.
 REPO=$(pwd)
 START=${START:-$SECONDS}
 BUILD=${DITSERVE_BUILD_DIR:-$REPO/build-gpu}
@@ -68,7 +69,8 @@ poll_gpu_mem() {
 # server and records the timed request's figures. A warm-up at the timed shape (the caller's choice where its decode
 # is cheap) leaves the timed step free of per-shape first-call costs (attention plans, allocator growth).
 served_run() {
-  local name=$1 model=$2 prompt=$3
+  local name=$1 model=$2 prompt=$3 fp8_attention=false
+  [ "${BENCH_FP8_ATTN:-0}" = 1 ] && name=$name-fp8attn fp8_attention=true
   [ -f "$model/model.json" ] || { log "no model at $model: run 'model' first"; return 1; }
   local dir=$OUT_DIR/ditserve port=$((51000 + RANDOM % 1000)) dev="\"$DEVICE:0\""
   [ "$DEVICE" = cpu ] && dev='"cpu"'
@@ -77,7 +79,7 @@ served_run() {
 {"server": {"grpc_address": "127.0.0.1:$port", "metrics_address": "", "queue_capacity": 4,
             "store_base_port": $((30000 + RANDOM % 20000))},
  "models": [{"name": "$name", "path": "$model"}],
- "groups": [{"model": "$name", "ranks": 1, "devices": [$dev]}]}
+ "groups": [{"model": "$name", "ranks": 1, "devices": [$dev], "fp8_attention": $fp8_attention}]}
 JSON
   local ctl="$BUILD/server/ditctl --server 127.0.0.1:$port"
   local flag=$dir/polling; touch "$flag"; echo 0 > "$dir/peak_mib"

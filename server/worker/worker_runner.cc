@@ -24,7 +24,7 @@ int RunWorker(int argc, char** argv, const EngineFactory& factory) {
                                           {"--cfg", "1"},        {"--ulysses", "1"},   {"--ring", "1"},
                                           {"--threads", "0"},    {"--step-delay-ms", "0"}, {"--parent-pid", "0"},
                                           {"--cache-warmup-steps", "1"}, {"--cache-max-skips", "0"},
-                                          {"--cuda-graphs", "0"}, {"--video-crf", "18"}, {"--prompt-in-metadata", "1"},
+                                          {"--cuda-graphs", "0"}, {"--fp8-attention", "0"}, {"--video-crf", "18"}, {"--prompt-in-metadata", "1"},
                                           {"--device-memory-limit-mib", "0"},
                                           {"--result-chunk-bytes", "1048576"}, {"--log-format", "text"},
                                           {"--failure-file", ""}};
@@ -75,6 +75,7 @@ int RunWorker(int argc, char** argv, const EngineFactory& factory) {
   opts.cache_warmup_steps = std::stoi(a["--cache-warmup-steps"]);
   opts.cache_max_consecutive_skips = std::stoi(a["--cache-max-skips"]);
   opts.cuda_graphs = a["--cuda-graphs"] != "0";
+  opts.fp8_attention = a["--fp8-attention"] != "0";
   opts.video_crf = std::stoi(a["--video-crf"]);
   opts.prompt_in_metadata = a["--prompt-in-metadata"] != "0";
   opts.device_memory_limit = std::stoull(a["--device-memory-limit-mib"]) << 20;

@@ -86,6 +86,10 @@ struct EngineOptions {
   // Most device memory (bytes) a request may use beyond the weights, below the device's free memory (0 = no
   // such cap; server.device_memory_limit_mib): larger estimates are refused up front (RESOURCE_EXHAUSTED).
   uint64_t device_memory_limit = 0;
+  // Attention in FP8 (e4m3 q, k, v and probabilities; a group's fp8_attention): about twice bf16's attention
+  // speed on Hopper at a small loss of fidelity (docs/architecture.md, "FP8 attention"). Needs a CUDA
+  // device of compute capability 9.x and a build with the cuDNN frontend; the CPU runs its reference (CI).
+  bool fp8_attention = false;
 };
 
 class Engine {

@@ -41,7 +41,7 @@ at::Tensor ContextParallelAttention::RingMasks(const at::Tensor& mask) {
 at::Tensor ContextParallelAttention::RingAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                    const std::optional<at::Tensor>& key_mask) {
   Communicator* ring = mesh_->ring();
-  if (ring == nullptr) return AttentionWithLse(q, k, v, key_mask).out;
+  if (ring == nullptr) return AttentionWithLse(q, k, v, key_mask, fp8_).out;
   const int n = ring->size(), me = ring->rank();
   const int next = (me + 1) % n, prev = (me + n - 1) % n;
   at::Tensor masks;
@@ -57,7 +57,7 @@ at::Tensor ContextParallelAttention::RingAttention(const at::Tensor& q, const at
     const int src = (me - step + n) % n;  // whose block is in hand
     std::optional<at::Tensor> block_mask;
     if (masks.defined()) block_mask = masks.select(0, src);
-    MergeAttention(acc_out, acc_lse, AttentionWithLse(q, kv.select(0, 0), kv.select(0, 1), block_mask));
+    MergeAttention(acc_out, acc_lse, AttentionWithLse(q, kv.select(0, 0), kv.select(0, 1), block_mask, fp8_));
     if (step + 1 < n) {
       WaitAll(works);
       std::swap(kv, incoming);

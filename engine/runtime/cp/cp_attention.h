@@ -7,7 +7,8 @@
 //                    the block in hand while the next block is in flight, and partial outputs are merged
 //                    with their log-sum-exp in float32.
 // Both together give the 2-D layout. Key padding masks are gathered along the same paths, so padded
-// tokens (uneven sequence splits, text masks) are never attended to.
+// tokens (uneven sequence splits, text masks) are never attended to. fp8: each rank's attention in FP8
+// (AttentionWithLse's fp8).
 #pragma once
 
 #include <memory>
@@ -19,8 +20,9 @@ namespace ditserve::runtime {
 
 class ContextParallelAttention final : public AttentionBackend {
  public:
-  explicit ContextParallelAttention(std::shared_ptr<DeviceMesh> mesh) : mesh_(std::move(mesh)) {}
-  const char* name() const override { return "context-parallel"; }
+  explicit ContextParallelAttention(std::shared_ptr<DeviceMesh> mesh, bool fp8 = false)
+      : mesh_(std::move(mesh)), fp8_(fp8) {}
+  const char* name() const override { return fp8_ ? "context-parallel-fp8" : "context-parallel"; }
   at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        const std::optional<at::Tensor>& key_mask) override;
 
@@ -33,6 +35,7 @@ class ContextParallelAttention final : public AttentionBackend {
   at::Tensor RingMasks(const at::Tensor& mask);
 
   std::shared_ptr<DeviceMesh> mesh_;
+  const bool fp8_;
   at::Tensor mask_in_, mask_ulysses_, mask_ring_in_, mask_ring_;
 };
 

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <tuple>
 
+#include "engine/runtime/fp8_attention.h"
+
 namespace ditserve::runtime {
 namespace {
 
@@ -29,9 +31,25 @@ at::Tensor MaskToBias(const at::Tensor& key_mask, at::ScalarType dtype) {
 }
 
 AttentionPartial AttentionWithLse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  const std::optional<at::Tensor>& key_mask) {
+                                  const std::optional<at::Tensor>& key_mask, bool fp8) {
+  const bool masked = key_mask.has_value() && key_mask->defined();
+  const bool fused = q.is_cuda() && (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf);
+  if (fp8 && !fused) {
+    std::optional<at::Tensor> bias;
+    if (masked) bias = MaskToBias(key_mask->to(q.device()), at::kFloat);
+    auto [out, lse] = Fp8AttentionReference(q, k, v, bias, /*with_lse=*/true);
+    return {out, lse};
+  }
+  if (fp8 && !masked) {
+    try {
+      auto [out, lse] = Fp8Attention(q, k, v, /*with_lse=*/true);
+      return {out, lse};
+    } catch (const c10::Error& e) {  // a cuDNN without a plan for this block: bf16, as the single-rank backend
+      TORCH_WARN_ONCE("ditserve::attention: FP8 attention failed (", e.what_without_backtrace(), "); bf16 instead");
+    }
+  }
   std::optional<at::Tensor> bias;
-  if (key_mask.has_value() && key_mask->defined()) bias = MaskToBias(key_mask->to(q.device()), q.scalar_type());
+  if (masked) bias = MaskToBias(key_mask->to(q.device()), q.scalar_type());
   if (q.is_cpu()) {
     auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, false, bias);
     return {out, lse};

@@ -16,9 +16,11 @@ struct AttentionPartial {
 };
 
 // key_mask: bool [B, S_k], true = attend. Picks cuDNN / efficient attention on CUDA and the flash
-// CPU kernel on CPU.
+// CPU kernel on CPU. fp8: FP8 attention (fp8_attention.h) for unmasked half/bf16 blocks on CUDA and its
+// reference off CUDA; masked blocks on CUDA (a ring step over padded text keys) stay bf16, as do blocks cuDNN has
+// no FP8 plan for (warned once).
 AttentionPartial AttentionWithLse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  const std::optional<at::Tensor>& key_mask);
+                                  const std::optional<at::Tensor>& key_mask, bool fp8 = false);
 
 // Folds `part` into the running (acc_out float32, acc_lse float32); an undefined acc_out starts it.
 void MergeAttention(at::Tensor& acc_out, at::Tensor& acc_lse, const AttentionPartial& part);
