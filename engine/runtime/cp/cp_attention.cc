@@ -41,7 +41,7 @@ at::Tensor ContextParallelAttention::RingMasks(const at::Tensor& mask) {
 at::Tensor ContextParallelAttention::RingAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                    const std::optional<at::Tensor>& key_mask) {
   Communicator* ring = mesh_->ring();
-  if (ring == nullptr) return AttentionWithLse(q, k, v, key_mask, fp8_).out;
+  if (ring == nullptr) return local_.Attention(q, k, v, key_mask);
   const int n = ring->size(), me = ring->rank();
   const int next = (me + 1) % n, prev = (me + n - 1) % n;
   at::Tensor masks;

@@ -7,8 +7,9 @@
 //                    the block in hand while the next block is in flight, and partial outputs are merged
 //                    with their log-sum-exp in float32.
 // Both together give the 2-D layout. Key padding masks are gathered along the same paths, so padded
-// tokens (uneven sequence splits, text masks) are never attended to. fp8: each rank's attention in FP8
-// (AttentionWithLse's fp8).
+// tokens (uneven sequence splits, text masks) are never attended to. Without a ring, each rank's attention
+// over the gathered sequence is the single-rank backend's (cuDNN on the real keys for a masked sequence: the
+// masked kernel runs at about half its speed). fp8: each rank's attention in FP8.
 #pragma once
 
 #include <memory>
@@ -21,7 +22,7 @@ namespace ditserve::runtime {
 class ContextParallelAttention final : public AttentionBackend {
  public:
   explicit ContextParallelAttention(std::shared_ptr<DeviceMesh> mesh, bool fp8 = false)
-      : mesh_(std::move(mesh)), fp8_(fp8) {}
+      : mesh_(std::move(mesh)), fp8_(fp8), local_(fp8) {}
   const char* name() const override { return fp8_ ? "context-parallel-fp8" : "context-parallel"; }
   at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        const std::optional<at::Tensor>& key_mask) override;
@@ -36,6 +37,7 @@ class ContextParallelAttention final : public AttentionBackend {
 
   std::shared_ptr<DeviceMesh> mesh_;
   const bool fp8_;
+  SdpaAttentionBackend local_;  // Ulysses without a ring: attention over the whole gathered sequence
   at::Tensor mask_in_, mask_ulysses_, mask_ring_in_, mask_ring_;
 };
 
