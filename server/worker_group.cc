@@ -112,6 +112,7 @@ v1::GroupStatus WorkerGroup::GetStatus() const {
   s.set_model(model_.name);
   s.set_ranks(group_.ranks);
   s.set_layout(group_.Layout());
+  s.set_fp8_attention(group_.fp8_attention);
   for (const auto& d : group_.devices) s.add_devices(d);
   s.set_state(state_);
   s.set_request_id(running_request_);

@@ -282,6 +282,24 @@ TEST_F(Hardening, ModelThatCannotLoadFailsItsGroupAndAnswersUnavailable) {
   EXPECT_EQ(MetricValue(s.ScrapeMetrics(), "ditserve_group_failed", "group=\"0\",model=\"fake-video\""), 0);
 }
 
+// Operators see which groups run FP8 attention (groups[].fp8_attention) in the status, as ditctl status shows it.
+TEST_F(Hardening, StatusNamesTheGroupsThatRunFp8Attention) {
+  ServerOptions o = FakeOptions(*dir_);
+  o.groups_json = R"([{"model": "fake-video", "devices": "cpu"},
+                      {"model": "fake-video", "devices": "cpu", "fp8_attention": true}])";
+  ServerProcess s(o);
+  std::string err;
+  ASSERT_TRUE(s.WaitReady(60, &err)) << err;
+  auto stub = s.NewStub();
+  grpc::ClientContext ctx;
+  v1::ServerStatus status;
+  ASSERT_TRUE(stub->GetServerStatus(&ctx, v1::GetServerStatusRequest(), &status).ok());
+  ASSERT_EQ(status.groups_size(), 2);
+  EXPECT_FALSE(status.groups(0).fp8_attention());
+  EXPECT_TRUE(status.groups(1).fp8_attention());
+  EXPECT_NE(s.LogTail().find("(cfg1xulysses1xring1, FP8 attention)"), std::string::npos) << s.LogTail();
+}
+
 // Defect 4: a worker that exits at every start (here /bin/false) fails its group after
 // server.max_start_attempts; with no group left the server exits non-zero, unless told to keep running.
 TEST_F(Hardening, NoGroupCanStartExitsNonZeroOrAnswersUnavailable) {

@@ -79,7 +79,8 @@ int ServerStatusCmd(Ctl& ctl, double timeout) {
     std::string state = v1::GroupState_Name(g.state());
     state = state.rfind("GROUP_STATE_", 0) == 0 ? state.substr(12) : state;
     for (char& c : state) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    rows.push_back({std::to_string(g.id()), g.model(), std::to_string(g.ranks()), g.layout(),
+    rows.push_back({std::to_string(g.id()), g.model(), std::to_string(g.ranks()),
+                    g.layout() + (g.fp8_attention() ? " fp8-attention" : ""),
                     devices.empty() ? "-" : devices, state, g.request_id().empty() ? "-" : g.request_id(),
                     std::to_string(g.restarts()), std::to_string(g.completed())});
   }
