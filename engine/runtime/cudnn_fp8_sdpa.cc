@@ -5,6 +5,7 @@
 #include <c10/util/Exception.h>
 
 #ifdef DITSERVE_HAVE_CUDNN_FRONTEND
+#include <cmath>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,7 +56,7 @@ std::shared_ptr<fe::graph::Graph> Build(const CudnnFp8SdpaArgs& a, cudnnHandle_t
                      .set_name("sdpa_fp8")
                      .set_generate_stats(a.stats.defined())
                      .set_causal_mask(false)
-                     .set_attn_scale(static_cast<float>(a.attn_scale));
+                     .set_attn_scale(static_cast<float>(1.0 / std::sqrt(static_cast<double>(a.q.size(3)))));
   auto [o, stats, amax_s, amax_o] =
       g->sdpa_fp8(q, k, v, scalar("Descale_Q", kDescaleQ), scalar("Descale_K", kDescaleK),
                   scalar("Descale_V", kDescaleV), scalar("Descale_S", kDescaleS), scalar("Scale_S", kScaleS),
@@ -86,7 +87,6 @@ class GraphCache {
       key.insert(key.end(), t->sizes().begin(), t->sizes().end());
       key.insert(key.end(), t->strides().begin(), t->strides().end());
     }
-    key.push_back(static_cast<int64_t>(std::hash<double>()(a.attn_scale)));
     std::lock_guard<std::mutex> lock(mu_);
     auto& slot = graphs_[key];
     if (!slot) slot = Build(a, handle);

@@ -15,8 +15,7 @@ struct CudnnFp8SdpaArgs {
   at::Tensor scalars;
   at::Tensor out;      // float8_e4m3fn [B, H, S_q, D], written
   at::Tensor stats;    // float32 [B, H, S_q, 1] (log-sum-exp of the scaled scores), written when defined
-  double attn_scale = 0;
-};
+};  // scores are scaled by 1/sqrt(D), as ditserve::attention's always are
 
 // Throws c10::Error (naming cuDNN's reason) when cuDNN has no plan for the inputs.
 void CudnnFp8Sdpa(const CudnnFp8SdpaArgs& args);

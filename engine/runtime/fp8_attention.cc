@@ -47,7 +47,6 @@ std::pair<at::Tensor, at::Tensor> Fused(const at::Tensor& q, const at::Tensor& k
   // O stored as [B, S, H, D], the layout the transformers read it back in (a view, no copy).
   a.out = at::empty({b, sq, h, d}, q.options().dtype(at::kFloat8_e4m3fn)).transpose(1, 2);
   if (with_lse) a.stats = at::empty({b, h, sq, 1}, f32);
-  a.attn_scale = 1.0 / std::sqrt(static_cast<double>(d));
   CudnnFp8Sdpa(a);
   at::Tensor out = a.out.to(q.scalar_type()).mul_(scale_o.reciprocal().to(q.scalar_type()));  // exact: a power of 2
   return {out, with_lse ? a.stats.view({b, h, sq}) : at::Tensor()};

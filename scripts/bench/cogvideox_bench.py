@@ -189,13 +189,10 @@ def run_config(b: Bench, name: str, spec: dict) -> None:
         if not rel <= (1e-4 if dtype == torch.float32 else 5e-2) and not a.fp8_attention:
             b.failed = True
     if "ditserve" in results and a.fp8_attention:  # FP8 attention's cost in fidelity: the step with bf16 attention
-        torch.ops.ditserve.set_fp8_attention(False)
-        with torch.no_grad():
-            bf16_out = ditserve_step().float()
-        torch.ops.ditserve.set_fp8_attention(True)
-        got = results["ditserve"][1].float()
-        b.record(config=name, system="ditserve", metric="fp8_attention_rel_err_vs_bf16",
-                 value=((got - bf16_out).norm() / bf16_out.norm()).item())
+        import flux_inproc  # noqa: E402  (scripts/bench)
+        with torch.no_grad(), flux_inproc.bf16_attention():
+            err = flux_inproc.rel_err(results["ditserve"][1], ditserve_step())
+        b.record(config=name, system="ditserve", metric="fp8_attention_rel_err_vs_bf16", value=err)
     if not b.cuda:
         b.record(config=name, system="diffusers-compile", metric="skipped", value=0, note="cpu dry run")
     elif b.left() < 200:

@@ -2,6 +2,7 @@
 transformer at the FLUX.1-dev config with random weights, built on the GPU in seconds (no checkpoint, no
 export), run by TorchScript with the engine's settings and ops."""
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -47,6 +48,23 @@ def use_engine_torchscript_settings() -> None:
     torch._C._jit_set_texpr_fuser_enabled(False)
     torch._C._jit_override_can_fuse_on_gpu(False)
     torch._C._jit_override_can_fuse_on_cpu(False)
+
+
+@contextlib.contextmanager
+def bf16_attention():
+    """The engine's single-rank attention in bf16 inside the block, FP8 again after (the video benches' FP8 attention
+    runs compare their step with the same step on bf16 attention)."""
+    torch.ops.ditserve.set_fp8_attention(False)
+    try:
+        yield
+    finally:
+        torch.ops.ditserve.set_fp8_attention(True)
+
+
+def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    """||got - want|| / ||want|| in fp32."""
+    got, want = got.float(), want.float()
+    return float((got - want).norm() / want.norm())
 
 
 def setup(a: argparse.Namespace):

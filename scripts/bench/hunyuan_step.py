@@ -163,14 +163,13 @@ def ditserve_step(a, device, ref, c, x, txt, mask, pooled, timestep, guidance, g
     log(f"ditserve ({results['ditserve']['weights']}): {best:.3f} s/step (first {first:.2f}s, {n} runs), "
         f"peak {peak:.1f} GiB")
     if a.fp8_attention:  # what FP8 attention gains and costs in fidelity: the same step with bf16 attention
-        fp8_out = run_ditserve().float()
-        torch.ops.ditserve.set_fp8_attention(False)
-        bf16_out = run_ditserve().float()
-        best, first, n, peak = timed(run_ditserve, a.runs, device, budget, 0)
+        from bench.flux_inproc import bf16_attention, rel_err
+        fp8_out = run_ditserve()
+        with bf16_attention():
+            err = rel_err(fp8_out, run_ditserve())
+            best, first, n, peak = timed(run_ditserve, a.runs, device, budget, 0)
         results["ditserve-bf16-attention"] = {"step_s": best, "runs": n, "peak_gib": peak}
         log(f"ditserve with bf16 attention: {best:.3f} s/step")
-        torch.ops.ditserve.set_fp8_attention(True)
-        err = float((fp8_out - bf16_out).norm() / bf16_out.norm())
         results["ditserve"]["fp8_attention_rel_err_vs_bf16"] = err
         log(f"ditserve step output, FP8 vs bf16 attention: relative error {err:.2e}")
     del scripted

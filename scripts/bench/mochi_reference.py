@@ -148,12 +148,12 @@ def main() -> int:
             emit(name, "step_peak_gb", round(torch.cuda.max_memory_allocated() / 2**30, 2), "GB",
                  "peak allocated during the timed steps (weights included)")
         if mode == "ditserve" and a.fp8_attention:  # FP8 attention's cost in fidelity: the step with bf16 attention
-            fp8_out = step().float()
-            torch.ops.ditserve.set_fp8_attention(False)
-            bf16_out = step().float()
-            torch.ops.ditserve.set_fp8_attention(True)
-            emit(name, "fp8_attention_rel_err_vs_bf16", round(float((fp8_out - bf16_out).norm() / bf16_out.norm()), 5),
-                 "", "step output, FP8 vs bf16 attention, same weights and inputs")
+            import flux_inproc  # noqa: E402  (scripts/bench)
+            fp8_out = step()
+            with flux_inproc.bf16_attention():
+                err = flux_inproc.rel_err(fp8_out, step())
+            emit(name, "fp8_attention_rel_err_vs_bf16", round(err, 5), "",
+                 "step output, FP8 vs bf16 attention, same weights and inputs")
         if a.profile and a.budget_s - (time.time() - start) > 2 * ms / 1000 + 20:
             import flux_inproc  # noqa: E402  (scripts/bench: the torch.profiler helpers)
             prof = flux_inproc.profile_once(step, dev == "cuda")
