@@ -71,24 +71,36 @@ TEST_F(Fp8AttentionGpu, FusedMatchesExactAndReference) {
 }
 
 TEST_F(Fp8AttentionGpu, BackendCompactsMaskedKeys) {
-  const int64_t s = 2048 + 256;
+  const int64_t video = 8192, s = video + 256, real = video + 40;  // a padded prompt after the video tokens
+  ASSERT_TRUE(Fp8AttentionPays(s, real));
   const at::Tensor q = Bshd(1, 4, s, 128), k = Bshd(1, 4, s, 128), v = Bshd(1, 4, s, 128);
   at::Tensor mask = at::ones({1, s}, at::TensorOptions().dtype(at::kBool).device(at::kCUDA));
-  mask.narrow(1, 2048 + 40, 216).fill_(false);  // a padded prompt after the video tokens
+  mask.narrow(1, real, s - real).fill_(false);
   SdpaAttentionBackend backend(/*fp8=*/true);
   const at::Tensor got = backend.Attention(q, k, v, mask);
-  const at::Tensor want = Fp8Attention(q, k.narrow(2, 0, 2088), v.narrow(2, 0, 2088), false).first;
+  const at::Tensor want = Fp8Attention(q, k.narrow(2, 0, real), v.narrow(2, 0, real), false).first;
   EXPECT_TRUE(at::equal(got, want));
-  const double err = NormError(got, Exact(q, k.narrow(2, 0, 2088), v.narrow(2, 0, 2088)));
+  const double err = NormError(got, Exact(q, k.narrow(2, 0, real), v.narrow(2, 0, real)));
   std::printf("masked (compacted) fp8 vs exact %.2e\n", err);
   EXPECT_LT(err, 8e-2);
 }
 
+TEST_F(Fp8AttentionGpu, ShortSequencesStayBf16) {  // a token refiner's 256 x 40: FP8 would only cost time
+  ASSERT_FALSE(Fp8AttentionPays(256, 40));
+  const at::Tensor q = Bshd(1, 4, 256, 128), k = Bshd(1, 4, 256, 128), v = Bshd(1, 4, 256, 128);
+  at::Tensor mask = at::ones({1, 256}, at::TensorOptions().dtype(at::kBool).device(at::kCUDA));
+  mask.narrow(1, 40, 216).fill_(false);
+  SdpaAttentionBackend bf16, fp8(/*fp8=*/true);
+  EXPECT_TRUE(at::equal(fp8.Attention(q, k, v, mask), bf16.Attention(q, k, v, mask)));
+}
+
 TEST_F(Fp8AttentionGpu, RingBlocksMerge) {
-  const at::Tensor q = Bshd(1, 4, 2048, 128), k = Bshd(1, 4, 4096, 128), v = Bshd(1, 4, 4096, 128);
+  const int64_t block = 8192;
+  ASSERT_TRUE(Fp8AttentionPays(block, block));
+  const at::Tensor q = Bshd(1, 4, block, 128), k = Bshd(1, 4, 2 * block, 128), v = Bshd(1, 4, 2 * block, 128);
   at::Tensor out, lse;
-  for (int64_t start : {0, 2048}) {
-    MergeAttention(out, lse, AttentionWithLse(q, k.narrow(2, start, 2048), v.narrow(2, start, 2048), std::nullopt,
+  for (int64_t start : {int64_t{0}, block}) {
+    MergeAttention(out, lse, AttentionWithLse(q, k.narrow(2, start, block), v.narrow(2, start, block), std::nullopt,
                                               /*fp8=*/true));
   }
   const double err = NormError(out, Exact(q, k, v));
@@ -107,14 +119,21 @@ TEST_F(Fp8AttentionGpu, DISABLED_Perf) {
                           Shape{"hunyuan-544p", 24, 32896}, Shape{"mochi-480p", 24, 44776}}) {
     const at::Tensor q = Bshd(1, sh.h, sh.s, 128), k = Bshd(1, sh.h, sh.s, 128), v = Bshd(1, sh.h, sh.s, 128);
     const double flop = 4.0 * sh.h * sh.s * sh.s * 128;
-    SdpaAttentionBackend bf16, fp8(/*fp8=*/true);
+    // Fp8Attention itself (quantisation, fused kernel, dequantisation), also where Fp8AttentionPays says no.
+    SdpaAttentionBackend bf16;
+    auto fp8 = [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+      return Fp8Attention(q, k, v, /*with_lse=*/false).first;
+    };
     const double t_bf16 = testing::CudaTimeMs([&] { bf16.Attention(q, k, v, std::nullopt); }, 10);
-    const double t_fp8 = testing::CudaTimeMs([&] { fp8.Attention(q, k, v, std::nullopt); }, 10);
-    const double err = NormError(fp8.Attention(q, k, v, std::nullopt), bf16.Attention(q, k, v, std::nullopt));
+    const double t_fp8 = testing::CudaTimeMs([&] { fp8(q, k, v); }, 10);
+    const double err = NormError(fp8(q, k, v), bf16.Attention(q, k, v, std::nullopt));
+    // The same on contiguous [B, H, S, D] tensors: what the [B, S, H, D] views cost the kernel.
+    const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+    const double t_fp8_bhsd = testing::CudaTimeMs([&] { fp8(qc, kc, vc); }, 10);
     std::printf("%-13s H%-2ld S%-6ld bf16 cuDNN %8.2f ms (%4.0f TFLOP/s) | fp8 %8.2f ms (%4.0f TFLOP/s, %.2fx) | "
-                "fp8 vs bf16 %.2e\n",
+                "fp8 on BHSD %8.2f ms | fp8 vs bf16 %.2e\n",
                 sh.name, static_cast<long>(sh.h), static_cast<long>(sh.s), t_bf16, flop / t_bf16 / 1e9, t_fp8,
-                flop / t_fp8 / 1e9, t_bf16 / t_fp8, err);
+                flop / t_fp8 / 1e9, t_bf16 / t_fp8, t_fp8_bhsd, err);
   }
 }
 

@@ -83,7 +83,7 @@ void CheckAttentionArgs(const at::Tensor& q, const at::Tensor& k, const at::Tens
 }
 
 at::Tensor SdpaAttentionBackend::Dense(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  if (fp8_ && !fp8_failed_.load()) {
+  if (fp8_ && !fp8_failed_.load() && Fp8AttentionPays(q.size(2), k.size(2))) {
     try {
       return Fp8Attention(q, k, v, /*with_lse=*/false).first;
     } catch (const c10::Error& e) {

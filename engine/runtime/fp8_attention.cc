@@ -79,6 +79,11 @@ std::pair<at::Tensor, at::Tensor> Fp8Attention(const at::Tensor& q, const at::Te
   return Fp8AttentionReference(q, k, v, std::nullopt, with_lse);
 }
 
+bool Fp8AttentionPays(int64_t sq, int64_t sk) {
+  constexpr int64_t kMinScores = int64_t{8192} * 8192;
+  return sq * sk >= kMinScores;
+}
+
 bool Fp8AttentionRunsOn(const at::Device& device) { return CudnnFp8SdpaAvailable(device); }
 
 }  // namespace ditserve::runtime

@@ -28,6 +28,11 @@ std::pair<at::Tensor, at::Tensor> Fp8Attention(const at::Tensor& q, const at::Te
 std::pair<at::Tensor, at::Tensor> Fp8AttentionReference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                         const std::optional<at::Tensor>& bias, bool with_lse);
 
+// Whether the fused kernel is worth its quantisation passes for S_q x S_k scores: on an H100 (cuDNN 9.19) it ran
+// at 0.58x bf16 cuDNN's speed at 4,608 tokens (FLUX 1024^2: the passes and launches dominate) and 1.16-1.32x at
+// 17,776-44,776 (the video families). Shorter calls (a token refiner, FLUX, small requests) stay bf16.
+bool Fp8AttentionPays(int64_t sq, int64_t sk);
+
 // Whether Fp8Attention runs cuDNN's fused kernel for bf16/fp16 inputs on `device`. Elsewhere a CUDA device would
 // take the reference, which materialises the scores: the engine refuses fp8_attention there instead.
 bool Fp8AttentionRunsOn(const at::Device& device);

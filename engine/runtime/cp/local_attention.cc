@@ -40,7 +40,7 @@ AttentionPartial AttentionWithLse(const at::Tensor& q, const at::Tensor& k, cons
     auto [out, lse] = Fp8AttentionReference(q, k, v, bias, /*with_lse=*/true);
     return {out, lse};
   }
-  if (fp8 && !masked) {
+  if (fp8 && !masked && Fp8AttentionPays(q.size(2), k.size(2))) {
     try {
       auto [out, lse] = Fp8Attention(q, k, v, /*with_lse=*/true);
       return {out, lse};
