@@ -12,6 +12,7 @@
 #include "engine/runtime/attention_op.h"
 #include "engine/runtime/cp/local_attention.h"
 #include "engine/runtime/fp8_attention.h"
+#include "fp8_scale.cuh"
 #include "support/cuda_timing.h"
 
 namespace ditserve::runtime {
@@ -68,6 +69,28 @@ TEST_F(Fp8AttentionGpu, FusedMatchesExactAndReference) {
     EXPECT_LT(err, 1.5 * ref_err + 5e-3);  // the kernel rounds P against running maxima: close, not equal
     EXPECT_LT(lse_err, 0.1);
   }
+}
+
+// kernels/fp8_scale.cuh against the torch composition it replaces, bit for bit, on a [B, S, H, D]-stored view with
+// values spanning e4m3's normal and subnormal range and signed zeros.
+TEST_F(Fp8AttentionGpu, ScaleKernelsEqualTorch) {
+  const at::Tensor x = (Bshd(2, 3, 301, 128) * at::exp2(at::randint(-12, 4, {2, 3, 301, 128}, Bf16()))).to(at::kBFloat16);
+  const at::Tensor amax = x.abs().max().to(at::kFloat);
+  const at::Tensor scale = at::exp2(at::floor(at::log2(448.0 / amax))).view({1});  // as fp8_attention.cc picks it
+  ASSERT_LE((amax * scale).item<double>(), 448.0);
+  at::Tensor q = at::empty({2, 301, 3, 128}, x.options().dtype(at::kFloat8_e4m3fn)).transpose(1, 2);
+  auto view = [](const at::Tensor& t) { return kernels::Strided4d{t.data_ptr(), t.stride(0), t.stride(1), t.stride(2)}; };
+  auto stream = at::cuda::getCurrentCUDAStream().stream();
+  ASSERT_EQ(kernels::Bf16ToE4m3Scaled(view(x), view(q), 2, 3, 301, 128, scale.data_ptr<float>(), stream), cudaSuccess);
+  const at::Tensor want = (x * scale).to(at::kFloat8_e4m3fn);
+  EXPECT_TRUE(at::equal(q.view(at::kByte), want.view(at::kByte)));  // bytes: -0 and NaN patterns too
+  const at::Tensor descale = at::full({1}, 1.0 / 64, scale.options());
+  at::Tensor back = at::empty({2, 301, 3, 128}, Bf16()).transpose(1, 2);
+  ASSERT_EQ(kernels::E4m3ToBf16Scaled(view(q), view(back), 2, 3, 301, 128, descale.data_ptr<float>(), stream),
+            cudaSuccess);
+  EXPECT_TRUE(at::equal(back.view(at::kShort), (q.to(at::kBFloat16) * descale.to(at::kBFloat16)).view(at::kShort)));
+  EXPECT_EQ(kernels::Bf16ToE4m3Scaled(view(x), view(q), 2, 3, 301, 100, scale.data_ptr<float>(), stream),
+            cudaErrorInvalidValue);  // D not a multiple of 8
 }
 
 TEST_F(Fp8AttentionGpu, BackendCompactsMaskedKeys) {

@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cudnn/Handle.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cudnn_frontend.h>
 #endif
@@ -74,28 +75,47 @@ std::shared_ptr<fe::graph::Graph> Build(const CudnnFp8SdpaArgs& a, cudnnHandle_t
   Check(g->build_operation_graph(handle), "operation graph");
   Check(g->create_execution_plans({fe::HeurMode_t::A}), "execution plans");
   Check(g->check_support(handle), "support check");
-  Check(g->build_plans(handle), "plan build");
+  // Every plan the heuristics offer: the first call times them (Tune) and keeps the fastest.
+  Check(g->build_plans(handle, fe::BuildPlanPolicy_t::ALL), "plan build");
   return g;
+}
+
+bool Capturing() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  C10_CUDA_CHECK(cudaStreamIsCapturing(at::cuda::getCurrentCUDAStream().stream(), &status));
+  return status != cudaStreamCaptureStatusNone;
 }
 
 // Graphs by device, shapes and strides. Built once each: a model has a handful of attention shapes.
 class GraphCache {
  public:
-  std::shared_ptr<fe::graph::Graph> Get(const CudnnFp8SdpaArgs& a, cudnnHandle_t handle) {
+  struct Entry {
+    std::shared_ptr<fe::graph::Graph> graph;
+    bool tuned = false;
+  };
+
+  // The graph for a's shapes; `tune` runs once per graph, under the lock (it reorders the graph's plans), on the
+  // first call outside a CUDA-graph capture (timing synchronises the device).
+  template <typename Tune>
+  std::shared_ptr<fe::graph::Graph> Get(const CudnnFp8SdpaArgs& a, cudnnHandle_t handle, Tune&& tune) {
     std::vector<int64_t> key = {a.q.get_device(), a.stats.defined() ? 1 : 0};
     for (const at::Tensor* t : {&a.q, &a.k, &a.v, &a.out}) {
       key.insert(key.end(), t->sizes().begin(), t->sizes().end());
       key.insert(key.end(), t->strides().begin(), t->strides().end());
     }
     std::lock_guard<std::mutex> lock(mu_);
-    auto& slot = graphs_[key];
-    if (!slot) slot = Build(a, handle);
-    return slot;
+    Entry& slot = graphs_[key];
+    if (!slot.graph) slot.graph = Build(a, handle);
+    if (!slot.tuned && !Capturing()) {
+      tune(*slot.graph);
+      slot.tuned = true;
+    }
+    return slot.graph;
   }
 
  private:
   std::mutex mu_;
-  std::map<std::vector<int64_t>, std::shared_ptr<fe::graph::Graph>> graphs_;
+  std::map<std::vector<int64_t>, Entry> graphs_;
 };
 
 }  // namespace
@@ -104,10 +124,6 @@ void CudnnFp8Sdpa(const CudnnFp8SdpaArgs& a) {
   static auto* cache = new GraphCache();  // process lifetime: graphs outlive every caller
   const c10::cuda::CUDAGuard guard(a.q.device());
   cudnnHandle_t handle = at::native::getCudnnHandle();  // on torch's current stream
-  std::shared_ptr<fe::graph::Graph> graph = cache->Get(a, handle);
-  int64_t workspace_bytes = 0;
-  Check(graph->get_workspace_size(workspace_bytes), "workspace size");
-  at::Tensor workspace = at::empty({std::max<int64_t>(workspace_bytes, 1)}, a.q.options().dtype(at::kByte));
   float* s = a.scalars.data_ptr<float>();
   const int64_t row = a.scalars.stride(0);
   std::unordered_map<int64_t, void*> pack = {
@@ -116,7 +132,18 @@ void CudnnFp8Sdpa(const CudnnFp8SdpaArgs& a) {
       {kDescaleV, s + 2 * row},    {kDescaleS, s + 3 * row},      {kScaleS, s + 4 * row},
       {kScaleO, s + 5 * row},      {kAmaxS, s + 6 * row},         {kAmaxO, s + 7 * row}};
   if (a.stats.defined()) pack[kStats] = a.stats.data_ptr();
-  Check(graph->execute(handle, pack, workspace.data_ptr()), "execute");
+  auto workspace = [&](int64_t bytes) {
+    return at::empty({std::max<int64_t>(bytes, 1)}, a.q.options().dtype(at::kByte));
+  };
+  std::shared_ptr<fe::graph::Graph> graph = cache->Get(a, handle, [&](fe::graph::Graph& g) {
+    // Outputs are written by each timed plan and again by the execution below.
+    at::Tensor ws = workspace(g.get_autotune_workspace_size());
+    Check(g.autotune(handle, pack, ws.data_ptr()), "autotune");
+  });
+  int64_t workspace_bytes = 0;
+  Check(graph->get_workspace_size(workspace_bytes), "workspace size");
+  at::Tensor ws = workspace(workspace_bytes);
+  Check(graph->execute(handle, pack, ws.data_ptr()), "execute");
 }
 
 bool CudnnFp8SdpaAvailable(const at::Device& device) {

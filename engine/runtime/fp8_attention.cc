@@ -7,6 +7,12 @@
 
 #include "engine/runtime/cudnn_fp8_sdpa.h"
 
+#ifdef DITSERVE_HAVE_CUDA_KERNELS
+#include <ATen/cuda/CUDAContext.h>
+
+#include "fp8_scale.cuh"
+#endif
+
 namespace ditserve::runtime {
 namespace {
 
@@ -16,7 +22,10 @@ constexpr double kTiny = 1e-30;
 // [3]: the scales of q, k, v: the largest powers of two with max|x| * scale <= 448. A power of two is exact in
 // any dtype, so x * scale (computed in x's dtype) cannot overflow e4m3 and the fp32 descale is its exact inverse.
 at::Tensor Scales(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  auto amax = [](const at::Tensor& t) { return at::linalg_vector_norm(t, INFINITY, {}, false, at::kFloat); };
+  auto amax = [](const at::Tensor& t) {  // one read of t (no |t| or fp32 copy)
+    auto [lo, hi] = at::aminmax(t);
+    return at::maximum(lo.neg(), hi).to(at::kFloat);
+  };
   return at::exp2(at::floor(at::log2(kE4m3Max / at::stack({amax(q), amax(k), amax(v)}).clamp_min(kTiny))));
 }
 
@@ -25,6 +34,49 @@ at::Tensor Scales(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)
 at::Tensor OutScale(const at::Tensor& scale_v) { return scale_v * 0.5; }
 
 at::Tensor ToE4m3(const at::Tensor& x, const at::Tensor& scale) { return (x * scale).to(at::kFloat8_e4m3fn); }
+
+#ifdef DITSERVE_HAVE_CUDA_KERNELS
+// kernels/fp8_scale.cuh's one-pass casts, where its layout rules hold (bf16; else the torch composition).
+bool ScaleKernelFits(const at::Tensor& t) {
+  return t.scalar_type() == at::kBFloat16 && t.dim() == 4 && t.stride(3) == 1 && t.size(3) % 8 == 0 &&
+         t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0 &&
+         (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15u) == 0 && t.numel() / 8 < (int64_t{1} << 31);
+}
+
+kernels::Strided4d View(const at::Tensor& t) { return {t.data_ptr(), t.stride(0), t.stride(1), t.stride(2)}; }
+
+void CheckLaunch(cudaError_t e) {
+  TORCH_CHECK(e == cudaSuccess, "ditserve FP8 attention: scaling kernel failed: ", cudaGetErrorString(e));
+}
+#endif
+
+// x * scale in e4m3, in x's memory order (scale: a one-element fp32 tensor on x's device).
+at::Tensor ScaledE4m3(const at::Tensor& x, const at::Tensor& scale) {
+#ifdef DITSERVE_HAVE_CUDA_KERNELS
+  if (ScaleKernelFits(x)) {
+    at::Tensor out = at::empty_like(x, x.options().dtype(at::kFloat8_e4m3fn));
+    CheckLaunch(kernels::Bf16ToE4m3Scaled(View(x), View(out), x.size(0), x.size(1), x.size(2), x.size(3),
+                                          scale.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream()));
+    return out;
+  }
+#endif
+  return ToE4m3(x, scale);
+}
+
+// e4m3 x times descale (one-element fp32), in dtype.
+at::Tensor Descaled(const at::Tensor& x, const at::Tensor& descale, at::ScalarType dtype) {
+#ifdef DITSERVE_HAVE_CUDA_KERNELS
+  if (dtype == at::kBFloat16) {
+    at::Tensor out = at::empty_like(x, x.options().dtype(dtype));
+    if (ScaleKernelFits(out)) {
+      CheckLaunch(kernels::E4m3ToBf16Scaled(View(x), View(out), x.size(0), x.size(1), x.size(2), x.size(3),
+                                            descale.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream()));
+      return out;
+    }
+  }
+#endif
+  return x.to(dtype).mul_(descale.to(dtype));  // exact: a power of 2
+}
 
 // e4m3 round trip of x * scale, back in fp32 and unscaled.
 at::Tensor RoundE4m3(const at::Tensor& x, const at::Tensor& scale) {
@@ -36,9 +88,9 @@ std::pair<at::Tensor, at::Tensor> Fused(const at::Tensor& q, const at::Tensor& k
   const at::Tensor scale = Scales(q, k, v);  // [3]
   const at::Tensor scale_o = OutScale(scale.narrow(0, 2, 1));
   CudnnFp8SdpaArgs a;
-  a.q = ToE4m3(q, scale[0]);
-  a.k = ToE4m3(k, scale[1]);
-  a.v = ToE4m3(v, scale[2]);
+  a.q = ScaledE4m3(q, scale.narrow(0, 0, 1));
+  a.k = ScaledE4m3(k, scale.narrow(0, 1, 1));
+  a.v = ScaledE4m3(v, scale.narrow(0, 2, 1));
   const at::TensorOptions f32 = q.options().dtype(at::kFloat);
   // descale q, k, v; descale_s, scale_s; scale_o; amax outputs. Built on the device (capturable in a CUDA graph).
   const at::Tensor scalars = at::cat({scale.reciprocal(), at::full({1}, 1.0 / kE4m3Max, f32),
@@ -48,7 +100,7 @@ std::pair<at::Tensor, at::Tensor> Fused(const at::Tensor& q, const at::Tensor& k
   a.out = at::empty({b, sq, h, d}, q.options().dtype(at::kFloat8_e4m3fn)).transpose(1, 2);
   if (with_lse) a.stats = at::empty({b, h, sq, 1}, f32);
   CudnnFp8Sdpa(a);
-  at::Tensor out = a.out.to(q.scalar_type()).mul_(scale_o.reciprocal().to(q.scalar_type()));  // exact: a power of 2
+  const at::Tensor out = Descaled(a.out, scale_o.reciprocal(), q.scalar_type());
   return {out, with_lse ? a.stats.view({b, h, sq}) : at::Tensor()};
 }
 
