@@ -1,6 +1,8 @@
 // Row-wise e4m3 quantisation; contract in fp8_quant.cuh.
 #include "fp8_quant.cuh"
 
+#include "fp8_pack.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
@@ -51,16 +53,7 @@ __device__ __forceinline__ float AbsMax8(const uint4& raw) {
 }
 
 __device__ __forceinline__ uint2 Quantize8(const uint4& raw, float inv_scale) {
-  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-  uint2 packed;
-  auto* pairs = reinterpret_cast<__nv_fp8x2_storage_t*>(&packed);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    // one cvt per pair; the lower byte holds .x (memory order)
-    pairs[i] = __nv_cvt_float2_to_fp8x2(make_float2(f.x * inv_scale, f.y * inv_scale), __NV_SATFINITE, __NV_E4M3);
-  }
-  return packed;
+  return PackE4m3x8(raw, inv_scale, __NV_SATFINITE);
 }
 
 __device__ __forceinline__ float BlockMax(float v) {
