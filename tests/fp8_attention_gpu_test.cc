@@ -108,6 +108,22 @@ TEST_F(Fp8AttentionGpu, BackendCompactsMaskedKeys) {
   EXPECT_LT(err, 8e-2);
 }
 
+// HunyuanVideo 544x960x61's single-rank call: 32,640 video + 256 text tokens, a 40-token prompt, so the keys are
+// compacted to 32,680 (S_q != S_k at full size: every crash of the Python bench happened at this shape). Against
+// bf16 cuDNN on the same real keys (exact fp32 scores would take 100 GB).
+TEST_F(Fp8AttentionGpu, HunyuanVideoShapeWithPaddedPrompt) {
+  const int64_t s = 32640 + 256, real = 32640 + 40;
+  const at::Tensor q = Bshd(1, 24, s, 128), k = Bshd(1, 24, s, 128), v = Bshd(1, 24, s, 128);
+  at::Tensor mask = at::ones({1, s}, at::TensorOptions().dtype(at::kBool).device(at::kCUDA));
+  mask.narrow(1, real, s - real).fill_(false);
+  SdpaAttentionBackend bf16, fp8(/*fp8=*/true);
+  const at::Tensor got = fp8.Attention(q, k, v, mask);
+  const double err = NormError(got, bf16.Attention(q, k, v, mask));
+  std::printf("HunyuanVideo shape, compacted keys: fp8 vs bf16 %.2e\n", err);
+  EXPECT_TRUE(at::equal(got, Fp8Attention(q, k.narrow(2, 0, real), v.narrow(2, 0, real), false).first));
+  EXPECT_LT(err, 8e-2);
+}
+
 TEST_F(Fp8AttentionGpu, ShortSequencesStayBf16) {  // a token refiner's 256 x 40: FP8 would only cost time
   ASSERT_FALSE(Fp8AttentionPays(256, 40));
   const at::Tensor q = Bshd(1, 4, 256, 128), k = Bshd(1, 4, 256, 128), v = Bshd(1, 4, 256, 128);
