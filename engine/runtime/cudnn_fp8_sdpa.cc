@@ -15,7 +15,7 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cudnn/Handle.h>
-#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cudnn_frontend.h>
 #endif
@@ -80,12 +80,6 @@ std::shared_ptr<fe::graph::Graph> Build(const CudnnFp8SdpaArgs& a, cudnnHandle_t
   return g;
 }
 
-bool Capturing() {
-  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  C10_CUDA_CHECK(cudaStreamIsCapturing(at::cuda::getCurrentCUDAStream().stream(), &status));
-  return status != cudaStreamCaptureStatusNone;
-}
-
 // Graphs by device, shapes and strides. Built once each: a model has a handful of attention shapes.
 class GraphCache {
  public:
@@ -106,7 +100,7 @@ class GraphCache {
     std::lock_guard<std::mutex> lock(mu_);
     Entry& slot = graphs_[key];
     if (!slot.graph) slot.graph = Build(a, handle);
-    if (!slot.tuned && !Capturing()) {
+    if (!slot.tuned && c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None) {
       tune(*slot.graph);
       slot.tuned = true;
     }

@@ -36,11 +36,12 @@ at::Tensor OutScale(const at::Tensor& scale_v) { return scale_v * 0.5; }
 at::Tensor ToE4m3(const at::Tensor& x, const at::Tensor& scale) { return (x * scale).to(at::kFloat8_e4m3fn); }
 
 #ifdef DITSERVE_HAVE_CUDA_KERNELS
-// kernels/fp8_scale.cuh's one-pass casts, where its layout rules hold (bf16; else the torch composition).
+// kernels/fp8_scale.cuh's one-pass casts, where its layout rules hold (else the torch composition). Both casts
+// write an empty_like of their input, which keeps its strides, so the input's layout decides.
 bool ScaleKernelFits(const at::Tensor& t) {
-  return t.scalar_type() == at::kBFloat16 && t.dim() == 4 && t.stride(3) == 1 && t.size(3) % 8 == 0 &&
-         t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0 &&
-         (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15u) == 0 && t.numel() / 8 < (int64_t{1} << 31);
+  return t.dim() == 4 && t.stride(3) == 1 && t.size(3) % 8 == 0 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 &&
+         t.stride(2) % 8 == 0 && (reinterpret_cast<uintptr_t>(t.data_ptr()) & 15u) == 0 &&
+         t.numel() / 8 < (int64_t{1} << 31);
 }
 
 kernels::Strided4d View(const at::Tensor& t) { return {t.data_ptr(), t.stride(0), t.stride(1), t.stride(2)}; }
@@ -53,7 +54,7 @@ void CheckLaunch(cudaError_t e) {
 // x * scale in e4m3, in x's memory order (scale: a one-element fp32 tensor on x's device).
 at::Tensor ScaledE4m3(const at::Tensor& x, const at::Tensor& scale) {
 #ifdef DITSERVE_HAVE_CUDA_KERNELS
-  if (ScaleKernelFits(x)) {
+  if (x.scalar_type() == at::kBFloat16 && ScaleKernelFits(x)) {
     at::Tensor out = at::empty_like(x, x.options().dtype(at::kFloat8_e4m3fn));
     CheckLaunch(kernels::Bf16ToE4m3Scaled(View(x), View(out), x.size(0), x.size(1), x.size(2), x.size(3),
                                           scale.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream()));
@@ -66,13 +67,11 @@ at::Tensor ScaledE4m3(const at::Tensor& x, const at::Tensor& scale) {
 // e4m3 x times descale (one-element fp32), in dtype.
 at::Tensor Descaled(const at::Tensor& x, const at::Tensor& descale, at::ScalarType dtype) {
 #ifdef DITSERVE_HAVE_CUDA_KERNELS
-  if (dtype == at::kBFloat16) {
+  if (dtype == at::kBFloat16 && ScaleKernelFits(x)) {
     at::Tensor out = at::empty_like(x, x.options().dtype(dtype));
-    if (ScaleKernelFits(out)) {
-      CheckLaunch(kernels::E4m3ToBf16Scaled(View(x), View(out), x.size(0), x.size(1), x.size(2), x.size(3),
-                                            descale.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream()));
-      return out;
-    }
+    CheckLaunch(kernels::E4m3ToBf16Scaled(View(x), View(out), x.size(0), x.size(1), x.size(2), x.size(3),
+                                          descale.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream()));
+    return out;
   }
 #endif
   return x.to(dtype).mul_(descale.to(dtype));  // exact: a power of 2
