@@ -6,28 +6,16 @@
 
 #include <cstdint>
 
+#include "bf16_pack.cuh"
+
 namespace ditserve::kernels {
 namespace {
 
 constexpr int kRowsPerBlock = 4;  // rows of one batch handled by each thread of the modulate kernel
 
-// 16-byte vector of 8 bf16 <-> 8 floats.
-__device__ __forceinline__ void Unpack(const uint4& v, float (&f)[8]) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 t = __bfloat1622float2(h[i]);
-    f[2 * i] = t.x;
-    f[2 * i + 1] = t.y;
-  }
-}
-__device__ __forceinline__ uint4 Pack(const float (&f)[8]) {
-  uint4 v;
-  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) h[i] = __float22bfloat162_rn(make_float2(f[2 * i], f[2 * i + 1]));
-  return v;
-}
+using kernels::Pack;  // the 8 x bf16 overloads, beside the fp32 ones below
+using kernels::Unpack;
+
 __device__ __forceinline__ void Unpack(const float4& v, float (&f)[4]) {
   f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
 }

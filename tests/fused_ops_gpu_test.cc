@@ -1,5 +1,5 @@
 // The fused DiT ops on a GPU (ditserve::rms_rope, layer_norm_rope, rms_rope_per_head, rms_scale, layer_norm_modulate,
-// linear_gelu, gated_residual;
+// linear_gelu, gated_residual, swiglu;
 // engine/runtime/fused_ops.h):
 // the kernels against an fp64 reference by normalised error and against the unfused bf16 composition
 // (the CPU path / the eager graph) they replace, on fresh random inputs with strided (column-slice) and
@@ -15,6 +15,7 @@
 #include "engine/runtime/fused_ops.h"
 #include "modulate.cuh"
 #include "rms_rope.cuh"
+#include "swiglu.cuh"
 #include "support/cuda_timing.h"
 #include "support/kernel_check.h"
 
@@ -330,6 +331,37 @@ TEST(FusedOpsGpu, GatedResidualLayoutsAndFallbacks) {
   EXPECT_THROW(GatedResidual(x, gate, y.narrow(1, 0, s - 1)), c10::Error);
 }
 
+TEST(FusedOpsGpu, SwiGluKernelEqualsEagerComposition) {
+  for (const int64_t inner : {int64_t{8}, int64_t{1032}, int64_t{8192}}) {
+    SCOPED_TRACE(::testing::Message() << "inner=" << inner);
+    at::manual_seed(Seed());
+    const int64_t rows = 333;
+    // [h, g] spanning silu's saturated and linear ranges, plus zeros and huge magnitudes in g (silu -> -0, g)
+    at::Tensor x = (at::randn({rows, 2 * inner}, Bf16()) * 6).to(at::kBFloat16);
+    x.select(0, 3).narrow(0, inner, inner).fill_(0);
+    x.select(0, 5).narrow(0, inner, 8).fill_(-3e38);
+    x.select(0, 6).narrow(0, inner, 8).fill_(3e38);
+    const int64_t n = rows * inner, guard = 64;
+    at::Tensor buf = at::full({n + guard}, -1, at::TensorOptions().dtype(at::kShort).device(at::kCUDA));  // NaN
+    ASSERT_EQ(kernels::SwiGluBf16(x.data_ptr(), 2 * inner, buf.data_ptr(), rows, inner,
+                                  at::cuda::getCurrentCUDAStream()),
+              cudaSuccess);
+    at::cuda::getCurrentCUDAStream().synchronize();
+    EXPECT_TRUE(buf.narrow(0, n, guard).eq(-1).all().item<bool>()) << "kernel wrote past its output";
+    const at::Tensor got = buf.narrow(0, 0, n).view(at::kBFloat16).view({rows, inner});
+    const at::Tensor want = SwiGluReference(x);  // h * F.silu(g) in bf16: the eager graph
+    EXPECT_TRUE(at::equal(got.view(at::kShort), want.view(at::kShort))) << "not bit-equal to h * silu(g)";
+    EXPECT_TRUE(at::equal(SwiGlu(x.view({1, rows, 2 * inner})), got.view({1, rows, inner})));  // the op's kernel
+  }
+  at::manual_seed(Seed());
+  const at::Tensor x = at::randn({2, 7, 64}, Bf16());
+  EXPECT_TRUE(at::equal(SwiGlu(x.narrow(2, 0, 48)), SwiGluReference(x.narrow(2, 0, 48))));  // strided: composition
+  EXPECT_TRUE(at::equal(SwiGlu(x.narrow(2, 0, 24)), SwiGluReference(x.narrow(2, 0, 24))));  // N % 8 != 0
+  EXPECT_EQ(kernels::SwiGluBf16(x.data_ptr(), 64, x.data_ptr(), 14, 12, at::cuda::getCurrentCUDAStream()),
+            cudaErrorInvalidValue);
+  EXPECT_THROW(SwiGlu(x.narrow(2, 0, 63)), c10::Error);
+}
+
 TEST(FusedOpsGpu, DISABLED_Perf) {
   // FLUX.1 at 1024x1024: 512 text + 4096 image tokens, 24 heads x 128, q of fused qkv projections
   RopeInputs r = MakeRope(1, 512, 4096, 24, 128);
@@ -364,7 +396,15 @@ TEST(FusedOpsGpu, DISABLED_Perf) {
   std::printf("gated_residual (4608x3072): kernel %.1f us (%.0f GB/s), addcmul %.1f us (%.0f GB/s), copy of the "
               "same bytes %.1f us (%.0f GB/s)\n", gr * 1e3, gr_bytes / gr / 1e6, gr_composed * 1e3,
               gr_bytes / gr_composed / 1e6, gr_copy * 1e3, gr_bytes / gr_copy / 1e6);
+  // SwiGLU at Mochi's feed-forward (44,776 tokens x 2 x 8192, one CFG branch)
+  const at::Tensor sx = at::randn({1, 44776, 2 * 8192}, Bf16());
+  const double sw_bytes = 3.0 * 2 * 44776 * 8192;
+  const double sw = ditserve::testing::CudaTimeMs([&] { SwiGlu(sx); }, 20);
+  const double sw_composed = ditserve::testing::CudaTimeMs([&] { SwiGluReference(sx); }, 20);
+  std::printf("swiglu (44776 x 2 x 8192): kernel %.1f us (%.0f GB/s), h * silu(g) %.1f us\n", sw * 1e3,
+              sw_bytes / sw / 1e6, sw_composed * 1e3);
   EXPECT_LT(fused, composed);
+  EXPECT_LT(sw, sw_composed);
 }
 
 }  // namespace

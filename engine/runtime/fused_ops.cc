@@ -1,5 +1,5 @@
 // torch.ops.ditserve.{rms_rope, layer_norm_rope, rms_rope_per_head, rms_scale, layer_norm_modulate, linear_gelu,
-// gated_residual}; contract in fused_ops.h.
+// gated_residual, swiglu}; contract in fused_ops.h.
 #include "engine/runtime/fused_ops.h"
 
 #include <ATen/ATen.h>
@@ -11,6 +11,7 @@
 
 #include "modulate.cuh"
 #include "rms_rope.cuh"
+#include "swiglu.cuh"
 #endif
 
 namespace ditserve::runtime {
@@ -391,6 +392,31 @@ at::Tensor LinearGelu(const at::Tensor& x, const at::Tensor& weight, const at::T
   return LinearGeluReference(x, weight, bias);
 }
 
+at::Tensor SwiGluReference(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) % 2 == 0, "ditserve::swiglu: x must be [..., 2N], got ", x.sizes());
+  const std::vector<at::Tensor> hg = x.chunk(2, -1);
+  return hg[0] * at::silu(hg[1]);
+}
+
+at::Tensor SwiGlu(const at::Tensor& x) {
+#ifdef DITSERVE_HAVE_CUDA_KERNELS
+  // A GEMM's output: contiguous, so its rows are [h, g] at a stride of 2N.
+  if (IsBf16Cuda(x) && x.dim() >= 1 && x.size(-1) % 16 == 0 && x.is_contiguous() &&
+      (reinterpret_cast<uintptr_t>(x.data_ptr()) & 15u) == 0) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t inner = x.size(-1) / 2;
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = inner;
+    at::Tensor y = at::empty(shape, x.options());
+    CheckLaunch(kernels::SwiGluBf16(x.data_ptr(), 2 * inner, y.data_ptr(), x.numel() / x.size(-1), inner,
+                                    at::cuda::getCurrentCUDAStream(x.device().index())),
+                "swiglu");
+    return y;
+  }
+#endif
+  return SwiGluReference(x);
+}
+
 }  // namespace ditserve::runtime
 
 TORCH_LIBRARY_FRAGMENT(ditserve, m) {
@@ -404,6 +430,7 @@ TORCH_LIBRARY_FRAGMENT(ditserve, m) {
   m.def("layer_norm_modulate(Tensor x, Tensor scale, Tensor shift, float eps) -> Tensor");
   m.def("linear_gelu(Tensor x, Tensor weight, Tensor bias) -> Tensor");
   m.def("gated_residual(Tensor x, Tensor gate, Tensor y) -> Tensor");
+  m.def("swiglu(Tensor x) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CPU, m) {
@@ -414,6 +441,7 @@ TORCH_LIBRARY_IMPL(ditserve, CPU, m) {
   m.impl("layer_norm_modulate", &ditserve::runtime::LayerNormModulate);
   m.impl("linear_gelu", &ditserve::runtime::LinearGelu);
   m.impl("gated_residual", &ditserve::runtime::GatedResidual);
+  m.impl("swiglu", &ditserve::runtime::SwiGlu);
 }
 
 TORCH_LIBRARY_IMPL(ditserve, CUDA, m) {
@@ -424,4 +452,5 @@ TORCH_LIBRARY_IMPL(ditserve, CUDA, m) {
   m.impl("layer_norm_modulate", &ditserve::runtime::LayerNormModulate);
   m.impl("linear_gelu", &ditserve::runtime::LinearGelu);
   m.impl("gated_residual", &ditserve::runtime::GatedResidual);
+  m.impl("swiglu", &ditserve::runtime::SwiGlu);
 }

@@ -1,6 +1,6 @@
 // Fused elementwise operators of exported DiT blocks, registered as torch.ops.ditserve.{rms_rope,
-// layer_norm_rope, rms_rope_per_head, rms_scale, layer_norm_modulate, linear_gelu, gated_residual} for CPU and CUDA. The CPU (and any non-bf16 / unsupported-layout) path composes
-// torch ops exactly as the unfused Python modules did (scripts/ditserve_export/ops.py has the same
+// layer_norm_rope, rms_rope_per_head, rms_scale, layer_norm_modulate, linear_gelu, gated_residual, swiglu} for CPU
+// and CUDA. The CPU (and any non-bf16 / unsupported-layout) path composes torch ops exactly as the unfused Python modules did (scripts/ditserve_export/ops.py has the same
 // references), so fp32 exports are bit-identical to before; CUDA bf16 runs one kernel from kernels/.
 //
 //   rms_rope(x, weight, cos, sin, eps, x2=None, weight2=None) -> [B, H, S1+S2, D], stored as [B, S, H, D]
@@ -30,6 +30,9 @@
 //       gate [B, D] (an adaLN chunk). ATen's addcmul with a broadcast gate ran at about half the copy
 //       bandwidth; the kernel streams x and y at the copy rate, y's rows dense with any batch stride (the
 //       video rows of a joint [text, video] output).
+//   swiglu(x) -> h * silu(g), [h, g] = x.chunk(2, -1)
+//       diffusers' "swiglu" feed-forward activation (Mochi) on the first projection's output x [..., 2N]; one
+//       read of x instead of the eager graph's three passes, bit-equal to it in bf16 (kernels/swiglu.cuh).
 #pragma once
 
 #include <optional>
@@ -49,6 +52,7 @@ at::Tensor RmsScale(const at::Tensor& x, const at::Tensor& scale, double eps, co
 at::Tensor LayerNormModulate(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift, double eps);
 at::Tensor LinearGelu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 at::Tensor GatedResidual(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y);
+at::Tensor SwiGlu(const at::Tensor& x);
 
 // The torch-op compositions (the CPU path), exposed for the GPU tests' reference.
 at::Tensor RmsRopeReference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& cos,
@@ -66,5 +70,6 @@ at::Tensor LayerNormModulateReference(const at::Tensor& x, const at::Tensor& sca
                                       double eps);
 at::Tensor LinearGeluReference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 at::Tensor GatedResidualReference(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y);
+at::Tensor SwiGluReference(const at::Tensor& x);
 
 }  // namespace ditserve::runtime

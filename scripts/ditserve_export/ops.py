@@ -24,6 +24,7 @@ tracing and the Python checks can run the exported modules.  Import it before ``
   layer_norm_modulate  LN(x) * (1 + scale) + shift, adaLN (engine: one CUDA kernel for bf16)
   linear_gelu        gelu_tanh(linear(x)) (engine: one cuBLASLt GEMM with a bias + GELU epilogue on CUDA)
   gated_residual     x + gate[:, None] * y, the blocks' gated residuals (engine: one CUDA kernel for bf16)
+  swiglu             h * silu(g) of x = [h, g] (Mochi's feed-forward activation; engine: one CUDA kernel for bf16)
   fp8_linear         linear with an e4m3 weight (per-output-feature scales) and the input quantised per row,
                      optionally through GELU and concatenated from two tensors (engine: a quantisation
                      kernel + torch's FP8 _scaled_mm on CUDA; opt-in "fp8" exports only)
@@ -163,6 +164,12 @@ def gated_residual_reference(x: torch.Tensor, gate: torch.Tensor, y: torch.Tenso
     return torch.addcmul(x, gate.unsqueeze(1), y)
 
 
+def swiglu_reference(x: torch.Tensor) -> torch.Tensor:
+    """x [..., 2N] = [h, g] -> h * silu(g) (diffusers' SwiGLU activation, its roundings)."""
+    h, g = x.chunk(2, dim=-1)
+    return h * F.silu(g)
+
+
 def linear_gelu_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return F.gelu(F.linear(x, weight, bias), approximate="tanh")
 
@@ -207,6 +214,10 @@ def _fp8_linear_meta(x, weight, weight_scale, bias=None, gelu_x=False, x2=None, 
 
 def _linear_gelu_meta(x, weight, bias):
     return x.new_empty(tuple(x.shape[:-1]) + (weight.shape[0],))
+
+
+def _swiglu_meta(x):
+    return x.new_empty(tuple(x.shape[:-1]) + (x.shape[-1] // 2,))
 
 
 def _rms_rope_meta(x, weight, cos, sin, eps, x2=None, weight2=None):
@@ -265,6 +276,7 @@ OPS = {
                     _linear_gelu_meta),
     "gated_residual": ("gated_residual(Tensor x, Tensor gate, Tensor y) -> Tensor", gated_residual_reference,
                        _same_as_q),
+    "swiglu": ("swiglu(Tensor x) -> Tensor", swiglu_reference, _swiglu_meta),
     "fp8_linear": ("fp8_linear(Tensor x, Tensor weight, Tensor weight_scale, Tensor? bias=None, bool gelu_x=False, "
                    "Tensor? x2=None, bool gelu_x2=False) -> Tensor", fp8_linear_reference, _fp8_linear_meta),
 }
