@@ -33,6 +33,9 @@ r=lambda *s: torch.randn(*s,device='cuda',dtype=torch.bfloat16)
 b=lambda B,H,S: torch.randn(B,S,H,128,device='cuda',dtype=torch.bfloat16).transpose(1,2)
 def mask(s,n):
     m=torch.zeros(1,s,dtype=torch.bool,device='cuda'); m[:,:n]=True; return m
+torch.zeros(1, device='cuda')
+libs = sorted({l.split()[-1] for l in open('/proc/self/maps') if 'cudnn' in l or 'nvrtc' in l})
+print('cudnn', torch.backends.cudnn.version(), 'mapped:', ' '.join(libs), flush=True)
 """
 POST = """
 o=torch.ops.ditserve.attention(q,k,v,m); torch.cuda.synchronize()
@@ -45,4 +48,4 @@ for name, body in CASES.items():
         continue
     p = subprocess.run([sys.executable, "-X", "faulthandler", "-c", PRE + body + POST, sys.argv[1]],
                        capture_output=True, text=True, timeout=120)
-    print(f"== {name}: rc {p.returncode}: {p.stdout.strip()} {p.stderr.strip()[-1500:] if p.returncode else ''}", flush=True)
+    print(f"== {name}: rc {p.returncode}: {p.stdout.strip()} {p.stderr.strip()[-4000:] if p.returncode else ''}", flush=True)
