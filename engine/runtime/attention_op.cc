@@ -115,17 +115,20 @@ at::Tensor SdpaAttentionBackend::Attention(const at::Tensor& q, const at::Tensor
     // Padding keys (a padded prompt): cuDNN on each row's real keys instead of the (slower) masked kernel.
     try {
       const std::vector<KeyCompaction::Row> rows = compaction_.Rows(*key_mask);
-      std::vector<at::Tensor> out;
-      for (int64_t b = 0; b < q.size(0); ++b) {
+      auto one = [&](int64_t b) {
         const auto& row = rows[static_cast<size_t>(b)];
         const at::Tensor qb = q.narrow(0, b, 1);
         if (row.prefix == 0 || (row.prefix < 0 && row.index.numel() == 0)) {
-          out.push_back(at::zeros_like(qb));  // every key masked: SDPA's convention for an all -inf row
-          continue;
+          return at::zeros_like(qb);  // every key masked: SDPA's convention for an all -inf row
         }
-        out.push_back(Dense(qb, KeyCompaction::Select(k, b, row), KeyCompaction::Select(v, b, row)));
-      }
-      return out.size() == 1 ? out[0] : at::cat(out, 0);
+        return Dense(qb, KeyCompaction::Select(k, b, row), KeyCompaction::Select(v, b, row));
+      };
+      if (q.size(0) == 1) return one(0);
+      // The samples' outputs into one tensor in q's layout, as the dense path returns it (at::cat would lay a
+      // [B, S, H, D]-stored q's output out [B, H, S, D] and the caller's head merge would copy it again).
+      at::Tensor out = at::empty_like(q);
+      for (int64_t b = 0; b < q.size(0); ++b) out.narrow(0, b, 1).copy_(one(b));
+      return out;
     } catch (const c10::Error& e) {
       // A cuDNN without a plan for this shape: the masked kernel from now on (slower, same result).
       compaction_failed_ = true;
