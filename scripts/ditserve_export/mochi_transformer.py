@@ -98,6 +98,7 @@ class MochiAttention(nn.Module):
         inner = heads * head_dim
         self.heads = heads
         self.inner = inner
+        self.fp8 = fp8
         self.context_pre_only = context_pre_only
         self.norm_q = HeadRMSNorm(head_dim, 1e-5)
         self.norm_k = HeadRMSNorm(head_dim, 1e-5)
@@ -111,18 +112,36 @@ class MochiAttention(nn.Module):
     def forward(self, x: torch.Tensor, txt: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 key_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         n = self.inner
-        qkv = self.to_qkv(x)
+        b, s = x.shape[0], x.shape[1]
         tqkv = self.add_qkv_proj(txt)
+        if self.fp8:
+            vqkv = self.to_qkv(x)
+            v = torch.cat([vqkv[:, :, 2 * n:], tqkv[:, :, 2 * n:]], dim=1)
+        else:
+            # Each sample's video q/k/v GEMM writes its rows of one [video, text] buffer (the text rows are copied
+            # in: 256 of them), so v is a view of it, not a concatenated copy of both CFG branches' values.
+            vqkv = torch.empty([b, s + txt.shape[1], 3 * n], dtype=x.dtype, device=x.device)
+            for i in range(b):
+                torch.mm(x[i], self.to_qkv.weight.t(), out=vqkv[i, :s])
+            vqkv[:, s:] = tqkv
+            tqkv = vqkv[:, s:]
+            v = vqkv[:, :, 2 * n:]
         # every q/k norm has eps 1e-5
-        q = torch.ops.ditserve.rms_rope_per_head(qkv[:, :, :n], self.norm_q.weight, cos, sin, self.norm_q.eps,
+        q = torch.ops.ditserve.rms_rope_per_head(vqkv[:, :s, :n], self.norm_q.weight, cos, sin, self.norm_q.eps,
                                                  tqkv[:, :, :n], self.norm_added_q.weight)
-        k = torch.ops.ditserve.rms_rope_per_head(qkv[:, :, n:2 * n], self.norm_k.weight, cos, sin, self.norm_k.eps,
-                                                 tqkv[:, :, n:2 * n], self.norm_added_k.weight)
-        v = torch.cat([qkv[:, :, 2 * n:], tqkv[:, :, 2 * n:]], dim=1).unflatten(2, (self.heads, -1)).transpose(1, 2)
-        o = torch.ops.ditserve.attention(q, k, v, key_mask)
+        k = torch.ops.ditserve.rms_rope_per_head(vqkv[:, :s, n:2 * n], self.norm_k.weight, cos, sin,
+                                                 self.norm_k.eps, tqkv[:, :, n:2 * n], self.norm_added_k.weight)
+        o = torch.ops.ditserve.attention(q, k, v.unflatten(2, (self.heads, -1)).transpose(1, 2), key_mask)
         o = o.transpose(1, 2).flatten(2, 3).to(x.dtype)
-        s = x.shape[1]
-        out = self.to_out[0](o[:, :s])
+        if self.fp8:
+            out = self.to_out[0](o[:, :s])
+        else:
+            # per sample: each one's video rows of o are contiguous (the batch's are not: a linear over o[:, :s]
+            # would copy them first)
+            w, bias = self.to_out[0].weight, self.to_out[0].bias
+            out = torch.empty([b, s, w.shape[0]], dtype=o.dtype, device=o.device)
+            for i in range(b):
+                torch.addmm(bias, o[i, :s], w.t(), out=out[i])
         txt_out = self.to_add_out(o[:, s:])
         return out, txt_out
 
