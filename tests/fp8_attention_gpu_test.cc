@@ -45,13 +45,15 @@ class Fp8AttentionGpu : public ::testing::Test {
 
 TEST_F(Fp8AttentionGpu, FusedMatchesExactAndReference) {
   struct Case {
-    int64_t b, h, sq, sk;
+    int64_t b, h, sq, sk, d;
     bool bshd;
   };
-  for (const Case& c : {Case{1, 4, 4096, 4096, false}, Case{2, 3, 1013, 1013, true}, Case{1, 4, 333, 1200, true}}) {
-    const at::Tensor q = c.bshd ? Bshd(c.b, c.h, c.sq, 128) : at::randn({c.b, c.h, c.sq, 128}, Bf16());
-    const at::Tensor k = c.bshd ? Bshd(c.b, c.h, c.sk, 128) : at::randn({c.b, c.h, c.sk, 128}, Bf16());
-    const at::Tensor v = c.bshd ? Bshd(c.b, c.h, c.sk, 128) : at::randn({c.b, c.h, c.sk, 128}, Bf16());
+  // head dim 64: CogVideoX's
+  for (const Case& c : {Case{1, 4, 4096, 4096, 128, false}, Case{2, 3, 1013, 1013, 128, true},
+                        Case{1, 4, 333, 1200, 128, true}, Case{2, 6, 1805, 1805, 64, true}}) {
+    const at::Tensor q = c.bshd ? Bshd(c.b, c.h, c.sq, c.d) : at::randn({c.b, c.h, c.sq, c.d}, Bf16());
+    const at::Tensor k = c.bshd ? Bshd(c.b, c.h, c.sk, c.d) : at::randn({c.b, c.h, c.sk, c.d}, Bf16());
+    const at::Tensor v = c.bshd ? Bshd(c.b, c.h, c.sk, c.d) : at::randn({c.b, c.h, c.sk, c.d}, Bf16());
     const auto [out, lse] = Fp8Attention(q, k, v, /*with_lse=*/true);
     ASSERT_EQ(out.sizes(), q.sizes());
     ASSERT_EQ(out.scalar_type(), at::kBFloat16);
@@ -59,11 +61,13 @@ TEST_F(Fp8AttentionGpu, FusedMatchesExactAndReference) {
     const auto ref = Fp8AttentionReference(q, k, v, std::nullopt, true);
     const double err = NormError(out, exact), ref_err = NormError(ref.first, exact);
     const double vs_ref = NormError(out, ref.first);
-    const at::Tensor exact_lse =
-        at::logsumexp(at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) / std::sqrt(128.0), -1);
+    const at::Tensor exact_lse = at::logsumexp(
+        at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)) / std::sqrt(static_cast<double>(c.d)), -1);
     const double lse_err = (lse - exact_lse).abs().max().item<double>();
-    std::printf("B%ld H%ld Sq%ld Sk%ld %s: fp8 vs exact %.2e (reference %.2e), vs reference %.2e, max|lse err| %.2e\n",
+    std::printf("B%ld H%ld Sq%ld Sk%ld D%ld %s: fp8 vs exact %.2e (reference %.2e), vs reference %.2e, "
+                "max|lse err| %.2e\n",
                 static_cast<long>(c.b), static_cast<long>(c.h), static_cast<long>(c.sq), static_cast<long>(c.sk),
+                static_cast<long>(c.d),
                 c.bshd ? "BSHD" : "BHSD", err, ref_err, vs_ref, lse_err);
     EXPECT_LT(err, 8e-2);
     EXPECT_LT(err, 1.5 * ref_err + 5e-3);  // the kernel rounds P against running maxima: close, not equal
@@ -147,17 +151,17 @@ TEST_F(Fp8AttentionGpu, RingBlocksMerge) {
   EXPECT_LT(err, 8e-2);
 }
 
-// Shapes: HunyuanVideo 544x960x61 (32,640 video + 256 text tokens, 24 heads), Mochi 480x848x163 (44,520 + 256,
-// 24 heads), CogVideoX-5b 480x720x49 (17,550 + 226, 48 heads), FLUX 1024^2 (4,608, 24 heads).
+// Shapes (one CFG row): HunyuanVideo 544x960x61 (32,640 video + 256 text tokens, 24 heads of 128), Mochi 480x848x163
+// (44,520 + 256, 24 of 128), CogVideoX-5b 480x720x49 (17,550 + 226, 48 heads of 64), FLUX 1024^2 (4,608, 24 of 128).
 TEST_F(Fp8AttentionGpu, DISABLED_Perf) {
   struct Shape {
     const char* name;
-    int64_t h, s;
+    int64_t h, s, d;
   };
-  for (const Shape& sh : {Shape{"flux-1024", 24, 4608}, Shape{"cogvideox-5b", 48, 17776},
-                          Shape{"hunyuan-544p", 24, 32896}, Shape{"mochi-480p", 24, 44776}}) {
-    const at::Tensor q = Bshd(1, sh.h, sh.s, 128), k = Bshd(1, sh.h, sh.s, 128), v = Bshd(1, sh.h, sh.s, 128);
-    const double flop = 4.0 * sh.h * sh.s * sh.s * 128;
+  for (const Shape& sh : {Shape{"flux-1024", 24, 4608, 128}, Shape{"cogvideox-5b", 48, 17776, 64},
+                          Shape{"hunyuan-544p", 24, 32896, 128}, Shape{"mochi-480p", 24, 44776, 128}}) {
+    const at::Tensor q = Bshd(1, sh.h, sh.s, sh.d), k = Bshd(1, sh.h, sh.s, sh.d), v = Bshd(1, sh.h, sh.s, sh.d);
+    const double flop = 4.0 * sh.h * sh.s * sh.s * sh.d;
     // Fp8Attention itself (quantisation, fused kernel, dequantisation), also where Fp8AttentionPays says no.
     SdpaAttentionBackend bf16;
     auto fp8 = [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
@@ -169,10 +173,10 @@ TEST_F(Fp8AttentionGpu, DISABLED_Perf) {
     // The same on contiguous [B, H, S, D] tensors: what the [B, S, H, D] views cost the kernel.
     const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
     const double t_fp8_bhsd = testing::CudaTimeMs([&] { fp8(qc, kc, vc); }, 10);
-    std::printf("%-13s H%-2ld S%-6ld bf16 cuDNN %8.2f ms (%4.0f TFLOP/s) | fp8 %8.2f ms (%4.0f TFLOP/s, %.2fx) | "
+    std::printf("%-13s H%-2ld D%-3ld S%-6ld bf16 cuDNN %8.2f ms (%4.0f TFLOP/s) | fp8 %8.2f ms (%4.0f TFLOP/s, %.2fx) | "
                 "fp8 on BHSD %8.2f ms | fp8 vs bf16 %.2e\n",
-                sh.name, static_cast<long>(sh.h), static_cast<long>(sh.s), t_bf16, flop / t_bf16 / 1e9, t_fp8,
-                flop / t_fp8 / 1e9, t_bf16 / t_fp8, t_fp8_bhsd, err);
+                sh.name, static_cast<long>(sh.h), static_cast<long>(sh.d), static_cast<long>(sh.s), t_bf16,
+                flop / t_bf16 / 1e9, t_fp8, flop / t_fp8 / 1e9, t_bf16 / t_fp8, t_fp8_bhsd, err);
   }
 }
 
