@@ -360,6 +360,7 @@ TEST(FusedOpsGpu, SwiGluKernelEqualsEagerComposition) {
   EXPECT_EQ(kernels::SwiGluBf16(x.data_ptr(), 64, x.data_ptr(), 14, 12, at::cuda::getCurrentCUDAStream()),
             cudaErrorInvalidValue);
   EXPECT_THROW(SwiGlu(x.narrow(2, 0, 63)), c10::Error);
+  EXPECT_EQ(SwiGlu(at::empty({3, 0}, Bf16())).sizes(), at::IntArrayRef({3, 0}));  // no rows to divide by
 }
 
 TEST(FusedOpsGpu, DISABLED_Perf) {

@@ -401,7 +401,7 @@ at::Tensor SwiGluReference(const at::Tensor& x) {
 at::Tensor SwiGlu(const at::Tensor& x) {
 #ifdef DITSERVE_HAVE_CUDA_KERNELS
   // A GEMM's output: contiguous, so its rows are [h, g] at a stride of 2N.
-  if (IsBf16Cuda(x) && x.dim() >= 1 && x.size(-1) % 16 == 0 && x.is_contiguous() &&
+  if (IsBf16Cuda(x) && x.dim() >= 1 && x.size(-1) > 0 && x.size(-1) % 16 == 0 && x.is_contiguous() &&
       (reinterpret_cast<uintptr_t>(x.data_ptr()) & 15u) == 0) {
     const c10::cuda::CUDAGuard guard(x.device());
     const int64_t inner = x.size(-1) / 2;

@@ -34,6 +34,9 @@ bool HealthServing(const std::shared_ptr<grpc::Channel>& channel) {
          response == std::string("\x08\x01", 2);
 }
 
+// Multi-rank group g's TCPStore listens on store_base_port + g: room for the groups a test configures.
+constexpr int kStorePorts = 16;
+
 }  // namespace
 
 ServerProcess::ServerProcess(ServerOptions opts) : opts_(std::move(opts)) {
@@ -47,7 +50,7 @@ ServerProcess::ServerProcess(ServerOptions opts) : opts_(std::move(opts)) {
       << metrics_port_ << "\", \"queue_capacity\": " << opts_.queue_capacity
       << ", \"worker_threads\": 1, \"debug_step_delay_ms\": " << opts_.step_delay_ms
       << ", \"drain_timeout_s\": " << opts_.drain_timeout_s << ", \"runtime_dir\": \"" << dir_ << "/run\""
-      << ", \"store_base_port\": " << (20000 + FreeTcpPort() % 20000);
+      << ", \"store_base_port\": " << FreePortRange(kStorePorts);
   if (!opts_.worker_binary.empty()) cfg << ", \"worker_binary\": \"" << opts_.worker_binary << "\"";
   if (opts_.result_chunk_bytes > 0) cfg << ", \"result_chunk_bytes\": " << opts_.result_chunk_bytes;
   if (opts_.video_crf >= 0) cfg << ", \"video_crf\": " << opts_.video_crf;

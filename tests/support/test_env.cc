@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
@@ -28,21 +29,45 @@ std::string MakeTempDir(const std::string& prefix) {
   return buf.data();
 }
 
-int FreeTcpPort() {
+namespace {
+
+// Binds 127.0.0.1:port (0: any) and returns the bound port, or -1 where it is taken.
+int BindLoopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     close(fd);
-    throw std::runtime_error("bind failed");
+    return -1;
   }
   socklen_t len = sizeof addr;
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
   close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace
+
+int FreeTcpPort() {
+  const int port = BindLoopback(0);
+  if (port < 0) throw std::runtime_error("bind failed");
   return port;
+}
+
+int FreePortRange(int count) {
+  // Below Linux's ephemeral range (32768 and up), where no connection's local port lands: only an explicit bind
+  // (another test's range) can take one of these after the check, and a random start makes that unlikely.
+  constexpr int kLow = 20000, kHigh = 32768;
+  std::mt19937 rng{std::random_device{}()};
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int base = kLow + static_cast<int>(rng() % static_cast<unsigned>(kHigh - kLow - count));
+    bool free = true;
+    for (int p = base; p < base + count && free; ++p) free = BindLoopback(p) == p;
+    if (free) return base;
+  }
+  throw std::runtime_error("no free port range");
 }
 
 }  // namespace ditserve::testing

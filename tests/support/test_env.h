@@ -12,5 +12,6 @@ std::string TestModelsDir();  // made by scripts/make_test_models.py (ctest fixt
 std::string PythonExe();      // the pinned venv's python
 std::string MakeTempDir(const std::string& prefix);  // removed by the OS tmp cleaner; unique per call
 int FreeTcpPort();            // a port that was free a moment ago on 127.0.0.1
+int FreePortRange(int count);  // base of `count` consecutive such ports, below the ephemeral range
 
 }  // namespace ditserve::testing
