@@ -173,8 +173,8 @@ TEST_F(Fp8AttentionGpu, DISABLED_Perf) {
     // The same on contiguous [B, H, S, D] tensors: what the [B, S, H, D] views cost the kernel.
     const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
     const double t_fp8_bhsd = testing::CudaTimeMs([&] { fp8(qc, kc, vc); }, 10);
-    std::printf("%-13s H%-2ld D%-3ld S%-6ld bf16 cuDNN %8.2f ms (%4.0f TFLOP/s) | fp8 %8.2f ms (%4.0f TFLOP/s, %.2fx) | "
-                "fp8 on BHSD %8.2f ms | fp8 vs bf16 %.2e\n",
+    std::printf("%-13s H%-2ld D%-3ld S%-6ld bf16 cuDNN %8.2f ms (%4.0f TFLOP/s) | "
+                "fp8 %8.2f ms (%4.0f TFLOP/s, %.2fx) | fp8 on BHSD %8.2f ms | fp8 vs bf16 %.2e\n",
                 sh.name, static_cast<long>(sh.h), static_cast<long>(sh.d), static_cast<long>(sh.s), t_bf16,
                 flop / t_bf16 / 1e9, t_fp8, flop / t_fp8 / 1e9, t_bf16 / t_fp8, t_fp8_bhsd, err);
   }

@@ -1,7 +1,8 @@
 // Fused elementwise operators of exported DiT blocks, registered as torch.ops.ditserve.{rms_rope,
 // layer_norm_rope, rms_rope_per_head, rms_scale, layer_norm_modulate, linear_gelu, gated_residual, swiglu} for CPU
-// and CUDA. The CPU (and any non-bf16 / unsupported-layout) path composes torch ops exactly as the unfused Python modules did (scripts/ditserve_export/ops.py has the same
-// references), so fp32 exports are bit-identical to before; CUDA bf16 runs one kernel from kernels/.
+// and CUDA. The CPU (and any non-bf16 / unsupported-layout) path composes torch ops exactly as the unfused Python
+// modules did (scripts/ditserve_export/ops.py has the same references), so fp32 exports are bit-identical to
+// before; CUDA bf16 runs one kernel from kernels/.
 //
 //   rms_rope(x, weight, cos, sin, eps, x2=None, weight2=None) -> [B, H, S1+S2, D], stored as [B, S, H, D]
 //       (a transposed view: attention reads it in place and returns its output in the same layout, so
